@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Peercall needs, and only those that are missing.
+# Usage: scripts/install-deps.sh [build|test]   (test adds what the end-to-end tests use)
+set -euo pipefail
+
+want=(
+  libasound2-dev   # cpal's ALSA backend
+  libclang-dev     # bindgen for nokhwa's v4l2 bindings
+  cmake            # the opus crate builds its bundled libopus with CMake
+  nasm             # openh264's assembly: ~3x faster encode
+  pkg-config
+)
+if [[ "${1:-build}" == "test" ]]; then
+  want+=(xvfb xauth imagemagick)
+fi
+
+missing=()
+for pkg in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,10 @@
+//! Peercall: native 1:1 video calls, with its own MDN-compatible signaling server.
+//!
+//! # Layout
+//! - [`signaling`]: the JSON-over-WebSocket protocol ([`signaling::protocol`]), the server
+//!   ([`signaling::server`]) and the client the call engine uses ([`signaling::client`]).
+//! - `call`: the call engine: peer connection, call state machine, stats. Knows nothing of windows.
+//! - `media`: sources (synthetic pattern and tone), codecs (H.264, Opus), frames.
+//! - `ui`: the eframe window, views only.
+
+pub mod signaling;
