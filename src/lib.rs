@@ -7,4 +7,5 @@
 //! - `media`: sources (synthetic pattern and tone), codecs (H.264, Opus), frames.
 //! - `ui`: the eframe window, views only.
 
+pub mod media;
 pub mod signaling;

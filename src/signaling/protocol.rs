@@ -193,7 +193,8 @@ mod tests {
 
     #[test]
     fn parses_what_mdn_page_sends() {
-        let offer = r#"{"name":"alice","target":"bob","type":"video-offer","sdp":{"type":"offer","sdp":"v=0\r\n"}}"#;
+        let offer =
+            r#"{"name":"alice","target":"bob","type":"video-offer","sdp":{"type":"offer","sdp":"v=0\r\n"}}"#;
         let m: Message = serde_json::from_str(offer).expect("offer parses");
         assert_eq!(
             m,

@@ -1,0 +1,107 @@
+//! Video and audio frames as they travel between sources, codecs and listeners.
+
+use std::sync::Arc;
+
+/// A video frame in I420 (planar Y, then U and V at half resolution): what encoders want.
+#[derive(Clone, Debug)]
+pub struct I420Frame {
+    /// Width in pixels (even).
+    pub width: usize,
+    /// Height in pixels (even).
+    pub height: usize,
+    /// Y plane (`width*height`), then U and V (`width/2*height/2` each), no padding.
+    pub data: Vec<u8>,
+}
+
+impl I420Frame {
+    /// A black frame of the given (even) size.
+    pub fn black(width: usize, height: usize) -> Self {
+        let luma = width * height;
+        let mut data = vec![16u8; luma + luma / 2];
+        data[luma..].fill(128);
+        Self { width, height, data }
+    }
+
+    /// The Y, U and V planes.
+    pub fn planes(&self) -> (&[u8], &[u8], &[u8]) {
+        let luma = self.width * self.height;
+        let chroma = luma / 4;
+        let (y, rest) = self.data.split_at(luma);
+        let (u, v) = rest.split_at(chroma);
+        (y, u, &v[..chroma])
+    }
+
+    /// The Y, U and V planes, writable.
+    pub fn planes_mut(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
+        let luma = self.width * self.height;
+        let chroma = luma / 4;
+        let (y, rest) = self.data.split_at_mut(luma);
+        let (u, v) = rest.split_at_mut(chroma);
+        (y, u, &mut v[..chroma])
+    }
+}
+
+impl openh264::formats::YUVSource for I420Frame {
+    fn dimensions(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    fn strides(&self) -> (usize, usize, usize) {
+        (self.width, self.width / 2, self.width / 2)
+    }
+
+    fn y(&self) -> &[u8] {
+        self.planes().0
+    }
+
+    fn u(&self) -> &[u8] {
+        self.planes().1
+    }
+
+    fn v(&self) -> &[u8] {
+        self.planes().2
+    }
+}
+
+/// A decoded video frame in RGBA, shared cheaply between listeners (window, tests, benchmarks).
+#[derive(Clone, Debug)]
+pub struct RgbaFrame {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// `width*height*4` bytes, row by row.
+    pub pixels: Arc<[u8]>,
+    /// Whether the encoded frame was a keyframe (IDR).
+    pub keyframe: bool,
+    /// Microseconds since the Unix epoch when decoding finished.
+    pub decoded_at_us: u64,
+    /// Time the decoder spent on this frame, including the RGBA conversion.
+    pub decode_time: std::time::Duration,
+}
+
+impl RgbaFrame {
+    /// BT.601 studio-range luma of a pixel, as the encoder saw it (inverse of the decoder's conversion).
+    pub fn luma(&self, x: usize, y: usize) -> f32 {
+        let i = (y * self.width + x) * 4;
+        let p = &self.pixels[i..i + 3];
+        // Studio-range luma: Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255.
+        16.0 + (65.481 * p[0] as f32 + 128.553 * p[1] as f32 + 24.966 * p[2] as f32) / 255.0
+    }
+}
+
+/// Mono 48 kHz PCM samples, one 20 ms Opus frame (960 samples) at a time.
+pub type AudioChunk = Arc<[i16]>;
+
+/// Samples per second of every audio path inside Peercall.
+pub const AUDIO_RATE: u32 = 48_000;
+/// Samples in one 20 ms frame at [`AUDIO_RATE`].
+pub const AUDIO_FRAME_SAMPLES: usize = 960;
+
+/// Microseconds since the Unix epoch: the clock the synthetic pattern stamps into its pixels.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,205 @@
+//! H.264 through openh264: a constrained-baseline encoder that makes IDRs on request, and a decoder
+//! that turns Annex-B access units into RGBA frames.
+
+use super::frame::{now_us, I420Frame, RgbaFrame};
+use openh264::decoder::Decoder;
+use openh264::encoder::{
+    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, Profile, RateControlMode, UsageType,
+};
+use openh264::OpenH264API;
+use std::time::{Duration, Instant};
+
+/// What can go wrong in the codec, in words a log or a window can show.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// openh264 refused to start (bad size or parameters).
+    #[error("H.264 encoder could not start: {0}")]
+    EncoderInit(String),
+    /// A frame could not be encoded.
+    #[error("H.264 encoding failed: {0}")]
+    Encode(String),
+    /// openh264's decoder could not start.
+    #[error("H.264 decoder could not start: {0}")]
+    DecoderInit(String),
+    /// The bitstream could not be decoded (loss, corruption, or no keyframe yet).
+    #[error("H.264 decoding failed: {0}")]
+    Decode(String),
+}
+
+/// One encoded access unit, Annex-B (start codes), ready for the RTP packetizer.
+#[derive(Clone, Debug)]
+pub struct EncodedFrame {
+    /// The NAL units with start codes; an IDR carries SPS and PPS ahead of it.
+    pub data: bytes::Bytes,
+    /// Whether this is an IDR.
+    pub keyframe: bool,
+    /// Time the encoder spent on it.
+    pub encode_time: Duration,
+}
+
+/// The encoder settings a call needs.
+#[derive(Clone, Copy, Debug)]
+pub struct EncoderSettings {
+    /// Target bitrate in bits per second.
+    pub bitrate_bps: u32,
+    /// Frames per second the source delivers.
+    pub fps: u32,
+}
+
+impl EncoderSettings {
+    /// A bitrate that looks good for the pattern and for a camera at this size: ~0.1 bit per pixel at 30 fps.
+    pub fn for_size(width: usize, height: usize, fps: u32) -> Self {
+        let bps = (width * height) as u64 * fps as u64 / 10;
+        Self { bitrate_bps: bps.clamp(300_000, 4_000_000) as u32, fps }
+    }
+}
+
+/// openh264 in constrained baseline (what browsers decode with packetization-mode=1).
+pub struct H264Encoder {
+    inner: Encoder,
+    settings: EncoderSettings,
+    force_keyframe: bool,
+}
+
+impl H264Encoder {
+    /// Starts an encoder; the first frame it produces is an IDR.
+    pub fn new(settings: EncoderSettings) -> Result<Self, CodecError> {
+        let config = EncoderConfig::new()
+            .bitrate(BitRate::from_bps(settings.bitrate_bps))
+            .max_frame_rate(FrameRate::from_hz(settings.fps as f32))
+            .usage_type(UsageType::CameraVideoRealTime)
+            .rate_control_mode(RateControlMode::Bitrate)
+            .profile(Profile::Baseline)
+            // Frame skipping would hold the bitrate tighter but drops frames; a call wants steady motion.
+            .skip_frames(false)
+            .num_threads(1);
+        let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
+            .map_err(|e| CodecError::EncoderInit(e.to_string()))?;
+        Ok(Self { inner, settings, force_keyframe: true })
+    }
+
+    /// The settings the encoder runs with.
+    pub fn settings(&self) -> EncoderSettings {
+        self.settings
+    }
+
+    /// Makes the next frame an IDR (with SPS/PPS): the answer to PLI and FIR.
+    pub fn request_keyframe(&mut self) {
+        self.force_keyframe = true;
+    }
+
+    /// Encodes one frame; `None` if the encoder chose to skip it.
+    pub fn encode(&mut self, frame: &I420Frame) -> Result<Option<EncodedFrame>, CodecError> {
+        let started = Instant::now();
+        if std::mem::take(&mut self.force_keyframe) {
+            self.inner.force_intra_frame();
+        }
+        let bitstream = self.inner.encode(frame).map_err(|e| CodecError::Encode(e.to_string()))?;
+        let frame_type = bitstream.frame_type();
+        if matches!(frame_type, FrameType::Skip | FrameType::Invalid) {
+            return Ok(None);
+        }
+        let data = bitstream.to_vec();
+        if data.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(EncodedFrame {
+            data: data.into(),
+            keyframe: matches!(frame_type, FrameType::IDR | FrameType::I),
+            encode_time: started.elapsed(),
+        }))
+    }
+}
+
+/// openh264's decoder, producing RGBA.
+pub struct H264Decoder {
+    inner: Decoder,
+}
+
+impl H264Decoder {
+    /// Starts a decoder.
+    pub fn new() -> Result<Self, CodecError> {
+        let inner = Decoder::new().map_err(|e| CodecError::DecoderInit(e.to_string()))?;
+        Ok(Self { inner })
+    }
+
+    /// Decodes one access unit (Annex-B). `Ok(None)` means the decoder needs more data (e.g. it has
+    /// not seen a keyframe yet); an error means the picture is damaged and a keyframe should be asked for.
+    pub fn decode(&mut self, access_unit: &[u8]) -> Result<Option<RgbaFrame>, CodecError> {
+        use openh264::formats::YUVSource;
+        let started = Instant::now();
+        let keyframe = contains_idr(access_unit);
+        let Some(yuv) = self.inner.decode(access_unit).map_err(|e| CodecError::Decode(e.to_string()))? else {
+            return Ok(None);
+        };
+        let (width, height) = yuv.dimensions();
+        let mut pixels = vec![0u8; width * height * 4];
+        yuv.write_rgba8(&mut pixels);
+        Ok(Some(RgbaFrame {
+            width,
+            height,
+            pixels: pixels.into(),
+            keyframe,
+            decoded_at_us: now_us(),
+            decode_time: started.elapsed(),
+        }))
+    }
+}
+
+/// Whether an Annex-B access unit holds an IDR slice (NAL type 5).
+pub fn contains_idr(access_unit: &[u8]) -> bool {
+    nal_types(access_unit).any(|t| t == 5)
+}
+
+/// The NAL unit types in an Annex-B stream, in order.
+pub fn nal_types(stream: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    // A NAL header follows every 00 00 01 start code (the 4-byte form ends in the same three bytes).
+    stream.windows(4).filter(|w| w[0] == 0 && w[1] == 0 && w[2] == 1).map(|w| w[3] & 0x1F)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::pattern::{psnr_luma, read_stamp, render, Stamp};
+
+    #[test]
+    fn encodes_and_decodes_the_pattern_with_stamps_intact() {
+        let settings = EncoderSettings::for_size(640, 480, 30);
+        let mut enc = H264Encoder::new(settings).expect("encoder");
+        let mut dec = H264Decoder::new().expect("decoder");
+        for n in 0..30u32 {
+            let sent = render(Stamp { frame_no: n, capture_us: 1000 + n as u64 }, 640, 480);
+            let Some(encoded) = enc.encode(&sent).expect("encode") else { continue };
+            assert_eq!(encoded.keyframe, n == 0, "only the first frame is an IDR");
+            if n == 0 {
+                let types: Vec<u8> = nal_types(&encoded.data).collect();
+                assert_eq!(&types[..3], &[7, 8, 5], "SPS, PPS, then the IDR slice");
+            }
+            let decoded = dec.decode(&encoded.data).expect("decode").expect("a picture per frame");
+            assert_eq!(read_stamp(&decoded), Some(Stamp { frame_no: n, capture_us: 1000 + n as u64 }));
+            let psnr = psnr_luma(&decoded, &sent);
+            assert!(psnr > 30.0, "frame {n}: PSNR {psnr:.1} dB");
+        }
+    }
+
+    #[test]
+    fn keyframe_on_request() {
+        let mut enc = H264Encoder::new(EncoderSettings::for_size(320, 240, 30)).expect("encoder");
+        let frame = |n| render(Stamp { frame_no: n, capture_us: 0 }, 320, 240);
+        assert!(enc.encode(&frame(0)).expect("encode").expect("frame").keyframe);
+        assert!(!enc.encode(&frame(1)).expect("encode").expect("frame").keyframe);
+        enc.request_keyframe();
+        let idr = enc.encode(&frame(2)).expect("encode").expect("frame");
+        assert!(idr.keyframe && contains_idr(&idr.data));
+    }
+
+    #[test]
+    fn garbage_is_an_error_or_nothing_never_a_panic() {
+        let mut dec = H264Decoder::new().expect("decoder");
+        for junk in [&[0u8, 0, 0, 1, 0x65, 0xFF, 0x00][..], &[1, 2, 3], &[]] {
+            if let Ok(Some(_)) = dec.decode(junk) {
+                panic!("junk decoded to a picture")
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Media: frames, sources (synthetic pattern and tone), codecs (H.264, Opus) and RTP frame assembly.
+//!
+//! Nothing here knows about calls or the network: the call engine feeds packets in and takes frames out.
+
+pub mod assembler;
+pub mod frame;
+pub mod h264;
+pub mod opus_codec;
+pub mod pattern;
+pub mod source;
+pub mod tone;

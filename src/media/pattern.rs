@@ -1,0 +1,285 @@
+//! The synthetic video source: a moving test pattern that carries its frame number and capture time
+//! in its pixels, so the far end can check content and measure glass-to-glass latency from decoded frames.
+//!
+//! The stamp is 96 bits (32-bit frame number, 48-bit capture time in µs, 16-bit checksum) drawn as
+//! 16×16 black/white blocks in the top rows. 16×16 is one H.264 macroblock, so each bit is coded on its
+//! own and survives any quantiser we use: the receiver reads the centre 8×8 of each block and thresholds.
+//! Below the stamp, colour bars scroll and a white square moves, so every frame differs (the encoder
+//! can't skip) and a frozen or torn picture is visible at a glance. Everything is a pure function of
+//! the frame number and stamp, so a receiver can redraw the expected frame and compute PSNR.
+
+use super::frame::{now_us, I420Frame, RgbaFrame};
+use super::source::{pace, VideoSource};
+use std::time::{Duration, Instant};
+
+/// Side of one stamp block, in pixels: one H.264 macroblock.
+const BLOCK: usize = 16;
+/// Bits in a stamp: frame number, capture time, checksum.
+const STAMP_BITS: usize = 32 + 48 + 16;
+/// Studio-range luma for white and black blocks.
+const WHITE: u8 = 235;
+const BLACK: u8 = 16;
+
+/// What a frame carries in its pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// Frame number since the source started.
+    pub frame_no: u32,
+    /// Capture time, µs since the Unix epoch, modulo 2^48.
+    pub capture_us: u64,
+}
+
+impl Stamp {
+    fn bits(&self) -> [bool; STAMP_BITS] {
+        let mut bytes = [0u8; 12];
+        bytes[..4].copy_from_slice(&self.frame_no.to_be_bytes());
+        bytes[4..10].copy_from_slice(&(self.capture_us & 0xFFFF_FFFF_FFFF).to_be_bytes()[2..]);
+        let check = fletcher16(&bytes[..10]);
+        bytes[10..].copy_from_slice(&check.to_be_bytes());
+        let mut bits = [false; STAMP_BITS];
+        for (i, bit) in bits.iter_mut().enumerate() {
+            *bit = bytes[i / 8] & (0x80 >> (i % 8)) != 0;
+        }
+        bits
+    }
+
+    fn from_bits(bits: &[bool; STAMP_BITS]) -> Option<Self> {
+        let mut bytes = [0u8; 12];
+        for (i, &bit) in bits.iter().enumerate() {
+            if bit {
+                bytes[i / 8] |= 0x80 >> (i % 8);
+            }
+        }
+        if fletcher16(&bytes[..10]).to_be_bytes() != bytes[10..] {
+            return None;
+        }
+        let frame_no = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let mut t = [0u8; 8];
+        t[2..].copy_from_slice(&bytes[4..10]);
+        Some(Self { frame_no, capture_us: u64::from_be_bytes(t) })
+    }
+
+    /// Microseconds from capture to `now_us` (same clock, modulo 2^48 like the stamp).
+    pub fn age_us(&self, now_us: u64) -> u64 {
+        (now_us & 0xFFFF_FFFF_FFFF).wrapping_sub(self.capture_us) & 0xFFFF_FFFF_FFFF
+    }
+}
+
+fn fletcher16(data: &[u8]) -> u16 {
+    let (mut a, mut b) = (0u16, 0u16);
+    for &d in data {
+        a = (a + d as u16) % 255;
+        b = (b + a) % 255;
+    }
+    (b << 8) | a
+}
+
+/// Rows of blocks the stamp takes at this width.
+fn stamp_rows(width: usize) -> usize {
+    STAMP_BITS.div_ceil(width / BLOCK)
+}
+
+/// 75% colour bars (Y, U, V), BT.601 studio range.
+const BARS: [(u8, u8, u8); 8] = [
+    (180, 128, 128), // white
+    (162, 44, 142),  // yellow
+    (131, 156, 44),  // cyan
+    (112, 72, 58),   // green
+    (84, 184, 198),  // magenta
+    (65, 100, 212),  // red
+    (35, 212, 114),  // blue
+    (16, 128, 128),  // black
+];
+
+/// Draws the frame `stamp.frame_no` of the pattern at `width`×`height` (both multiples of 16, width ≥ 64).
+pub fn render(stamp: Stamp, width: usize, height: usize) -> I420Frame {
+    let mut frame = I420Frame::black(width, height);
+    let code_h = stamp_rows(width) * BLOCK;
+    let shift = (stamp.frame_no as usize * 4) % width;
+    let (yp, up, vp) = frame.planes_mut();
+
+    // Scrolling bars: every row is the same, so build one row per plane and copy it down.
+    let bar = |x: usize| BARS[((x + shift) % width) * BARS.len() / width];
+    let y_row: Vec<u8> = (0..width).map(|x| bar(x).0).collect();
+    let u_row: Vec<u8> = (0..width / 2).map(|x| bar(2 * x).1).collect();
+    let v_row: Vec<u8> = (0..width / 2).map(|x| bar(2 * x).2).collect();
+    for row in yp.chunks_exact_mut(width).skip(code_h) {
+        row.copy_from_slice(&y_row);
+    }
+    for row in up.chunks_exact_mut(width / 2).skip(code_h / 2) {
+        row.copy_from_slice(&u_row);
+    }
+    for row in vp.chunks_exact_mut(width / 2).skip(code_h / 2) {
+        row.copy_from_slice(&v_row);
+    }
+
+    // A white square bouncing through the picture area (even coordinates keep chroma aligned).
+    let side = (height / 6).max(16) & !1;
+    let span_x = width.saturating_sub(side).max(1);
+    let span_y = (height - code_h).saturating_sub(side).max(1);
+    let sx = (stamp.frame_no as usize * 6 % span_x) & !1;
+    let sy = (code_h + stamp.frame_no as usize * 4 % span_y) & !1;
+    for row in yp.chunks_exact_mut(width).skip(sy).take(side) {
+        row[sx..sx + side].fill(WHITE);
+    }
+    for r in sy / 2..(sy + side) / 2 {
+        up[r * width / 2 + sx / 2..r * width / 2 + (sx + side) / 2].fill(128);
+        vp[r * width / 2 + sx / 2..r * width / 2 + (sx + side) / 2].fill(128);
+    }
+
+    // The stamp: one block per bit, row-major from the top-left; chroma stays neutral (128).
+    let cols = width / BLOCK;
+    for (i, bit) in stamp.bits().iter().enumerate() {
+        let (bx, by) = (i % cols * BLOCK, i / cols * BLOCK);
+        let value = if *bit { WHITE } else { BLACK };
+        for row in yp.chunks_exact_mut(width).skip(by).take(BLOCK) {
+            row[bx..bx + BLOCK].fill(value);
+        }
+    }
+    frame
+}
+
+/// Reads the stamp from a decoded frame; `None` if the checksum fails (not our pattern, or damaged).
+pub fn read_stamp(frame: &RgbaFrame) -> Option<Stamp> {
+    let cols = frame.width / BLOCK;
+    if cols == 0 || stamp_rows(frame.width) * BLOCK > frame.height {
+        return None;
+    }
+    let mut bits = [false; STAMP_BITS];
+    for (i, bit) in bits.iter_mut().enumerate() {
+        let (bx, by) = (i % cols * BLOCK, i / cols * BLOCK);
+        let mut sum = 0.0;
+        for y in by + 4..by + 12 {
+            for x in bx + 4..bx + 12 {
+                sum += frame.luma(x, y);
+            }
+        }
+        *bit = sum / 64.0 > (WHITE as f32 + BLACK as f32) / 2.0;
+    }
+    Stamp::from_bits(&bits)
+}
+
+/// Peak signal-to-noise ratio (dB) of the decoded frame's luma against the frame we sent.
+pub fn psnr_luma(decoded: &RgbaFrame, sent: &I420Frame) -> f64 {
+    if decoded.width != sent.width || decoded.height != sent.height {
+        return 0.0;
+    }
+    let (yp, _, _) = sent.planes();
+    let mut sse = 0.0f64;
+    for y in 0..sent.height {
+        for x in 0..sent.width {
+            let d = decoded.luma(x, y) as f64 - yp[y * sent.width + x] as f64;
+            sse += d * d;
+        }
+    }
+    let mse = sse / (sent.width * sent.height) as f64;
+    if mse <= 1e-9 {
+        return 99.0;
+    }
+    10.0 * (255.0f64 * 255.0 / mse).log10()
+}
+
+/// The synthetic camera: renders the pattern at a steady frame rate, stamping each frame's capture time.
+pub struct PatternSource {
+    width: usize,
+    height: usize,
+    fps: u32,
+    frame_no: u32,
+    deadline: Instant,
+}
+
+impl PatternSource {
+    /// A pattern of `width`×`height` (rounded down to multiples of 16, at least 64×64) at `fps`.
+    pub fn new(width: usize, height: usize, fps: u32) -> Self {
+        Self {
+            width: (width / 16 * 16).max(64),
+            height: (height / 16 * 16).max(64),
+            fps: fps.clamp(1, 120),
+            frame_no: 0,
+            deadline: Instant::now(),
+        }
+    }
+}
+
+impl VideoSource for PatternSource {
+    fn next_frame(&mut self) -> Option<I420Frame> {
+        pace(&mut self.deadline, Duration::from_secs(1) / self.fps);
+        let stamp = Stamp { frame_no: self.frame_no, capture_us: now_us() };
+        self.frame_no = self.frame_no.wrapping_add(1);
+        Some(render(stamp, self.width, self.height))
+    }
+
+    fn fps(&self) -> u32 {
+        self.fps
+    }
+
+    fn describe(&self) -> String {
+        format!("synthetic test pattern {}x{}@{}", self.width, self.height, self.fps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Converts I420 to RGBA with the BT.601 studio-range matrix, as the decoder does.
+    pub(crate) fn to_rgba(frame: &I420Frame) -> RgbaFrame {
+        let (yp, up, vp) = frame.planes();
+        let mut px = vec![0u8; frame.width * frame.height * 4];
+        for y in 0..frame.height {
+            for x in 0..frame.width {
+                let c = 1.164 * (yp[y * frame.width + x] as f32 - 16.0);
+                let ci = y / 2 * frame.width / 2 + x / 2;
+                let (u, v) = (up[ci] as f32 - 128.0, vp[ci] as f32 - 128.0);
+                let o = (y * frame.width + x) * 4;
+                px[o] = (c + 1.596 * v).round().clamp(0.0, 255.0) as u8;
+                px[o + 1] = (c - 0.392 * u - 0.813 * v).round().clamp(0.0, 255.0) as u8;
+                px[o + 2] = (c + 2.017 * u).round().clamp(0.0, 255.0) as u8;
+                px[o + 3] = 255;
+            }
+        }
+        RgbaFrame {
+            width: frame.width,
+            height: frame.height,
+            pixels: px.into(),
+            keyframe: false,
+            decoded_at_us: 0,
+            decode_time: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn stamp_round_trips_through_pixels() {
+        for (w, h) in [(640, 480), (1280, 720), (320, 240)] {
+            let stamp = Stamp { frame_no: 123_456, capture_us: 1_732_358_400_123_456 & 0xFFFF_FFFF_FFFF };
+            let sent = render(stamp, w, h);
+            let rgba = to_rgba(&sent);
+            assert_eq!(read_stamp(&rgba), Some(stamp), "{w}x{h}");
+            assert!(psnr_luma(&rgba, &sent) > 40.0);
+        }
+    }
+
+    #[test]
+    fn a_damaged_stamp_is_refused() {
+        let sent = render(Stamp { frame_no: 7, capture_us: 99 }, 320, 240);
+        let mut rgba = to_rgba(&sent);
+        let mut px = rgba.pixels.to_vec();
+        // Invert the first block (bit 0 of the frame number).
+        for y in 0..16 {
+            for x in 0..16 {
+                let o = (y * 320 + x) * 4;
+                let inverted = if px[o] > 128 { 0 } else { 255 };
+                px[o..o + 3].fill(inverted);
+            }
+        }
+        rgba.pixels = px.into();
+        assert_eq!(read_stamp(&rgba), None);
+    }
+
+    #[test]
+    fn consecutive_frames_differ_and_psnr_tells_them_apart() {
+        let a = render(Stamp { frame_no: 10, capture_us: 5 }, 640, 480);
+        let b = render(Stamp { frame_no: 11, capture_us: 5 }, 640, 480);
+        assert!(psnr_luma(&to_rgba(&a), &b) < 25.0, "the picture must move between frames");
+    }
+}
