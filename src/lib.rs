@@ -7,5 +7,6 @@
 //! - `media`: sources (synthetic pattern and tone), codecs (H.264, Opus), frames.
 //! - `ui`: the eframe window, views only.
 
+pub mod call;
 pub mod media;
 pub mod signaling;

@@ -70,8 +70,8 @@ impl H264Encoder {
             .usage_type(UsageType::CameraVideoRealTime)
             .rate_control_mode(RateControlMode::Bitrate)
             .profile(Profile::Baseline)
-            // Frame skipping would hold the bitrate tighter but drops frames; a call wants steady motion.
-            .skip_frames(false)
+            // Without frame skipping openh264's rate control cannot hold the bitrate (it says so on stderr).
+            .skip_frames(true)
             .num_threads(1);
         let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|e| CodecError::EncoderInit(e.to_string()))?;

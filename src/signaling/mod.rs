@@ -1,3 +1,4 @@
 //! Signaling: the MDN "Signaling and video calling" protocol over WebSocket, server and client.
 
+pub mod client;
 pub mod protocol;

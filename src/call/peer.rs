@@ -1,0 +1,268 @@
+//! Building a peer connection the way every Peercall call needs it: H.264 constrained baseline
+//! (packetization-mode 1) and Opus, NACK both ways, RTCP reports, PLI/FIR delivered to the sender,
+//! and every event forwarded to the engine tagged with its call so stale events are told apart.
+
+use rtc::interceptor::{Attribute, Interceptor, Packet as InterceptorPacket, Slot, StreamInfo, TaggedPacket};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceConnectionState,
+    RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry,
+};
+
+/// The H.264 line browsers accept: constrained baseline 3.1, packetization-mode 1.
+pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+/// Payload type we offer for H.264 (Chromium's usual number for this profile).
+pub const H264_PAYLOAD_TYPE: u8 = 102;
+/// Payload type we offer for Opus (everyone's usual number).
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+
+/// What a peer connection tells the engine, tagged with the call it belongs to.
+pub enum PeerEvent {
+    /// A local ICE candidate to trickle to the far side.
+    LocalCandidate(RTCIceCandidateInit),
+    /// ICE moved.
+    Ice(RTCIceConnectionState),
+    /// The connection as a whole moved.
+    Connection(RTCPeerConnectionState),
+    /// Tracks were added: time to make an offer.
+    NegotiationNeeded,
+    /// The far side's track arrived.
+    Track(Arc<dyn TrackRemote>),
+}
+
+impl PeerEvent {
+    /// The event's name, for logs.
+    pub fn name(&self) -> String {
+        match self {
+            PeerEvent::LocalCandidate(c) => format!("local candidate {}", c.candidate),
+            PeerEvent::Ice(s) => format!("ice {s}"),
+            PeerEvent::Connection(s) => format!("connection {s}"),
+            PeerEvent::NegotiationNeeded => "negotiation needed".to_owned(),
+            PeerEvent::Track(_) => "track".to_owned(),
+        }
+    }
+}
+
+/// How a peer connection is built.
+#[derive(Clone, Debug)]
+pub struct PeerSettings {
+    /// STUN/TURN servers.
+    pub ice_servers: Vec<RTCIceServer>,
+    /// Local addresses to gather host candidates on (`127.0.0.1:0` in tests; `0.0.0.0:0` skips loopback).
+    pub bind_addrs: Vec<String>,
+}
+
+impl Default for PeerSettings {
+    fn default() -> Self {
+        Self { ice_servers: Vec::new(), bind_addrs: vec!["0.0.0.0:0".to_owned()] }
+    }
+}
+
+/// The codec we send and receive video with.
+pub fn h264_codec() -> RTCRtpCodec {
+    let fb =
+        |typ: &str, parameter: &str| RTCPFeedback { typ: typ.to_owned(), parameter: parameter.to_owned() };
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: H264_FMTP.to_owned(),
+        rtcp_feedback: vec![fb("nack", ""), fb("nack", "pli"), fb("ccm", "fir"), fb("goog-remb", "")],
+    }
+}
+
+/// The codec we send and receive audio with.
+pub fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// A local track that packetizes encoded samples for one codec.
+pub fn local_track(
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+) -> Result<Arc<TrackLocalStaticSample>, webrtc::error::Error> {
+    let ssrc = rand_ssrc();
+    let name = if kind == RtpCodecKind::Video { "video" } else { "audio" };
+    // Track ids must be unique across both ends: webrtc 0.21 routes RTCP by track id and checks the
+    // remote tracks first, so a far side using the same id as ours would swallow our PLIs.
+    let track = MediaStreamTrack::new(
+        format!("peercall-{:08x}", rand_ssrc()),
+        format!("peercall-{name}-{ssrc:08x}"),
+        format!("peercall {name}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec,
+            ..Default::default()
+        }],
+    );
+    Ok(Arc::new(TrackLocalStaticSample::new(Instant::now(), track)?))
+}
+
+fn rand_ssrc() -> u32 {
+    // SSRCs only need to differ between streams of one session; the clock's low bits mixed with a
+    // process-wide counter are plenty and spare us a RNG dependency.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(7);
+    t.wrapping_mul(2_654_435_761).wrapping_add(COUNTER.fetch_add(0x9E37_79B9, Ordering::Relaxed)) | 1
+}
+
+/// Builds a peer connection whose events go to `events`, each tagged with `call_id`.
+pub async fn build(
+    settings: &PeerSettings,
+    call_id: u64,
+    events: mpsc::UnboundedSender<(u64, PeerEvent)>,
+) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
+    let mut media_engine = MediaEngine::default();
+    media_engine.register_codec(
+        RTCRtpCodecParameters { rtp_codec: h264_codec(), payload_type: H264_PAYLOAD_TYPE },
+        RtpCodecKind::Video,
+    )?;
+    media_engine.register_codec(
+        RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PAYLOAD_TYPE },
+        RtpCodecKind::Audio,
+    )?;
+    // NACK generator and responder, RTCP sender/receiver reports, TWCC receiver feedback.
+    let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+    // Application-most, so it sees RTCP after every interceptor has had its look.
+    let registry = registry.with(Slot::from(14_000), KeyframeRequests::default());
+    let config = RTCConfigurationBuilder::new().with_ice_servers(settings.ice_servers.clone()).build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(config)
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Handler { call_id, events }))
+        .with_udp_addrs(settings.bind_addrs.clone())
+        .build()
+        .await?;
+    Ok(Arc::new(pc))
+}
+
+struct Handler {
+    call_id: u64,
+    events: mpsc::UnboundedSender<(u64, PeerEvent)>,
+}
+
+impl Handler {
+    fn send(&self, event: PeerEvent) {
+        // The engine may have ended the call already; then nobody needs the event.
+        let _ = self.events.send((self.call_id, event));
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_negotiation_needed(&self) {
+        self.send(PeerEvent::NegotiationNeeded);
+    }
+
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => self.send(PeerEvent::LocalCandidate(init)),
+            Err(e) => tracing::warn!(%e, "could not serialise a local ICE candidate"),
+        }
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        self.send(PeerEvent::Ice(state));
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.send(PeerEvent::Connection(state));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        self.send(PeerEvent::Track(track));
+    }
+}
+
+/// Marks inbound PLI and FIR for delivery to the application (the local track's `poll`), where the
+/// video sender turns them into IDRs. Without it the interceptor chain consumes all RTCP.
+#[derive(Default)]
+struct KeyframeRequests {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let InterceptorPacket::Rtcp(packets) = &msg.message.packet {
+            let requests: Vec<Box<dyn rtc::rtcp::Packet>> =
+                packets.iter().filter(|p| is_keyframe_request(p.as_ref())).cloned().collect();
+            if !requests.is_empty() {
+                msg.message.packet = InterceptorPacket::Rtcp(requests);
+                msg.message.add(Attribute::DeliverToApplication);
+            }
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn poll_timeout(&mut self) -> Option<Self::Time> {
+        None
+    }
+}
+
+impl Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// Whether an RTCP batch asks for a keyframe.
+pub fn asks_for_keyframe(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool {
+    packets.iter().any(|p| is_keyframe_request(p.as_ref()))
+}

@@ -1,0 +1,167 @@
+//! Call statistics: lock-free counters the media threads bump, and the once-a-second summary.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters shared by one call's media threads and tasks.
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Video frames encoded and handed to the packetizer.
+    pub frames_sent: AtomicU64,
+    /// Of those, IDRs.
+    pub keyframes_sent: AtomicU64,
+    /// PLI/FIR received from the far side.
+    pub keyframe_requests_received: AtomicU64,
+    /// Encoded video bytes sent.
+    pub video_bytes_sent: AtomicU64,
+    /// Opus packets sent.
+    pub audio_packets_sent: AtomicU64,
+    /// Total encoder time, µs.
+    pub encode_us: AtomicU64,
+    /// Video frames decoded into pictures.
+    pub frames_decoded: AtomicU64,
+    /// Of those, keyframes.
+    pub keyframes_decoded: AtomicU64,
+    /// Frames the decoder rejected or the assembler gave up on.
+    pub frames_lost: AtomicU64,
+    /// PLIs we sent.
+    pub plis_sent: AtomicU64,
+    /// RTP payload bytes of video received.
+    pub video_bytes_received: AtomicU64,
+    /// Opus packets received and decoded.
+    pub audio_packets_received: AtomicU64,
+    /// Total decoder time (with RGBA conversion), µs.
+    pub decode_us: AtomicU64,
+    /// Width and height of the last decoded picture, packed `w << 32 | h`.
+    pub last_resolution: AtomicU64,
+    /// Glass-to-glass latency of the last decoded synthetic frame, µs (0 when the far end is no pattern).
+    pub last_latency_us: AtomicU64,
+}
+
+impl Counters {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> [u64; 13] {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            l(&self.frames_sent),
+            l(&self.keyframes_sent),
+            l(&self.keyframe_requests_received),
+            l(&self.video_bytes_sent),
+            l(&self.audio_packets_sent),
+            l(&self.encode_us),
+            l(&self.frames_decoded),
+            l(&self.frames_lost),
+            l(&self.plis_sent),
+            l(&self.video_bytes_received),
+            l(&self.audio_packets_received),
+            l(&self.decode_us),
+            l(&self.keyframes_decoded),
+        ]
+    }
+}
+
+/// One second of a call, as the stats line and the window's overlay show it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallStats {
+    /// Video frames sent per second.
+    pub fps_out: f64,
+    /// Video frames decoded per second.
+    pub fps_in: f64,
+    /// Video bitrate sent, kbit/s.
+    pub kbps_out: f64,
+    /// Video bitrate received, kbit/s.
+    pub kbps_in: f64,
+    /// Round-trip time of the selected candidate pair, ms.
+    pub rtt_ms: Option<f64>,
+    /// Packets lost on the way to us (cumulative, all streams).
+    pub packets_lost: i64,
+    /// Size of the received picture.
+    pub resolution_in: Option<(u32, u32)>,
+    /// Mean encode time per frame in the last second, ms.
+    pub encode_ms: f64,
+    /// Mean decode time per frame in the last second, ms.
+    pub decode_ms: f64,
+    /// Glass-to-glass latency of the last synthetic frame, ms.
+    pub latency_ms: Option<f64>,
+    /// Totals since the call started: keyframes sent, keyframe requests received, PLIs sent,
+    /// frames decoded, keyframes decoded, frames lost, audio packets in.
+    pub keyframes_sent: u64,
+    /// PLI/FIR received so far.
+    pub keyframe_requests_received: u64,
+    /// PLIs sent so far.
+    pub plis_sent: u64,
+    /// Frames decoded so far.
+    pub frames_decoded: u64,
+    /// Keyframes decoded so far.
+    pub keyframes_decoded: u64,
+    /// Frames lost so far.
+    pub frames_lost: u64,
+    /// Opus packets received so far.
+    pub audio_packets_in: u64,
+}
+
+impl fmt::Display for CallStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "out {:.0} fps {:.0} kbit/s | in {:.0} fps {:.0} kbit/s",
+            self.fps_out, self.kbps_out, self.fps_in, self.kbps_in
+        )?;
+        if let Some((w, h)) = self.resolution_in {
+            write!(f, " {w}x{h}")?;
+        }
+        match self.rtt_ms {
+            Some(rtt) => write!(f, " | rtt {rtt:.1} ms")?,
+            None => write!(f, " | rtt -")?,
+        }
+        write!(f, " | lost {} pkts", self.packets_lost)?;
+        if let Some(l) = self.latency_ms {
+            write!(f, " | glass-to-glass {l:.0} ms")?;
+        }
+        write!(f, " | enc {:.1} ms dec {:.1} ms", self.encode_ms, self.decode_ms)
+    }
+}
+
+/// Turns successive counter snapshots into per-second figures.
+#[derive(Default)]
+pub struct StatsMeter {
+    last: Option<([u64; 13], std::time::Instant)>,
+}
+
+impl StatsMeter {
+    /// Figures since the previous call (the first call reports since the call started).
+    pub fn sample(&mut self, counters: &Counters) -> CallStats {
+        let now = std::time::Instant::now();
+        let cur = counters.snapshot();
+        let (prev, then) = self.last.unwrap_or(([0; 13], now - std::time::Duration::from_secs(1)));
+        self.last = Some((cur, now));
+        let secs = now.duration_since(then).as_secs_f64().max(1e-3);
+        let d = |i: usize| cur[i].saturating_sub(prev[i]) as f64;
+        let per_frame_ms = |us: f64, frames: f64| if frames > 0.0 { us / frames / 1000.0 } else { 0.0 };
+        let res = counters.last_resolution.load(Ordering::Relaxed);
+        let latency = counters.last_latency_us.load(Ordering::Relaxed);
+        CallStats {
+            fps_out: d(0) / secs,
+            fps_in: d(6) / secs,
+            kbps_out: d(3) * 8.0 / 1000.0 / secs,
+            kbps_in: d(9) * 8.0 / 1000.0 / secs,
+            rtt_ms: None,
+            packets_lost: 0,
+            resolution_in: (res != 0).then_some(((res >> 32) as u32, res as u32)),
+            encode_ms: per_frame_ms(d(5), d(0)),
+            decode_ms: per_frame_ms(d(11), d(6)),
+            latency_ms: (latency != 0).then(|| latency as f64 / 1000.0),
+            keyframes_sent: cur[1],
+            keyframe_requests_received: cur[2],
+            plis_sent: cur[8],
+            frames_decoded: cur[6],
+            keyframes_decoded: cur[12],
+            frames_lost: cur[7],
+            audio_packets_in: cur[10],
+        }
+    }
+}
