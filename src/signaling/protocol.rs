@@ -38,6 +38,9 @@ pub mod reason {
 pub const HANGUP_REASON_BUSY: &str = "busy";
 /// `hang-up` carries this in `reason` when the callee declined the call.
 pub const HANGUP_REASON_DECLINED: &str = "declined";
+/// `hang-up` carries this in `reason` when the server ends a call because the peer's connection
+/// closed, was dropped, or the peer took another name.
+pub const HANGUP_REASON_DISCONNECTED: &str = "disconnected";
 
 /// A session description as the browser's `RTCSessionDescription.toJSON()` gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,94 @@
+//! `peercall-server`: the signaling server on its own, for a LAN or a deployment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use peercall::signaling::server::{Limits, Server, ServerConfig};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+/// Peercall's signaling server: WebSocket, JSON messages as in MDN's "Signaling and video calling"
+/// guide. The URL path names the room: ws://HOST:6503/ is the lobby, ws://HOST:6503/team-a another
+/// room. GET /healthz answers 200. Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Address and port to listen on (0.0.0.0 serves the LAN; 127.0.0.1 only this machine).
+    #[arg(long, default_value = "0.0.0.0:6503", env = "PEERCALL_LISTEN")]
+    listen: SocketAddr,
+    /// Most connections per room; the next joiner gets {"type":"full"} and is closed (2 = one call per room).
+    #[arg(long, value_name = "N")]
+    room_cap: Option<usize>,
+    /// Most connections served at once; more wait in the kernel's accept queue.
+    #[arg(long, value_name = "N", default_value_t = ServerConfig::default().max_connections)]
+    max_connections: usize,
+    /// Largest message a client may send, in bytes; larger ones get an error and a close (1009).
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_message_bytes)]
+    max_message_bytes: usize,
+    /// Longest display name, in characters.
+    #[arg(long, value_name = "CHARS", default_value_t = Limits::default().max_name_chars)]
+    max_name_chars: usize,
+    /// Messages per second one client may send, sustained; more get a "rate-limited" error.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().messages_per_second)]
+    rate: u32,
+    /// Messages one client may send in a burst above the sustained rate; a client that keeps going is closed.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().burst)]
+    burst: u32,
+    /// Messages that may wait to go out to one client; a client that falls further behind is closed.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_queued_messages)]
+    max_queued: usize,
+    /// Seconds of silence before a connection is pinged; no answer within as long again and it is dropped.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
+    ping_interval: f64,
+    /// Milliseconds a room gathers joins and leaves before sending one userlist (grows with the room).
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    userlist_delay_ms: u64,
+}
+
+impl Args {
+    fn config(&self) -> anyhow::Result<ServerConfig> {
+        let ping_interval = Duration::try_from_secs_f64(self.ping_interval)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("--ping-interval must be a positive number of seconds")?;
+        Ok(ServerConfig {
+            listen: self.listen,
+            room_cap: self.room_cap,
+            max_connections: self.max_connections,
+            ping_interval,
+            userlist_delay: Duration::from_millis(self.userlist_delay_ms),
+            limits: Limits {
+                max_message_bytes: self.max_message_bytes,
+                max_name_chars: self.max_name_chars,
+                messages_per_second: self.rate,
+                burst: self.burst,
+                max_queued_messages: self.max_queued,
+                ..Limits::default()
+            },
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = args.config()?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let server = Server::bind(config).await.context("cannot start the signaling server")?;
+    server
+        .run(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
+        .await
+        .context("the signaling server failed")
+}

@@ -1,0 +1,269 @@
+//! The signaling server: MDN's webrtc-from-chat protocol over WebSocket, one room per URL path.
+//!
+//! # Layout
+//! - [`config`](ServerConfig): what an embedder tunes ([`ServerConfig`], [`Limits`]).
+//! - `http`: routes (`/healthz`, a room on every other path); `upgrade`: the WebSocket handshake.
+//! - `connection`: one task per client: socket, outbox, pings, shutdown.
+//! - `session`: one client's protocol state; `message`: parsing and relaying without JSON trees.
+//! - `room`: rooms, names, calls, userlist coalescing; `outbox`: the bounded per-client queue;
+//!   `limits`: rate limit and name rules.
+//!
+//! # Embedding
+//! ```no_run
+//! # async fn demo() -> Result<(), peercall::signaling::server::ServerError> {
+//! use peercall::signaling::server::{Server, ServerConfig};
+//! let server = Server::bind(ServerConfig::ephemeral()).await?;
+//! let url = format!("ws://{}/team-a", server.local_addr());
+//! let handle = server.spawn();
+//! // ... connect clients to `url` ...
+//! handle.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//! Shutdown (mini-redis style): the listener stops, every connection is told over a `watch`
+//! channel and closes with 1001 "going away", and [`Server::run`] returns once each connection task
+//! has dropped its guard (or after [`SHUTDOWN_GRACE`]).
+
+mod config;
+mod connection;
+mod http;
+mod limits;
+mod message;
+mod outbox;
+mod room;
+mod session;
+mod upgrade;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::{service_fn, Service as _};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+pub use config::{Limits, ServerConfig};
+use room::Rooms;
+
+/// How long [`Server::run`] waits for connections to finish after shutdown begins.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a client may take to send its HTTP request head (slow-loris protection).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source} (is another server using it? pick another --listen address)")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The server task panicked or was cancelled.
+    #[error("the server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// State every connection shares.
+#[derive(Debug)]
+struct Shared {
+    config: Arc<ServerConfig>,
+    rooms: Rooms,
+    next_id: AtomicU64,
+    /// Turns `true` when the server shuts down.
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// A fresh connection id; like the MDN sample, ids count up from the server's start time in ms.
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Held by every task that serves a TCP connection: the connection-cap permit, and a sender whose
+/// drop tells [`Server::run`] the connection is finished.
+#[derive(Debug)]
+struct ConnectionGuard {
+    _permit: OwnedSemaphorePermit,
+    _done: mpsc::Sender<()>,
+}
+
+/// A bound server, not yet serving. Start it with [`Server::run`] or [`Server::spawn`].
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+/// A server running on its own task. Dropping the handle shuts the server down too.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl Server {
+    /// Binds the listen address. Nothing is served until [`Server::run`] or [`Server::spawn`].
+    pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let config = Arc::new(config);
+        let start_ms =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
+        let shared = Arc::new(Shared {
+            rooms: Rooms::new(Arc::clone(&config)),
+            config,
+            next_id: AtomicU64::new(start_ms),
+            shutdown,
+        });
+        Ok(Self { listener, local_addr, shared, shutdown_tx })
+    }
+
+    /// The address the server listens on (with the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection and returns.
+    /// An error on one connection is logged and never stops the listener.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Self { listener, local_addr, shared, shutdown_tx } = self;
+        info!(%local_addr, "signaling server listening");
+        let router = http::router(Arc::clone(&shared));
+        let permits = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let stream = tokio::select! {
+                () = &mut shutdown => break,
+                stream = accept(&listener) => stream,
+            };
+            let guard = Arc::new(ConnectionGuard { _permit: permit, _done: done_tx.clone() });
+            tokio::spawn(serve_http(stream, router.clone(), guard, shared.shutdown.clone()));
+        }
+        info!("signaling server shutting down");
+        drop(listener);
+        let _ = shutdown_tx.send(true);
+        drop(done_tx);
+        // Every guard dropped means every connection task is done.
+        if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv()).await.is_err() {
+            warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
+        }
+        Ok(())
+    }
+
+    /// Runs the server on a new task; stop it with [`ServerHandle::shutdown`].
+    pub fn spawn(self) -> ServerHandle {
+        let local_addr = self.local_addr;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.run(async move {
+            // A dropped handle stops the server as well as an explicit shutdown.
+            let _ = stopped.await;
+        }));
+        ServerHandle { local_addr, stop: Some(stop), task: Some(task) }
+    }
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, closes every connection (1001 "going away") and waits for the server task.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Accepts the next connection. Errors (a connection reset before accept, too many open files)
+/// are logged and retried after a pause: they concern one connection, never the listener.
+async fn accept(listener: &TcpListener) -> TcpStream {
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                // Signaling messages are small and latency matters: never wait to coalesce them.
+                let _ = stream.set_nodelay(true);
+                return stream;
+            }
+            Err(error) => {
+                warn!(%error, "accept failed; retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Serves HTTP on one TCP connection until it ends, is upgraded, or the server shuts down.
+async fn serve_http(
+    stream: TcpStream,
+    router: axum::Router,
+    guard: Arc<ConnectionGuard>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let router = TowerToHyperService::new(router);
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(Arc::clone(&guard));
+        router.call(request)
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(16 * 1024)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        debug!(%error, "http connection ended with an error");
+    }
+}
