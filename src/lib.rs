@@ -5,8 +5,10 @@
 //!   ([`signaling::server`]) and the client the call engine uses ([`signaling::client`]).
 //! - `call`: the call engine: peer connection, call state machine, stats. Knows nothing of windows.
 //! - `media`: sources (synthetic pattern and tone), codecs (H.264, Opus), frames.
+//! - [`headless`]: the windowless front end (`peercall --headless`): events and stats on stdout.
 //! - `ui`: the eframe window, views only.
 
 pub mod call;
+pub mod headless;
 pub mod media;
 pub mod signaling;

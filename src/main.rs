@@ -1,7 +1,83 @@
 //! The desktop app entry: parses arguments and starts the window or the headless engine.
 
-fn main() {
-    println!(
-        "peercall: the desktop app is not built yet; run `peercall-server --help` for the signaling server."
-    );
+use clap::Parser;
+use peercall::call::EngineConfig;
+use peercall::headless::{self, HeadlessPlan};
+use std::time::Duration;
+
+/// Peercall: 1:1 video calls. Without --headless it opens the window.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Run without a window: log in, place or take a call, print events and stats.
+    #[arg(long)]
+    headless: bool,
+    /// Your display name in the room.
+    #[arg(long, default_value = "peercall")]
+    name: String,
+    /// Signaling server URL; the path names the room (ws://host:6503/team-a).
+    #[arg(long, default_value = "ws://127.0.0.1:6503/")]
+    server: String,
+    /// Call this user as soon as they are online (headless).
+    #[arg(long, conflicts_with = "auto_answer")]
+    call: Option<String>,
+    /// Accept incoming calls without asking.
+    #[arg(long)]
+    auto_answer: bool,
+    /// Hang up after this many seconds in a call and exit (headless).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Exit when the first call ends (headless).
+    #[arg(long)]
+    once: bool,
+    /// Synthetic video size and rate, WIDTHxHEIGHT@FPS.
+    #[arg(long, default_value = "640x480@30", value_parser = parse_video)]
+    video: (usize, usize, u32),
+    /// Frequency of the synthetic tone, Hz.
+    #[arg(long, default_value_t = 440.0)]
+    tone: f64,
+    /// Local address for ICE host candidates (0.0.0.0:0 = every interface but loopback).
+    #[arg(long, default_value = "0.0.0.0:0")]
+    bind: Vec<String>,
+}
+
+fn parse_video(s: &str) -> Result<(usize, usize, u32), String> {
+    let err = || format!("expected WIDTHxHEIGHT@FPS like 1280x720@30, got {s:?}");
+    let (size, fps) = s.split_once('@').ok_or_else(err)?;
+    let (w, h) = size.split_once('x').ok_or_else(err)?;
+    Ok((w.parse().map_err(|_| err())?, h.parse().map_err(|_| err())?, fps.parse().map_err(|_| err())?))
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "peercall=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peercall: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if !args.headless {
+        anyhow::bail!("the window is not built yet: run with --headless (see --help)");
+    }
+    let (w, h, fps) = args.video;
+    let mut config = EngineConfig::new(args.name, args.server).with_pattern(w, h, fps).with_tone(args.tone);
+    config.auto_answer = args.auto_answer;
+    config.peer.bind_addrs = args.bind;
+    let plan = HeadlessPlan {
+        call: args.call,
+        duration: args.duration.map(Duration::from_secs_f64),
+        exit_after_call: args.once || args.duration.is_some(),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(headless::run(config, plan))
 }

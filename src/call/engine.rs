@@ -368,7 +368,7 @@ impl Driver {
 
     fn set_state(&self, state: CallState) {
         if *self.state_tx.borrow() != state {
-            tracing::info!(me = ?self.me(), %state, "call state");
+            tracing::debug!(me = ?self.me(), %state, "call state");
             self.state_tx.send_replace(state.clone());
             self.emit(Event::CallState(state));
         }
@@ -872,8 +872,20 @@ impl Driver {
         drop(call.pc);
         self.sinks.remote_video.send_replace(None);
         self.counters_tx.send_replace(None);
+        release_freed_memory();
         self.set_state(CallState::Idle);
         self.emit(Event::CallEnded { peer: call.peer, reason });
+    }
+}
+
+/// Hands memory freed by the ended call back to the OS. A call's codec buffers are freed on threads
+/// that have exited; glibc keeps such memory cached in per-thread arenas, so without this the process
+/// would grow by a few MB with each of the first calls even though nothing leaks.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own heap structures; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

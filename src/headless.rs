@@ -1,0 +1,96 @@
+//! The headless front end: places or takes one call with the engine and prints what happens, one
+//! line per event and a stats line a second. Bots, tests and benchmarks use the engine the same way.
+
+use crate::call::{CallState, Command, Engine, EngineConfig, Event};
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// What the headless run should do.
+#[derive(Clone, Debug)]
+pub struct HeadlessPlan {
+    /// Call this user once they are online.
+    pub call: Option<String>,
+    /// Hang up after this long in a call (and exit); `None` runs until Ctrl-C.
+    pub duration: Option<Duration>,
+    /// Exit when the first call ends.
+    pub exit_after_call: bool,
+}
+
+/// Runs the engine headless until Ctrl-C, or until the planned call is over.
+pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()> {
+    let engine = Engine::start(config);
+    let mut events = engine.subscribe();
+    let mut dialled = false;
+    let mut hang_up_at: Option<tokio::time::Instant> = None;
+    loop {
+        let hang_up = async {
+            match hang_up_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                println!("interrupted: hanging up");
+                engine.send(Command::Shutdown);
+                // Give the hang-up a moment to reach the server before the process goes.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Ok(());
+            }
+            _ = hang_up => {
+                println!("duration reached: hanging up");
+                engine.send(Command::HangUp);
+                hang_up_at = None;
+                continue;
+            }
+            event = events.recv() => event,
+        };
+        let event = match event {
+            Ok(e) => e,
+            Err(RecvError::Lagged(n)) => {
+                println!("(skipped {n} events)");
+                continue;
+            }
+            Err(RecvError::Closed) => return Ok(()),
+        };
+        print_event(&event);
+        match &event {
+            Event::UserList(users) => {
+                if let Some(target) = plan.call.as_ref().filter(|t| !dialled && users.contains(t)) {
+                    dialled = true;
+                    println!("calling {target}");
+                    engine.send(Command::Call(target.clone()));
+                }
+            }
+            Event::CallState(CallState::InCall { .. }) => {
+                if let Some(d) = plan.duration {
+                    hang_up_at = Some(tokio::time::Instant::now() + d);
+                }
+            }
+            Event::CallEnded { .. } if plan.exit_after_call => {
+                engine.send(Command::Shutdown);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+}
+
+fn print_event(event: &Event) {
+    match event {
+        Event::SignalingConnected { id } => println!("signaling connected (id {id})"),
+        Event::Registered { name } => println!("logged in as {name}"),
+        Event::SignalingLost { reason, retry_in } => {
+            println!("signaling lost: {reason}; reconnecting in {:.1} s", retry_in.as_secs_f64())
+        }
+        Event::UserList(users) => println!("online: {}", users.join(", ")),
+        Event::Chat { from, text } => println!("<{from}> {text}"),
+        Event::IncomingCall { from } => println!("incoming call from {from}"),
+        Event::CallState(state) => println!("call: {state}"),
+        Event::Ice(state) => println!("ice: {state}"),
+        Event::CallEnded { peer, reason } => println!("call with {peer} ended: {reason}"),
+        Event::Stats(stats) => println!("stats: {stats}"),
+        Event::Error(text) => println!("error: {text}"),
+    }
+}

@@ -1,0 +1,124 @@
+//! Shared helpers for the end-to-end tests: a real server on a loopback port, real engines, and
+//! waiting for things with a deadline instead of sleeping.
+
+#![allow(dead_code)]
+
+use peercall::call::{CallState, Engine, EngineConfig, Event};
+use peercall::signaling::server::{Server, ServerConfig, ServerHandle};
+use std::future::Future;
+use std::time::Duration;
+
+/// Starts the signaling server on 127.0.0.1 and a free port.
+pub async fn start_server() -> (ServerHandle, String) {
+    // RUST_LOG=peercall=debug shows what the engines and the server do; off by default.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let server = Server::bind(ServerConfig::ephemeral()).await.expect("server binds");
+    let url = format!("ws://{}/", server.local_addr());
+    (server.spawn(), url)
+}
+
+/// An engine config for tests: loopback only, small synthetic video so parallel tests fit two cores.
+pub fn config(name: &str, url: &str) -> EngineConfig {
+    let mut config = EngineConfig::new(name, url).with_pattern(320, 240, 30);
+    config.peer.bind_addrs = vec!["127.0.0.1:0".to_owned()];
+    config
+}
+
+/// Runs `fut` with a deadline, failing the test with `what` when it passes.
+pub async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {secs} s waiting for {what}"),
+    }
+}
+
+/// Waits until `engine`'s user list holds every name in `names`.
+pub async fn wait_users(engine: &Engine, names: &[&str]) {
+    let mut users = engine.users();
+    within(10, &format!("user list {names:?}"), async {
+        loop {
+            if names.iter().all(|n| users.borrow().iter().any(|u| u == n)) {
+                return;
+            }
+            if users.changed().await.is_err() {
+                panic!("engine stopped");
+            }
+        }
+    })
+    .await
+}
+
+/// Waits until `engine`'s call state satisfies `pred`.
+pub async fn wait_state(engine: &Engine, what: &str, pred: impl Fn(&CallState) -> bool) -> CallState {
+    let mut state = engine.state();
+    within(10, what, async {
+        loop {
+            let now = state.borrow().clone();
+            if pred(&now) {
+                return now;
+            }
+            if state.changed().await.is_err() {
+                panic!("engine stopped");
+            }
+        }
+    })
+    .await
+}
+
+/// Waits for the next event that `pick` maps to `Some`.
+pub async fn wait_event<T>(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    what: &str,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    within(10, what, async {
+        loop {
+            match events.recv().await {
+                Ok(e) => {
+                    if let Some(v) = pick(&e) {
+                        return v;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Waits until `engine` has decoded at least `n` remote frames in the current call.
+pub async fn wait_frames(engine: &Engine, n: u64) {
+    let mut counters = engine.counters();
+    within(15, &format!("{n} decoded frames"), async {
+        loop {
+            let decoded = counters
+                .borrow()
+                .as_ref()
+                .map(|c| c.frames_decoded.load(std::sync::atomic::Ordering::Relaxed))
+                .unwrap_or(0);
+            if decoded >= n {
+                return;
+            }
+            tokio::select! {
+                _ = counters.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    })
+    .await
+}
+
+/// Starts two engines on one server, both logged in and seeing each other; `b` answers by itself.
+pub async fn pair(url: &str, a: &str, b: &str) -> (Engine, Engine) {
+    let ea = Engine::start(config(a, url).with_tone(440.0));
+    let mut cb = config(b, url).with_tone(660.0);
+    cb.auto_answer = true;
+    let eb = Engine::start(cb);
+    wait_users(&ea, &[a, b]).await;
+    wait_users(&eb, &[a, b]).await;
+    (ea, eb)
+}
