@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use peercall::signaling::server::{Limits, Server, ServerConfig};
+use peercall::signaling::server::{raise_open_files_limit, Limits, Server, ServerConfig};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
@@ -79,6 +79,14 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let config = args.config()?;
+    match raise_open_files_limit() {
+        Ok(files) if (files as usize) < config.max_connections => tracing::warn!(
+            files,
+            "the open-files limit caps connections below --max-connections; raise it (ulimit -n) or lower the flag"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot raise the open-files limit"),
+    }
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let server = Server::bind(config).await.context("cannot start the signaling server")?;

@@ -217,6 +217,26 @@ impl Drop for ServerHandle {
     }
 }
 
+/// Raises this process's open-files limit (RLIMIT_NOFILE) to its hard limit, so the server (or a
+/// load generator) can hold as many sockets as the system allows; returns the new limit.
+/// Each connection is one file: the common default soft limit of 1,024 would cap the server there.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
 /// Accepts the next connection. Errors (a connection reset before accept, too many open files)
 /// are logged and retried after a pause: they concern one connection, never the listener.
 async fn accept(listener: &TcpListener) -> TcpStream {

@@ -1,0 +1,389 @@
+//! `signaling-bench`: a load generator for the signaling server that prints its figures.
+//!
+//! It starts `peercall-server` (the binary next to its own) as a child process so the server's RSS is
+//! its own, opens N WebSocket clients spread over several loopback source addresses, logs them in,
+//! pairs them (client 2k calls 2k+1) and relays `new-ice-candidate` messages carrying a send
+//! timestamp: first at a fixed rate (latency), then as fast as the server relays (throughput).
+//! It prints figures and never fails on a timing.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use peercall::signaling::server::raise_open_files_limit;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Notify, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// Load generator for peercall's signaling server: login time, relayed messages/s, relay latency,
+/// server RSS per connection.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Clients to open and log in (an even number: they call each other in pairs).
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Relayed messages per second in the fixed-rate phase, where latency is measured.
+    #[arg(long, default_value_t = 20_000)]
+    rate: u64,
+    /// Seconds each measured phase lasts (after one second of warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Use a server already running at this address (no RSS figure then) instead of starting one.
+    #[arg(long)]
+    server: Option<SocketAddr>,
+    /// Worker threads of the load generator.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Messages each client may have in flight in the saturation phase.
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// Loopback source addresses to spread the clients over (127.0.0.2, 127.0.0.3, ...).
+    #[arg(long, default_value_t = 16)]
+    source_addrs: u8,
+    /// The room (URL path) all clients join.
+    #[arg(long, default_value = "/bench")]
+    room: String,
+}
+
+type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
+type Stream = SplitStream<WebSocketStream<TcpStream>>;
+
+/// What the clients share with the conductor.
+struct Bench {
+    epoch: Instant,
+    clients: usize,
+    logged_in: AtomicUsize,
+    login_done: Notify,
+    /// Messages each client may send now (the pacer or the peer's receipts add to it).
+    credits: Vec<Semaphore>,
+    /// Receipts give the sender its credit back (saturation phase: a window per client).
+    windowed: AtomicBool,
+    recording: AtomicBool,
+    received: AtomicU64,
+    latencies_us: Mutex<Vec<u32>>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.clients < 2 || args.clients % 2 != 0 {
+        bail!("--clients must be an even number of at least 2");
+    }
+    let files = raise_open_files_limit().context("cannot raise the open-files limit")?;
+    if (files as usize) < args.clients + 64 {
+        bail!("the open-files limit is {files}: too low for {} clients (ulimit -n)", args.clients);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut child = None;
+    let addr = match args.server {
+        Some(addr) => addr,
+        None => {
+            let server = ChildServer::start().await?;
+            let addr = server.addr;
+            child = Some(server);
+            addr
+        }
+    };
+    let rss_idle = child.as_ref().and_then(|c| rss_kib(c.pid(), "VmRSS:"));
+    let bench = Arc::new(Bench {
+        epoch: Instant::now(),
+        clients: args.clients,
+        logged_in: AtomicUsize::new(0),
+        login_done: Notify::new(),
+        credits: (0..args.clients).map(|_| Semaphore::new(0)).collect(),
+        windowed: AtomicBool::new(false),
+        recording: AtomicBool::new(false),
+        received: AtomicU64::new(0),
+        latencies_us: Mutex::new(Vec::new()),
+    });
+
+    // Phase 1: logins.
+    let started = Instant::now();
+    let connecting = Arc::new(Semaphore::new(256));
+    let mut logins = Vec::with_capacity(args.clients);
+    for index in 0..args.clients {
+        let (bench, connecting) = (Arc::clone(&bench), Arc::clone(&connecting));
+        let source = Ipv4Addr::new(127, 0, 0, 2 + (index % usize::from(args.source_addrs.max(1))) as u8);
+        let url = format!("ws://{addr}{}", args.room);
+        logins.push(tokio::spawn(async move {
+            let _permit = connecting.acquire().await;
+            login(index, source, addr, &url, bench).await
+        }));
+    }
+    for login in logins {
+        login.await.context("login task")??;
+    }
+    let connected = started.elapsed();
+    while bench.logged_in.load(Ordering::Acquire) < args.clients {
+        let done = bench.login_done.notified();
+        if bench.logged_in.load(Ordering::Acquire) >= args.clients {
+            break;
+        }
+        tokio::time::timeout(Duration::from_secs(120), done)
+            .await
+            .context("logins did not complete in 120 s")?;
+    }
+    let login_time = started.elapsed();
+    // Let the last coalesced userlists go out before weighing the idle connections.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_logged_in = child.as_ref().and_then(|c| rss_kib(c.pid(), "VmRSS:"));
+
+    // Phase 2: a fixed rate, for latency.
+    let measure = Duration::from_secs_f64(args.duration.max(0.5));
+    let pacer = tokio::spawn(pace(Arc::clone(&bench), args.rate));
+    let fixed = measure_phase(&bench, measure).await;
+    pacer.abort();
+    // Let in-flight messages land and pacer credits drain before the next phase.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Phase 3: saturation, each client with `window` messages in flight.
+    bench.windowed.store(true, Ordering::Release);
+    for credits in &bench.credits {
+        credits.add_permits(args.window);
+    }
+    let saturated = measure_phase(&bench, measure).await;
+    let rss_peak = child.as_ref().and_then(|c| rss_kib(c.pid(), "VmHWM:"));
+
+    let n = args.clients;
+    println!(
+        "signaling-bench: {n} clients in room {:?}, {} load-generator threads, server {addr}",
+        args.room, args.threads
+    );
+    println!();
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| login of {n} users (connect, `username`, own name seen in a `userlist`) | {:.2} s (all connected after {:.2} s) |", login_time.as_secs_f64(), connected.as_secs_f64());
+    if let (Some(idle), Some(full)) = (rss_idle, rss_logged_in) {
+        let per = (full.saturating_sub(idle)) as f64 * 1024.0 / n as f64;
+        println!("| server RSS per idle logged-in connection | {:.2} KiB ({:.1} MiB before logins, {:.1} MiB after) |", per / 1024.0, idle as f64 / 1024.0, full as f64 / 1024.0);
+    }
+    println!("| relayed at a fixed {} msg/s (delivered) | {:.0} msg/s |", args.rate, fixed.rate);
+    println!("| relay latency at {} msg/s: p50 / p99 / max | {} |", args.rate, fixed.latency());
+    println!("| relayed at saturation (window {} per client) | {:.0} msg/s |", args.window, saturated.rate);
+    println!("| relay latency at saturation: p50 / p99 / max | {} |", saturated.latency());
+    if let Some(peak) = rss_peak {
+        println!("| server peak RSS (VmHWM) | {:.1} MiB |", peak as f64 / 1024.0);
+    }
+    drop(child);
+    Ok(())
+}
+
+/// One client: connect from `source`, read the id, register `u<index>`, then read and send until the end.
+async fn login(
+    index: usize,
+    source: Ipv4Addr,
+    server: SocketAddr,
+    url: &str,
+    bench: Arc<Bench>,
+) -> anyhow::Result<()> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(IpAddr::V4(source), 0)).with_context(|| format!("bind {source}"))?;
+    let tcp = socket.connect(server).await.with_context(|| format!("connect from {source}"))?;
+    tcp.set_nodelay(true)?;
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(4096);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await?;
+    let (mut sink, mut stream) = ws.split();
+    match stream.next().await {
+        Some(Ok(Message::Text(text))) if text.contains(r#""type":"id""#) => {}
+        other => bail!("client {index}: expected the id, got {other:?}"),
+    }
+    let name = format!("u{index}");
+    sink.send(Message::text(format!(r#"{{"type":"username","name":"{name}"}}"#))).await?;
+    tokio::spawn(read(index, stream, Arc::clone(&bench)));
+    tokio::spawn(send(index, sink, bench));
+    Ok(())
+}
+
+/// Reads everything: marks the login done when the client's name shows up in a userlist, and
+/// times each relayed candidate from its embedded send time.
+async fn read(index: usize, mut stream: Stream, bench: Arc<Bench>) {
+    let quoted = format!("\"u{index}\"");
+    let peer = index ^ 1;
+    let mut logged_in = false;
+    while let Some(Ok(message)) = stream.next().await {
+        let Message::Text(text) = message else { continue };
+        if text.starts_with(r#"{"type":"new-ice-candidate""#) {
+            if bench.windowed.load(Ordering::Relaxed) {
+                bench.credits[peer].add_permits(1);
+            }
+            if bench.recording.load(Ordering::Relaxed) {
+                if let Some(sent) = stamp(&text) {
+                    let now = bench.epoch.elapsed().as_micros() as u64;
+                    let latency = now.saturating_sub(sent).min(u64::from(u32::MAX)) as u32;
+                    bench.received.fetch_add(1, Ordering::Relaxed);
+                    bench.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).push(latency);
+                }
+            }
+        } else if !logged_in && text.starts_with(r#"{"type":"userlist""#) && text.contains(&quoted) {
+            logged_in = true;
+            if bench.logged_in.fetch_add(1, Ordering::AcqRel) + 1 == bench.clients {
+                bench.login_done.notify_one();
+            }
+        }
+    }
+}
+
+/// The send time (µs since the epoch of the bench) in a relayed candidate.
+fn stamp(text: &str) -> Option<u64> {
+    let at = text.find(r#""t":"#)? + 4;
+    let digits: &str = &text[at..];
+    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+/// Sends a candidate to the peer for every credit; flushes when no credit is left.
+async fn send(index: usize, mut sink: Sink, bench: Arc<Bench>) {
+    let target = format!("u{}", index ^ 1);
+    let credits = &bench.credits[index];
+    loop {
+        let Ok(permit) = credits.acquire().await else { return };
+        permit.forget();
+        loop {
+            let t = bench.epoch.elapsed().as_micros();
+            let text = format!(
+                r#"{{"type":"new-ice-candidate","target":"{target}","candidate":{{"candidate":"candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host","sdpMid":"0","t":{t}}}}}"#
+            );
+            if sink.feed(Message::text(text)).await.is_err() {
+                return;
+            }
+            match credits.try_acquire() {
+                Ok(permit) => permit.forget(),
+                Err(_) => break,
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Hands out `rate` credits a second, round-robin over the clients.
+async fn pace(bench: Arc<Bench>, rate: u64) {
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    let (mut given, mut next) = (0u64, 0usize);
+    loop {
+        ticker.tick().await;
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+        while given < due {
+            bench.credits[next].add_permits(1);
+            next = (next + 1) % bench.clients;
+            given += 1;
+        }
+    }
+}
+
+/// What one phase measured.
+struct Phase {
+    rate: f64,
+    latencies_us: Vec<u32>,
+}
+
+impl Phase {
+    fn latency(&self) -> String {
+        if self.latencies_us.is_empty() {
+            return "no samples".into();
+        }
+        let at =
+            |q: f64| self.latencies_us[((self.latencies_us.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+        format!("{:.2} / {:.2} / {:.1} ms", at(0.5), at(0.99), at(1.0))
+    }
+}
+
+/// One second of warm-up, then `time` of counting deliveries and latencies.
+async fn measure_phase(bench: &Bench, time: Duration) -> Phase {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bench.received.store(0, Ordering::Relaxed);
+    bench.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    bench.recording.store(true, Ordering::Release);
+    let started = Instant::now();
+    tokio::time::sleep(time).await;
+    bench.recording.store(false, Ordering::Release);
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut latencies_us = std::mem::take(&mut *bench.latencies_us.lock().unwrap_or_else(|p| p.into_inner()));
+    latencies_us.sort_unstable();
+    Phase { rate: bench.received.load(Ordering::Relaxed) as f64 / elapsed, latencies_us }
+}
+
+/// `peercall-server` as a child process, stopped (SIGTERM) when dropped.
+struct ChildServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ChildServer {
+    async fn start() -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?.with_file_name("peercall-server");
+        if !exe.exists() {
+            bail!("{} not found: build it too (cargo build --release --bin peercall-server)", exe.display());
+        }
+        // Ask the kernel for a free port, then hand it to the server.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let child = Command::new(&exe)
+            .args(["--listen", &addr.to_string()])
+            // The bench measures relaying, not the per-client limiter: lift it (and queue limits)
+            // for the saturation phase's bursts.
+            .args(["--rate", "1000000", "--burst", "1000000", "--max-queued", "65536"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        let server = Self { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !healthy(addr).await {
+            if Instant::now() > deadline {
+                bail!("{} did not answer /healthz on {addr} within 10 s", exe.display());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(server)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+async fn healthy(addr: SocketAddr) -> bool {
+    let Ok(mut tcp) = TcpStream::connect(addr).await else { return false };
+    if tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await.is_err() {
+        return false;
+    }
+    let mut response = Vec::new();
+    let _ = tcp.read_to_end(&mut response).await;
+    response.starts_with(b"HTTP/1.1 200")
+}
+
+/// A `kB` line of /proc/<pid>/status (VmRSS, VmHWM), in KiB.
+fn rss_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+}
