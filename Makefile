@@ -26,5 +26,20 @@ bench: deps
 	$(CARGO) run --release --bin signaling-bench -- --clients 1000
 	$(CARGO) run --release --bin call-bench
 
+## Install for this user (PREFIX=/usr/local as root for everyone): the binary, the app-menu entry and
+## the icon, so Peercall starts by double-click from the desktop's app menu.
+PREFIX ?= $(HOME)/.local
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+
+install: deps
+	$(CARGO) build --release --bin peercall
+	install -Dm755 "$(TARGET_DIR)/release/peercall" "$(DESTDIR)$(BINDIR)/peercall"
+	install -d "$(DESTDIR)$(DATADIR)/applications"
+	sed 's|^Exec=.*|Exec=$(BINDIR)/peercall|' assets/peercall.desktop > "$(DESTDIR)$(DATADIR)/applications/peercall.desktop"
+	install -Dm644 assets/peercall.png "$(DESTDIR)$(DATADIR)/icons/hicolor/256x256/apps/peercall.png"
+	-update-desktop-database "$(DESTDIR)$(DATADIR)/applications" 2>/dev/null
+
 clean:
 	$(CARGO) clean

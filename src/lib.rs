@@ -6,9 +6,10 @@
 //! - `call`: the call engine: peer connection, call state machine, stats. Knows nothing of windows.
 //! - `media`: sources (synthetic pattern and tone), codecs (H.264, Opus), frames.
 //! - [`headless`]: the windowless front end (`peercall --headless`): events and stats on stdout.
-//! - `ui`: the eframe window, views only.
+//! - [`ui`]: the eframe window, views only: sends the engine commands, draws its events and frames.
 
 pub mod call;
 pub mod headless;
 pub mod media;
 pub mod signaling;
+pub mod ui;

@@ -3,6 +3,7 @@
 use clap::Parser;
 use peercall::call::EngineConfig;
 use peercall::headless::{self, HeadlessPlan};
+use peercall::ui::WindowOptions;
 use std::time::Duration;
 
 /// Peercall: 1:1 video calls. Without --headless it opens the window.
@@ -12,12 +13,22 @@ struct Args {
     /// Run without a window: log in, place or take a call, print events and stats.
     #[arg(long)]
     headless: bool,
-    /// Your display name in the room.
-    #[arg(long, default_value = "peercall")]
-    name: String,
-    /// Signaling server URL; the path names the room (ws://host:6503/team-a).
-    #[arg(long, default_value = "ws://127.0.0.1:6503/")]
-    server: String,
+    /// Your display name in the room (the window remembers the last one; headless: "peercall").
+    #[arg(long)]
+    name: Option<String>,
+    /// Signaling server URL; the path names the room (ws://host:6503/team-a). The window serves the
+    /// server itself when the address is on this machine and nothing answers there.
+    #[arg(long)]
+    server: Option<String>,
+    /// Window: join the room at once instead of showing the form.
+    #[arg(long)]
+    join: bool,
+    /// Window: show the call-statistics overlay.
+    #[arg(long)]
+    stats: bool,
+    /// Window: print frames drawn per second and UI time per frame every two seconds.
+    #[arg(long)]
+    frame_stats: bool,
     /// Call this user as soon as they are online (headless).
     #[arg(long, conflicts_with = "auto_answer")]
     call: Option<String>,
@@ -67,10 +78,22 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     if !args.headless {
-        anyhow::bail!("the window is not built yet: run with --headless (see --help)");
+        return peercall::ui::run(WindowOptions {
+            name: args.name,
+            server: args.server,
+            auto_answer: args.auto_answer,
+            show_stats: args.stats,
+            join: args.join,
+            video: args.video,
+            tone: args.tone,
+            bind: args.bind,
+            frame_stats: args.frame_stats,
+        });
     }
     let (w, h, fps) = args.video;
-    let mut config = EngineConfig::new(args.name, args.server).with_pattern(w, h, fps).with_tone(args.tone);
+    let name = args.name.unwrap_or_else(|| "peercall".to_owned());
+    let server = args.server.unwrap_or_else(|| "ws://127.0.0.1:6503/".to_owned());
+    let mut config = EngineConfig::new(name, server).with_pattern(w, h, fps).with_tone(args.tone);
     config.auto_answer = args.auto_answer;
     config.peer.bind_addrs = args.bind;
     let plan = HeadlessPlan {

@@ -284,6 +284,7 @@ async fn candidates_that_arrive_before_the_offer_still_connect() {
     let sinks = Sinks {
         remote_video: tokio::sync::watch::channel(None).0,
         remote_audio: tokio::sync::broadcast::channel(16).0,
+        local_video: tokio::sync::watch::channel(None).0,
     };
     let mut video = sinks.remote_video.subscribe();
     let counters = std::sync::Arc::new(peercall::call::Counters::default());

@@ -213,7 +213,11 @@ impl Engine {
     pub fn start(config: EngineConfig) -> Engine {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
-        let sinks = Sinks { remote_video: watch::channel(None).0, remote_audio: broadcast::channel(256).0 };
+        let sinks = Sinks {
+            remote_video: watch::channel(None).0,
+            remote_audio: broadcast::channel(256).0,
+            local_video: watch::channel(None).0,
+        };
         let (state_tx, state) = watch::channel(CallState::Idle);
         let (users_tx, users) = watch::channel(Vec::new());
         let (name_tx, name) = watch::channel(None);
@@ -252,6 +256,11 @@ impl Engine {
     /// The latest decoded remote picture (changes wake the receiver).
     pub fn remote_video(&self) -> watch::Receiver<Option<RgbaFrame>> {
         self.sinks.remote_video.subscribe()
+    }
+
+    /// A small preview of the video we send (a few frames a second, only while a receiver exists).
+    pub fn local_video(&self) -> watch::Receiver<Option<RgbaFrame>> {
+        self.sinks.local_video.subscribe()
     }
 
     /// Decoded remote audio from now on.
@@ -799,6 +808,7 @@ impl Driver {
                 (self.config.video_source)(),
                 self.controls.clone(),
                 call.counters.clone(),
+                self.sinks.local_video.clone(),
                 call.stop.subscribe(),
             )
             .map_err(|e| format!("could not start the video thread: {e}"))?;

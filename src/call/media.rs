@@ -39,6 +39,9 @@ pub struct Sinks {
     pub remote_video: watch::Sender<Option<RgbaFrame>>,
     /// Decoded remote audio, 20 ms mono 48 kHz chunks.
     pub remote_audio: broadcast::Sender<AudioChunk>,
+    /// A half-size preview of what we send, a few times a second while someone watches; `None` when
+    /// no video is going out.
+    pub local_video: watch::Sender<Option<RgbaFrame>>,
 }
 
 /// Everything a sender thread needs to write to its track.
@@ -66,6 +69,7 @@ pub fn start_video_sender(
     mut source: Box<dyn VideoSource>,
     controls: Arc<MediaControls>,
     counters: Arc<Counters>,
+    preview: watch::Sender<Option<RgbaFrame>>,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let keyframe_wanted = Arc::new(AtomicBool::new(true));
@@ -75,6 +79,7 @@ pub fn start_video_sender(
         let frame_duration = Duration::from_secs(1) / fps;
         let mut encoder: Option<H264Encoder> = None;
         let mut black: Option<I420Frame> = None;
+        let mut last_preview: Option<Instant> = None;
         while !*stop.borrow() {
             let Some(mut frame) = source.next_frame() else { break };
             let captured = Instant::now();
@@ -84,6 +89,11 @@ pub fn start_video_sender(
                     *b = I420Frame::black(frame.width, frame.height);
                 }
                 frame.data.copy_from_slice(&b.data);
+            }
+            // The preview costs a conversion, so only while a window watches, and at most PREVIEW_FPS.
+            if preview.receiver_count() > 0 && last_preview.is_none_or(|t| t.elapsed() >= PREVIEW_INTERVAL) {
+                last_preview = Some(captured);
+                preview.send_replace(Some(half_size_rgba(&frame)));
             }
             if encoder.as_ref().is_none() {
                 match H264Encoder::new(EncoderSettings::for_size(frame.width, frame.height, fps)) {
@@ -112,8 +122,44 @@ pub fn start_video_sender(
                 Err(e) => tracing::warn!(%e, "a video frame could not be encoded"),
             }
         }
+        preview.send_replace(None);
     })?;
     Ok(())
+}
+
+/// Spacing of local preview frames (~15 fps): a corner thumbnail needs no more.
+const PREVIEW_INTERVAL: Duration = Duration::from_millis(66);
+
+/// A half-size RGBA copy of an I420 frame: one pixel per 2×2 block, which is exactly one chroma
+/// sample, so the conversion touches a quarter of the pixels and needs no chroma interpolation.
+fn half_size_rgba(frame: &I420Frame) -> RgbaFrame {
+    let started = Instant::now();
+    let (w, h) = (frame.width / 2, frame.height / 2);
+    let (yp, up, vp) = frame.planes();
+    let mut pixels = Vec::with_capacity(w * h * 4);
+    for row in 0..h {
+        for col in 0..w {
+            let y = yp[2 * row * frame.width + 2 * col] as f32 - 16.0;
+            let u = up[row * w + col] as f32 - 128.0;
+            let v = vp[row * w + col] as f32 - 128.0;
+            // BT.601 studio range, as the decoder converts.
+            let c = |x: f32| x.clamp(0.0, 255.0) as u8;
+            pixels.extend_from_slice(&[
+                c(1.164 * y + 1.596 * v),
+                c(1.164 * y - 0.392 * u - 0.813 * v),
+                c(1.164 * y + 2.017 * u),
+                255,
+            ]);
+        }
+    }
+    RgbaFrame {
+        width: w,
+        height: h,
+        pixels: pixels.into(),
+        keyframe: false,
+        decoded_at_us: now_us(),
+        decode_time: started.elapsed(),
+    }
 }
 
 /// Watches the local video track for PLI/FIR from the far side.

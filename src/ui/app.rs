@@ -1,0 +1,337 @@
+//! The eframe app: owns the runtime handle, the engine handle, the model and the textures; each frame
+//! it drains engine events, uploads new pictures, draws the views and carries out what they asked.
+
+use super::bridge::{self, Bridge};
+use super::command::UiCommand;
+use super::embedded::{self, Embedded};
+use super::model::Model;
+use super::perf::FrameStats;
+use super::ring::Ringer;
+use super::settings::Settings;
+use super::views::{self, video::VideoTexture};
+use super::WindowOptions;
+use crate::call::{CallState, Command, Engine, EngineConfig, Event};
+use crate::media::frame::RgbaFrame;
+use eframe::egui;
+use egui::{Key, ViewportCommand};
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+/// Height of the row of call controls under the video.
+const CONTROLS_HEIGHT: f32 = 44.0;
+
+/// The window's state between frames.
+pub struct PeercallApp {
+    rt: Handle,
+    options: WindowOptions,
+    settings: Settings,
+    /// Something the login form or the status line should say (settings file, built-in server).
+    notice: Option<String>,
+    session: Option<Session>,
+    embedded: Option<Embedded>,
+    ringer: Ringer,
+    perf: Option<FrameStats>,
+    title: String,
+}
+
+/// A joined room: the engine and what the window shows of it.
+struct Session {
+    engine: Engine,
+    model: Model,
+    bridge: Bridge,
+    remote_rx: watch::Receiver<Option<RgbaFrame>>,
+    local_rx: watch::Receiver<Option<RgbaFrame>>,
+    remote: VideoTexture,
+    local: VideoTexture,
+    draft: String,
+}
+
+impl PeercallApp {
+    /// Loads the settings, applies the command line over them, and joins at once with `--join`.
+    pub fn new(cc: &eframe::CreationContext<'_>, rt: Handle, options: WindowOptions) -> Self {
+        let (mut settings, notice) = Settings::load();
+        if let Some(name) = &options.name {
+            settings.name = name.clone();
+        }
+        if let Some(server) = &options.server {
+            settings.server = server.clone();
+        }
+        settings.auto_answer |= options.auto_answer;
+        settings.show_stats |= options.show_stats;
+        cc.egui_ctx.all_styles_mut(|style| {
+            style.spacing.item_spacing = egui::vec2(8.0, 6.0);
+            style.spacing.button_padding = egui::vec2(10.0, 5.0);
+        });
+        let mut app = Self {
+            rt,
+            perf: options.frame_stats.then(FrameStats::new),
+            options,
+            settings,
+            notice,
+            session: None,
+            embedded: None,
+            ringer: Ringer::new(),
+            title: String::new(),
+        };
+        if app.options.join {
+            app.join(&cc.egui_ctx);
+        }
+        app
+    }
+
+    fn join(&mut self, ctx: &egui::Context) {
+        self.settings.name = self.settings.name.trim().to_owned();
+        self.settings.server = self.settings.server.trim().to_owned();
+        if let Err(e) = self.settings.save() {
+            self.notice = Some(e);
+        }
+        if let (Some(port), None) = (embedded::local_port(&self.settings.server), &self.embedded) {
+            match self.rt.block_on(embedded::ensure(port)) {
+                Ok(server) => self.embedded = server,
+                Err(e) => {
+                    self.notice = Some(e);
+                    return;
+                }
+            }
+        }
+        let (w, h, fps) = self.options.video;
+        let mut config = EngineConfig::new(&self.settings.name, &self.settings.server)
+            .with_pattern(w, h, fps)
+            .with_tone(self.options.tone);
+        config.peer.bind_addrs = self.options.bind.clone();
+        // Auto-answer is the window's business (it can change mid-session), not the engine's.
+        config.auto_answer = false;
+        let engine = {
+            let _runtime = self.rt.enter();
+            Engine::start(config)
+        };
+        let bridge = bridge::start(&self.rt, &engine, ctx.clone());
+        self.session = Some(Session {
+            remote_rx: engine.remote_video(),
+            local_rx: engine.local_video(),
+            model: Model::new(&self.settings.name, &self.settings.server),
+            engine,
+            bridge,
+            remote: VideoTexture::new("remote video"),
+            local: VideoTexture::new("local video"),
+            draft: String::new(),
+        });
+    }
+
+    fn leave(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.engine.send(Command::Shutdown);
+        }
+        self.ringer.set(false);
+    }
+
+    fn save_settings(&mut self) {
+        if let Err(e) = self.settings.save() {
+            self.notice = Some(e);
+        }
+    }
+
+    fn execute(&mut self, command: UiCommand, ctx: &egui::Context) {
+        if let UiCommand::Join = command {
+            return self.join(ctx);
+        }
+        if let UiCommand::Leave = command {
+            return self.leave();
+        }
+        match command {
+            UiCommand::ToggleStats => {
+                self.settings.show_stats = !self.settings.show_stats;
+                return self.save_settings();
+            }
+            UiCommand::SetAutoAnswer(on) => {
+                self.settings.auto_answer = on;
+                return self.save_settings();
+            }
+            _ => {}
+        }
+        let Some(session) = self.session.as_mut() else { return };
+        let engine_command = match command {
+            UiCommand::Engine(c) => c,
+            UiCommand::SendChat => {
+                let text = session.draft.trim().to_owned();
+                session.draft.clear();
+                if text.is_empty() {
+                    return;
+                }
+                Command::Chat(text)
+            }
+            UiCommand::ToggleMute => {
+                session.model.muted = !session.model.muted;
+                Command::SetAudioMuted(session.model.muted)
+            }
+            UiCommand::ToggleCamera => {
+                session.model.camera_off = !session.model.camera_off;
+                Command::SetVideoOff(session.model.camera_off)
+            }
+            UiCommand::Join | UiCommand::Leave | UiCommand::ToggleStats | UiCommand::SetAutoAnswer(_) => {
+                return
+            }
+        };
+        if !session.engine.send(engine_command) {
+            session.model.apply(
+                Event::Error("the call engine has stopped: leave and join again".into()),
+                Instant::now(),
+            );
+        }
+    }
+
+    /// Keys that work anywhere: Esc ends or declines the call; M mutes unless a text field has the keys.
+    fn keys(&self, ctx: &egui::Context, out: &mut Vec<UiCommand>) {
+        let Some(session) = &self.session else { return };
+        let controls = session.model.controls();
+        if ctx.input(|i| i.key_pressed(Key::Escape)) {
+            if controls.answer_prompt {
+                out.push(UiCommand::Engine(Command::Decline));
+            } else if controls.hang_up {
+                out.push(UiCommand::Engine(Command::HangUp));
+            }
+        }
+        if !ctx.egui_wants_keyboard_input() && ctx.input(|i| i.key_pressed(Key::M) && i.modifiers.is_none()) {
+            out.push(UiCommand::ToggleMute);
+        }
+    }
+
+    fn standing_notices(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        if let Some(embedded) = &self.embedded {
+            out.push(embedded.lan_hint.as_str());
+        }
+        if let Some(n) = &self.ringer.notice {
+            out.push(n.as_str());
+        }
+        if let Some(n) = &self.notice {
+            out.push(n.as_str());
+        }
+        out
+    }
+
+    fn draw_room(&mut self, ui: &mut egui::Ui, out: &mut Vec<UiCommand>) {
+        let extra = self.standing_notices().into_iter().map(str::to_owned).collect::<Vec<_>>();
+        let (show_stats, auto_answer) = (self.settings.show_stats, self.settings.auto_answer);
+        let Some(session) = self.session.as_mut() else { return };
+        let model = &session.model;
+        egui::Panel::top("top").show(ui, |ui| {
+            ui.add_space(4.0);
+            ui.horizontal(|ui| {
+                ui.strong("Peercall");
+                ui.weak("\u{b7}");
+                ui.label(format!("you are {}", model.me.as_deref().unwrap_or(&model.asked_name)));
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    if ui.button("Leave").on_hover_text("Leave the room and change name or server").clicked()
+                    {
+                        out.push(UiCommand::Leave);
+                    }
+                });
+            });
+            ui.add_space(2.0);
+        });
+        egui::Panel::bottom("status").show(ui, |ui| {
+            ui.add_space(3.0);
+            views::status::show(ui, model, &extra.iter().map(String::as_str).collect::<Vec<_>>());
+            ui.add_space(1.0);
+        });
+        egui::Panel::left("side").resizable(true).default_size(250.0).min_size(180.0).show(ui, |ui| {
+            ui.add_space(6.0);
+            views::users::show(ui, model, out);
+            ui.add_space(8.0);
+            ui.separator();
+            views::chat::show(ui, model, &mut session.draft, model.controls().chat, out);
+        });
+        egui::CentralPanel::default().show(ui, |ui| {
+            let video_size =
+                egui::vec2(ui.available_width(), (ui.available_height() - CONTROLS_HEIGHT).max(60.0));
+            ui.allocate_ui(video_size, |ui| {
+                views::video::show(ui, model, &session.remote, &session.local, show_stats);
+            });
+            ui.add_space(6.0);
+            views::controls::show(ui, model, show_stats, auto_answer, out);
+        });
+        if let (CallState::Ringing { peer }, false) = (&model.call, auto_answer) {
+            views::incoming::show(ui.ctx(), peer, out);
+        }
+    }
+}
+
+impl eframe::App for PeercallApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        let auto_answer = self.settings.auto_answer;
+        let Some(session) = self.session.as_mut() else {
+            return self.set_title(ctx, "Peercall".to_owned());
+        };
+        let now = Instant::now();
+        for event in session.bridge.events.try_iter() {
+            if let (Event::IncomingCall { .. }, true) = (&event, auto_answer) {
+                session.engine.send(Command::Accept);
+            }
+            session.model.apply(event, now);
+        }
+        let ringing = matches!(session.model.call, CallState::Ringing { .. }) && !auto_answer;
+        let in_call = matches!(session.model.call, CallState::InCall { .. });
+        let title = session.model.title();
+        self.ringer.set(ringing);
+        self.set_title(ctx, title);
+        if in_call {
+            // The call clock in the status line ticks once a second, even when no picture arrives.
+            ctx.request_repaint_after(Duration::from_secs(1));
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        let started = Instant::now();
+        let ctx = ui.ctx().clone();
+        if let Some(session) = self.session.as_mut() {
+            // Upload only what is new: a repaint for any other reason reuses the textures.
+            if session.remote_rx.has_changed().unwrap_or(false) {
+                let frame = session.remote_rx.borrow_and_update().clone();
+                session.remote.update(&ctx, frame.as_ref());
+            }
+            if session.local_rx.has_changed().unwrap_or(false) {
+                let frame = session.local_rx.borrow_and_update().clone();
+                session.local.update(&ctx, frame.as_ref());
+            }
+        }
+        let mut commands = Vec::new();
+        self.keys(&ctx, &mut commands);
+        if self.session.is_some() {
+            self.draw_room(ui, &mut commands);
+        } else {
+            views::login::show(ui, &mut self.settings, self.notice.as_deref(), &mut commands);
+        }
+        for command in commands {
+            self.execute(command, &ctx);
+        }
+        if let Some(perf) = &mut self.perf {
+            perf.record(started.elapsed(), frame.info().cpu_usage);
+        }
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        let was_in_call = self.session.as_ref().is_some_and(|s| !s.model.call.is_idle());
+        self.leave();
+        let embedded = self.embedded.take();
+        self.rt.block_on(async move {
+            if was_in_call {
+                // Let the hang-up reach the server before the process goes.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            if let Some(server) = embedded {
+                let _ = tokio::time::timeout(Duration::from_secs(1), server.shutdown()).await;
+            }
+        });
+    }
+}
+
+impl PeercallApp {
+    fn set_title(&mut self, ctx: &egui::Context, title: String) {
+        if title != self.title {
+            ctx.send_viewport_cmd(ViewportCommand::Title(title.clone()));
+            self.title = title;
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The first-run form: display name, server address, auto-answer, Join.
+
+use crate::ui::command::UiCommand;
+use crate::ui::settings::Settings;
+use eframe::egui;
+
+/// Draws the form into the middle of `ui`; Enter in a field joins like the button.
+pub fn show(ui: &mut egui::Ui, settings: &mut Settings, notice: Option<&str>, out: &mut Vec<UiCommand>) {
+    egui::CentralPanel::default().show(ui, |ui| {
+        ui.vertical_centered(|ui| {
+            ui.add_space((ui.available_height() * 0.18).max(12.0));
+            ui.heading(egui::RichText::new("Peercall").size(30.0).strong());
+            ui.label("Video calls with the people on your network.");
+            ui.add_space(24.0);
+        });
+        let width = 380.0f32.min(ui.available_width());
+        let left = (ui.available_width() - width) / 2.0;
+        ui.horizontal(|ui| {
+            ui.add_space(left.max(0.0));
+            ui.vertical(|ui| {
+                ui.set_width(width);
+                let mut enter = false;
+                ui.label("Your name");
+                let name = ui.add(egui::TextEdit::singleline(&mut settings.name).desired_width(width));
+                enter |= name.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                ui.add_space(8.0);
+                ui.label("Server");
+                let server = ui.add(
+                    egui::TextEdit::singleline(&mut settings.server)
+                        .hint_text("ws://127.0.0.1:6503/")
+                        .desired_width(width),
+                );
+                enter |= server.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                ui.small("An address on this machine uses the server built into Peercall.");
+                ui.add_space(8.0);
+                ui.checkbox(&mut settings.auto_answer, "Answer calls automatically");
+                ui.add_space(16.0);
+                let ready = !settings.name.trim().is_empty() && !settings.server.trim().is_empty();
+                let join = ui.add_enabled(
+                    ready,
+                    egui::Button::new(egui::RichText::new("Join").size(16.0))
+                        .min_size(egui::vec2(width, 32.0)),
+                );
+                if join.clicked() || (ready && enter) {
+                    out.push(UiCommand::Join);
+                }
+                if let Some(notice) = notice {
+                    ui.add_space(12.0);
+                    ui.colored_label(super::palette::RED, notice);
+                }
+            });
+        });
+    });
+}

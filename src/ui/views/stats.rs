@@ -1,0 +1,59 @@
+//! The call-statistics overlay: resolution, frame rates, bitrates, round trip and loss, drawn over
+//! the top-left corner of the remote picture.
+
+use crate::call::CallStats;
+use eframe::egui;
+use egui::{vec2, Align2, Color32, FontId, Rect};
+
+/// The overlay's lines for one second of statistics.
+pub fn lines(s: &CallStats) -> Vec<String> {
+    let resolution = s.resolution_in.map(|(w, h)| format!("{w}\u{d7}{h}")).unwrap_or_else(|| "-".into());
+    let rtt = s.rtt_ms.map(|r| format!("{r:.0} ms")).unwrap_or_else(|| "-".into());
+    let mut out = vec![
+        format!("in   {resolution}  {:.0} fps  {:.0} kbit/s", s.fps_in, s.kbps_in),
+        format!("out  {:.0} fps  {:.0} kbit/s", s.fps_out, s.kbps_out),
+        format!("rtt  {rtt}   lost {} packets", s.packets_lost),
+    ];
+    if let Some(latency) = s.latency_ms {
+        out.push(format!("glass-to-glass {latency:.0} ms"));
+    }
+    out
+}
+
+/// Paints the overlay into `area`'s top-left corner.
+pub fn paint(painter: &egui::Painter, area: Rect, stats: &CallStats) {
+    let font = FontId::monospace(13.0);
+    let line_h = 17.0;
+    let lines = lines(stats);
+    let width = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0) as f32 * 8.0 + 16.0;
+    let rect =
+        Rect::from_min_size(area.min + vec2(12.0, 12.0), vec2(width, lines.len() as f32 * line_h + 12.0));
+    painter.rect_filled(rect, 6.0, Color32::from_black_alpha(170));
+    for (i, line) in lines.iter().enumerate() {
+        let pos = rect.min + vec2(8.0, 6.0 + i as f32 * line_h);
+        painter.text(pos, Align2::LEFT_TOP, line, font.clone(), Color32::from_gray(235));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_reads_resolution_rates_rtt_and_loss() {
+        let s = CallStats {
+            fps_in: 29.7,
+            kbps_in: 1510.0,
+            fps_out: 30.0,
+            kbps_out: 1490.0,
+            rtt_ms: Some(0.6),
+            packets_lost: 3,
+            resolution_in: Some((1280, 720)),
+            ..Default::default()
+        };
+        let text = lines(&s).join("\n");
+        for part in ["1280\u{d7}720", "30 fps", "1510 kbit/s", "rtt  1 ms", "lost 3 packets"] {
+            assert!(text.contains(part), "{part:?} in {text}");
+        }
+    }
+}

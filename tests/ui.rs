@@ -1,0 +1,291 @@
+//! The window as a person sees it: the real `peercall` binary in a real X server (Xvfb), joined to
+//! the server it embeds; a headless engine calls it, it answers by itself, and a screenshot must show
+//! the caller's moving pattern in the remote pane (stamp decoded from the screen's pixels, colour bars
+//! where they belong) and the caller's row marked in the user list. Screenshots go to test-artifacts/.
+
+mod common;
+
+use common::{wait_state, wait_users, within};
+use image::RgbaImage;
+use peercall::call::{CallState, Command, Engine, EngineConfig};
+use peercall::media::frame::RgbaFrame;
+use peercall::media::pattern::read_stamp;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The pane behind the video (`views::palette::PANE`): how the test finds the video on screen.
+const PANE: [u8; 3] = [18, 18, 22];
+/// The fill of the call peer's row in the user list (`views::palette::PEER_ROW`).
+const PEER_ROW: [u8; 3] = [21, 94, 53];
+/// The caller's picture.
+const VIDEO: (usize, usize, u32) = (1280, 720, 30);
+
+/// A child process that is killed when the test ends, however it ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("test-artifacts/ can be created");
+    dir
+}
+
+/// Starts Xvfb on a free display, installing it first when it is missing.
+fn start_xvfb() -> (Reaped, String) {
+    if Process::new("Xvfb").arg("-help").stderr(Stdio::null()).status().is_err() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-deps.sh");
+        let ok = Process::new("bash").arg(script).arg("test").status().is_ok_and(|s| s.success());
+        assert!(ok, "Xvfb is missing and scripts/install-deps.sh test could not install it");
+    }
+    for n in 90..140 {
+        if Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+        {
+            continue;
+        }
+        let display = format!(":{n}");
+        let child = Process::new("Xvfb")
+            .args([&display, "-screen", "0", "1600x1000x24", "-nolisten", "tcp", "-noreset"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb starts");
+        let xvfb = Reaped(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                return (xvfb, display);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Xvfb on {display} did not come up in 10 s");
+    }
+    panic!("no free X display between :90 and :139");
+}
+
+fn free_port() -> u16 {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    socket.local_addr().expect("its address").port()
+}
+
+/// Starts the app in the window, joined to the server it embeds on `port`, answering by itself.
+/// Its stdout lines (`--frame-stats`) are collected into the returned list.
+fn start_app(display: &str, port: u16) -> (Reaped, Arc<Mutex<Vec<String>>>) {
+    let config_home = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ui-config-{port}"));
+    let log = std::fs::File::create(artifacts().join("ui-app.log")).expect("log file");
+    let mut child = Process::new(env!("CARGO_BIN_EXE_peercall"))
+        .args(["--name", "window", "--server", &format!("ws://127.0.0.1:{port}/"), "--join", "--auto-answer"])
+        .args(["--video", "1280x720@30", "--bind", "127.0.0.1:0", "--frame-stats"])
+        .env("DISPLAY", display)
+        .env("XDG_CONFIG_HOME", &config_home)
+        .env_remove("WAYLAND_DISPLAY")
+        .env("RUST_LOG", "peercall=info")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("the peercall binary starts");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().expect("lines lock").push(line);
+        }
+    });
+    (Reaped(child), lines)
+}
+
+/// The window's title (`_NET_WM_NAME`), which the app keeps as "Peercall — <me> — <call state>".
+fn window_title(display: &str) -> Option<String> {
+    let tree = Process::new("xwininfo").args(["-root", "-tree"]).env("DISPLAY", display).output().ok()?;
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    let id = tree
+        .lines()
+        .find(|l| l.contains("\"peercall\")") && l.contains("Peercall"))?
+        .split_whitespace()
+        .next()?;
+    let prop =
+        Process::new("xprop").args(["-id", id, "_NET_WM_NAME"]).env("DISPLAY", display).output().ok()?;
+    let prop = String::from_utf8_lossy(&prop.stdout);
+    Some(prop.split_once(" = ")?.1.trim().trim_matches('"').to_owned())
+}
+
+async fn wait_title(display: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    within(20, what, async {
+        loop {
+            if let Some(title) = window_title(display).filter(|t| pred(t)) {
+                return title;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+}
+
+fn screenshot(display: &str, name: &str) -> RgbaImage {
+    let path = artifacts().join(name);
+    let ok = Process::new("import")
+        .args(["-window", "root"])
+        .arg(&path)
+        .env("DISPLAY", display)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "ImageMagick's import took no screenshot");
+    image::open(&path).expect("the screenshot decodes").to_rgba8()
+}
+
+fn near(p: &image::Rgba<u8>, c: [u8; 3], tolerance: i32) -> bool {
+    (0..3).all(|i| (p[i] as i32 - c[i] as i32).abs() <= tolerance)
+}
+
+/// The bounding box of the video pane's background colour: the pane (x0, y0, x1, y1).
+fn find_pane(img: &RgbaImage) -> (u32, u32, u32, u32) {
+    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
+    for (x, y, p) in img.enumerate_pixels() {
+        if near(p, PANE, 0) {
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+        }
+    }
+    assert!(x1 > x0 + 200 && y1 > y0 + 150, "no video pane on screen");
+    (x0, y0, x1 + 1, y1 + 1)
+}
+
+/// The video's rect inside the pane, as the app fits it (aspect kept, centred).
+fn video_rect(pane: (u32, u32, u32, u32), w: usize, h: usize) -> (f32, f32, f32) {
+    let (pw, ph) = ((pane.2 - pane.0) as f32, (pane.3 - pane.1) as f32);
+    let scale = (pw / w as f32).min(ph / h as f32);
+    let left = pane.0 as f32 + (pw - w as f32 * scale) / 2.0;
+    let top = pane.1 as f32 + (ph - h as f32 * scale) / 2.0;
+    (left, top, scale)
+}
+
+/// The screen's picture of the video, sampled back to the video's own size.
+fn grab_video(img: &RgbaImage, rect: (f32, f32, f32), w: usize, h: usize) -> RgbaFrame {
+    let (left, top, scale) = rect;
+    let mut pixels = Vec::with_capacity(w * h * 4);
+    for y in 0..h {
+        for x in 0..w {
+            let sx = (left + (x as f32 + 0.5) * scale) as u32;
+            let sy = (top + (y as f32 + 0.5) * scale) as u32;
+            pixels.extend_from_slice(&img.get_pixel(sx.min(img.width() - 1), sy.min(img.height() - 1)).0);
+        }
+    }
+    RgbaFrame {
+        width: w,
+        height: h,
+        pixels: pixels.into(),
+        keyframe: false,
+        decoded_at_us: 0,
+        decode_time: Duration::ZERO,
+    }
+}
+
+/// How many of the pattern's seven coloured 75% bars appear along a row of the video.
+fn bars_on_row(frame: &RgbaFrame, y: usize) -> usize {
+    const BARS: [[u8; 3]; 7] =
+        [[191, 191, 191], [191, 191, 0], [0, 191, 191], [0, 191, 0], [191, 0, 191], [191, 0, 0], [0, 0, 191]];
+    BARS.iter()
+        .filter(|bar| {
+            (0..frame.width).any(|x| {
+                let i = (y * frame.width + x) * 4;
+                (0..3).all(|c| (frame.pixels[i + c] as i32 - bar[c] as i32).abs() <= 40)
+            })
+        })
+        .count()
+}
+
+fn peer_row_pixels(img: &RgbaImage, x_end: u32, y0: u32, y1: u32) -> usize {
+    (y0..y1)
+        .flat_map(|y| (0..x_end).map(move |x| (x, y)))
+        .filter(|&(x, y)| near(img.get_pixel(x, y), PEER_ROW, 3))
+        .count()
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_answers_and_shows_the_callers_picture() {
+    let (_xvfb, display) = start_xvfb();
+    let port = free_port();
+    let (app, stats_lines) = start_app(&display, port);
+    let pid = app.0.id();
+
+    // The app serves the signaling server itself: a headless caller joins it.
+    let url = format!("ws://127.0.0.1:{port}/");
+    let mut config = EngineConfig::new("caller", &url).with_pattern(VIDEO.0, VIDEO.1, VIDEO.2);
+    config.peer.bind_addrs = vec!["127.0.0.1:0".to_owned()];
+    let caller = within(20, "the embedded server to accept a client", async {
+        let caller = Engine::start(config);
+        wait_users(&caller, &["caller", "window"]).await;
+        caller
+    })
+    .await;
+    wait_title(&display, "the window to register", |t| t == "Peercall \u{2014} window").await;
+    // Let the window draw the new user list before the "before" picture.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = screenshot(&display, "ui-before-call.png");
+
+    caller.send(Command::Call("window".into()));
+    wait_state(&caller, "the window to answer", |s| matches!(s, CallState::InCall { .. })).await;
+    let title =
+        wait_title(&display, "the window's title to show the call", |t| t.contains("in call with caller"))
+            .await;
+    assert_eq!(title, "Peercall \u{2014} window \u{2014} in call with caller");
+
+    // Frames flow for a while; then look at the screen.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let rss = rss_kib(pid);
+    let img = screenshot(&display, "ui-in-call.png");
+    let pane = find_pane(&img);
+    let rect = video_rect(pane, VIDEO.0, VIDEO.1);
+    let video = grab_video(&img, rect, VIDEO.0, VIDEO.1);
+    image::save_buffer(
+        artifacts().join("ui-remote-pane.png"),
+        &video.pixels,
+        VIDEO.0 as u32,
+        VIDEO.1 as u32,
+        image::ExtendedColorType::Rgba8,
+    )
+    .expect("pane crop saved");
+
+    // The remote pane shows the caller's pattern: its stamp decodes from the screen, and its colour
+    // bars run across the middle of the picture.
+    let stamp = read_stamp(&video).expect("the caller's stamp reads from the window's remote pane");
+    assert!(stamp.frame_no > 30, "a moving picture: frame {} shown after 6 s", stamp.frame_no);
+    let bars = bars_on_row(&video, VIDEO.1 / 2);
+    assert!(bars >= 6, "{bars} of 7 colour bars across the remote pane");
+
+    // The user list marks the caller's row as the call's peer (it was not marked before the call).
+    let (row_before, row_now) =
+        (peer_row_pixels(&before, pane.0, pane.1, pane.3), peer_row_pixels(&img, pane.0, pane.1, pane.3));
+    assert!(row_before == 0 && row_now > 1000, "caller's row marked: {row_before} -> {row_now} pixels");
+
+    // Figures for docs/figures-window.md.
+    let lines = stats_lines.lock().expect("lines lock").clone();
+    let last = lines.iter().rev().find(|l| l.starts_with("frame-stats")).cloned().unwrap_or_default();
+    let figures = format!(
+        "720p call under Xvfb: {last}; app RSS {} MiB; stamp frame {} read from the screen\n",
+        rss.map(|k| format!("{:.0}", k as f64 / 1024.0)).unwrap_or_else(|| "?".into()),
+        stamp.frame_no
+    );
+    print!("{figures}");
+    std::fs::write(artifacts().join("ui-figures.txt"), figures).expect("figures saved");
+
+    // The caller hangs up: the window goes back to idle.
+    caller.send(Command::HangUp);
+    wait_title(&display, "the window to see the hang-up", |t| t == "Peercall \u{2014} window").await;
+    screenshot(&display, "ui-after-call.png");
+    caller.send(Command::Shutdown);
+}
