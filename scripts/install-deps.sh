@@ -11,8 +11,9 @@ want=(
   pkg-config
 )
 if [[ "${1:-build}" == "test" ]]; then
-  # The window test: a virtual X server, screenshots, and Mesa's software GL (llvmpipe) for glow.
-  want+=(xvfb xauth imagemagick x11-utils libgl1-mesa-dri libegl1 libglx-mesa0 libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2)
+  # The window test: a virtual X server, screenshots, typing and clicking (xdotool), and Mesa's
+  # software GL (llvmpipe) for glow.
+  want+=(xvfb xauth imagemagick x11-utils xdotool libgl1-mesa-dri libegl1 libglx-mesa0 libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2)
 fi
 
 missing=()

@@ -5,9 +5,9 @@
 
 mod common;
 
-use common::{wait_state, wait_users, within};
+use common::{wait_event, wait_state, wait_users, within};
 use image::RgbaImage;
-use peercall::call::{CallState, Command, Engine, EngineConfig};
+use peercall::call::{CallState, Command, EndReason, Engine, EngineConfig, Event};
 use peercall::media::frame::RgbaFrame;
 use peercall::media::pattern::read_stamp;
 use std::io::{BufRead, BufReader};
@@ -77,14 +77,15 @@ fn free_port() -> u16 {
     socket.local_addr().expect("its address").port()
 }
 
-/// Starts the app in the window, joined to the server it embeds on `port`, answering by itself.
-/// Its stdout lines (`--frame-stats`) are collected into the returned list.
-fn start_app(display: &str, port: u16) -> (Reaped, Arc<Mutex<Vec<String>>>) {
+/// Starts the app in the window as "window", joined to the server it embeds on `port`, with `extra`
+/// flags. Its stdout lines (`--frame-stats`) are collected into the returned list.
+fn start_app(display: &str, port: u16, extra: &[&str], log: &str) -> (Reaped, Arc<Mutex<Vec<String>>>) {
     let config_home = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ui-config-{port}"));
-    let log = std::fs::File::create(artifacts().join("ui-app.log")).expect("log file");
+    let log = std::fs::File::create(artifacts().join(log)).expect("log file");
     let mut child = Process::new(env!("CARGO_BIN_EXE_peercall"))
-        .args(["--name", "window", "--server", &format!("ws://127.0.0.1:{port}/"), "--join", "--auto-answer"])
-        .args(["--video", "1280x720@30", "--bind", "127.0.0.1:0", "--frame-stats"])
+        .args(["--name", "window", "--server", &format!("ws://127.0.0.1:{port}/"), "--join"])
+        .args(["--bind", "127.0.0.1:0"])
+        .args(extra)
         .env("DISPLAY", display)
         .env("XDG_CONFIG_HOME", &config_home)
         .env_remove("WAYLAND_DISPLAY")
@@ -210,19 +211,22 @@ fn peer_row_pixels(img: &RgbaImage, x_end: u32, y0: u32, y1: u32) -> usize {
         .count()
 }
 
+/// CPU seconds the process has used (user + system).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_window_answers_and_shows_the_callers_picture() {
-    let (_xvfb, display) = start_xvfb();
-    let port = free_port();
-    let (app, stats_lines) = start_app(&display, port);
-    let pid = app.0.id();
-
-    // The app serves the signaling server itself: a headless caller joins it.
+/// A headless caller on the window's embedded server, once both are in the room.
+async fn join_caller(port: u16, display: &str) -> Engine {
     let url = format!("ws://127.0.0.1:{port}/");
     let mut config = EngineConfig::new("caller", &url).with_pattern(VIDEO.0, VIDEO.1, VIDEO.2);
     config.peer.bind_addrs = vec!["127.0.0.1:0".to_owned()];
@@ -232,7 +236,68 @@ async fn the_window_answers_and_shows_the_callers_picture() {
         caller
     })
     .await;
-    wait_title(&display, "the window to register", |t| t == "Peercall \u{2014} window").await;
+    wait_title(display, "the window to register", |t| t == "Peercall \u{2014} window").await;
+    caller
+}
+
+/// Types and clicks into the window as a person would (XTEST).
+fn xdotool(display: &str, args: &[&str]) {
+    let ok = Process::new("xdotool").args(args).env("DISPLAY", display).status().is_ok_and(|s| s.success());
+    assert!(ok, "xdotool {args:?} failed (scripts/install-deps.sh test installs it)");
+}
+
+/// The two window tests share the machine's two cores: one at a time, so the figures mean something.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enter_sends_chat_and_esc_declines_a_call() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (_xvfb, display) = start_xvfb();
+    let port = free_port();
+    let (_app, _) = start_app(&display, port, &["--video", "320x240@15"], "ui-app-prompt.log");
+    let caller = join_caller(port, &display).await;
+    let mut events = caller.subscribe();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Without a window manager nobody gives the window the keyboard: take it, as a click would.
+    xdotool(&display, &["search", "--class", "peercall", "windowfocus", "--sync"]);
+    // Click into the chat line (bottom of the left column of the 1120x720 window), type, press Enter.
+    xdotool(&display, &["mousemove", "120", "670", "click", "1"]);
+    xdotool(&display, &["type", "--delay", "20", "hello from the window"]);
+    xdotool(&display, &["key", "Return"]);
+    let chat = wait_event(&mut events, "the window's chat line", |e| match e {
+        Event::Chat { from, text } if from == "window" => Some(text.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(chat, "hello from the window");
+
+    // A call rings with a prompt (no auto-answer); Esc declines it and the caller is told.
+    caller.send(Command::Call("window".into()));
+    wait_title(&display, "the prompt", |t| t.ends_with("caller is calling")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    screenshot(&display, "ui-incoming-call.png");
+    xdotool(&display, &["key", "Escape"]);
+    let reason = wait_event(&mut events, "the call to end", |e| match e {
+        Event::CallEnded { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, EndReason::Declined);
+    wait_title(&display, "the window back to idle", |t| t == "Peercall \u{2014} window").await;
+    caller.send(Command::Shutdown);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_answers_and_shows_the_callers_picture() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (_xvfb, display) = start_xvfb();
+    let port = free_port();
+    let flags = ["--auto-answer", "--video", "1280x720@30", "--frame-stats"];
+    let (app, stats_lines) = start_app(&display, port, &flags, "ui-app.log");
+    let pid = app.0.id();
+    // The app serves the signaling server itself: a headless caller joins it.
+    let caller = join_caller(port, &display).await;
     // Let the window draw the new user list before the "before" picture.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = screenshot(&display, "ui-before-call.png");
@@ -245,7 +310,10 @@ async fn the_window_answers_and_shows_the_callers_picture() {
     assert_eq!(title, "Peercall \u{2014} window \u{2014} in call with caller");
 
     // Frames flow for a while; then look at the screen.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (cpu_start, measured_from) = (cpu_seconds(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let cpu = cpu_start.zip(cpu_seconds(pid)).map(|(a, b)| (b - a) / measured_from.elapsed().as_secs_f64());
     let rss = rss_kib(pid);
     let img = screenshot(&display, "ui-in-call.png");
     let pane = find_pane(&img);
@@ -276,8 +344,9 @@ async fn the_window_answers_and_shows_the_callers_picture() {
     let lines = stats_lines.lock().expect("lines lock").clone();
     let last = lines.iter().rev().find(|l| l.starts_with("frame-stats")).cloned().unwrap_or_default();
     let figures = format!(
-        "720p call under Xvfb: {last}; app RSS {} MiB; stamp frame {} read from the screen\n",
+        "720p call under Xvfb: {last}; app RSS {} MiB; app CPU {} s/s; stamp frame {} read from the screen\n",
         rss.map(|k| format!("{:.0}", k as f64 / 1024.0)).unwrap_or_else(|| "?".into()),
+        cpu.map(|c| format!("{c:.2}")).unwrap_or_else(|| "?".into()),
         stamp.frame_no
     );
     print!("{figures}");

@@ -295,6 +295,11 @@ impl eframe::App for PeercallApp {
                 let frame = session.local_rx.borrow_and_update().clone();
                 session.local.update(&ctx, frame.as_ref());
             }
+            if session.model.call.is_idle() {
+                // A decoder may finish one last frame after the call ended: never show it.
+                session.remote.update(&ctx, None);
+                session.local.update(&ctx, None);
+            }
         }
         let mut commands = Vec::new();
         self.keys(&ctx, &mut commands);

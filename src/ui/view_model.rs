@@ -119,7 +119,8 @@ impl Model {
             CallState::Idle if self.users.len() <= 1 => "Nobody else is here yet".to_owned(),
             CallState::Idle => "Click a name on the left to call".to_owned(),
             CallState::Calling { peer } => format!("Calling {peer}\u{2026}"),
-            CallState::Ringing { peer } => format!("{peer} is calling"),
+            // The prompt over the pane says who calls.
+            CallState::Ringing { .. } => String::new(),
             CallState::Connecting { peer } => format!("Connecting to {peer}\u{2026}"),
             CallState::InCall { peer } => format!("Waiting for {peer}'s picture\u{2026}"),
         }

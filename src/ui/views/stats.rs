@@ -8,7 +8,7 @@ use egui::{vec2, Align2, Color32, FontId, Rect};
 /// The overlay's lines for one second of statistics.
 pub fn lines(s: &CallStats) -> Vec<String> {
     let resolution = s.resolution_in.map(|(w, h)| format!("{w}\u{d7}{h}")).unwrap_or_else(|| "-".into());
-    let rtt = s.rtt_ms.map(|r| format!("{r:.0} ms")).unwrap_or_else(|| "-".into());
+    let rtt = s.rtt_ms.map(|r| format!("{r:.1} ms")).unwrap_or_else(|| "-".into());
     let mut out = vec![
         format!("in   {resolution}  {:.0} fps  {:.0} kbit/s", s.fps_in, s.kbps_in),
         format!("out  {:.0} fps  {:.0} kbit/s", s.fps_out, s.kbps_out),
@@ -52,7 +52,7 @@ mod tests {
             ..Default::default()
         };
         let text = lines(&s).join("\n");
-        for part in ["1280\u{d7}720", "30 fps", "1510 kbit/s", "rtt  1 ms", "lost 3 packets"] {
+        for part in ["1280\u{d7}720", "30 fps", "1510 kbit/s", "rtt  0.6 ms", "lost 3 packets"] {
             assert!(text.contains(part), "{part:?} in {text}");
         }
     }
