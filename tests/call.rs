@@ -207,7 +207,7 @@ async fn candidates_that_arrive_before_the_offer_still_connect() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let settings = PeerSettings { bind_addrs: vec!["127.0.0.1:0".into()], ..Default::default() };
     let pc = peer::build(&settings, 1, tx).await.expect("carol's peer connection");
-    let audio = peer::local_track(RtpCodecKind::Audio, peer::opus_codec()).expect("track");
+    let audio = peer::local_track(RtpCodecKind::Audio, peer::opus_codec(), "carol").expect("track");
     pc.add_track(audio as std::sync::Arc<dyn TrackLocal>).await.expect("add track");
     pc.add_transceiver_from_kind(RtpCodecKind::Video, None).await.expect("video transceiver");
     let offer = pc.create_offer(None).await.expect("offer");

@@ -38,6 +38,12 @@ struct Figures {
 }
 
 fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut all = Vec::new();
@@ -100,7 +106,13 @@ async fn measure(width: usize, height: usize, args: &Args) -> anyhow::Result<Fig
             }
         })
         .await
-        .map_err(|_| anyhow::anyhow!("no remote frame within 10 s"))?;
+        .map_err(|_| {
+            let counters = alice.counters().borrow().clone();
+            anyhow::anyhow!(
+                "no remote frame within 10 s (round {round}); alice is {}, her counters: {counters:?}",
+                *alice.state().borrow()
+            )
+        })?;
         setup_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         if round + 1 < args.setups {
             alice.send(Command::HangUp);

@@ -52,6 +52,8 @@ pub struct EngineConfig {
     pub disconnected_grace: Duration,
     /// How long an unanswered call rings before it is given up.
     pub ring_timeout: Duration,
+    /// How long offer/answer may stay without a working connection before the call is given up.
+    pub connect_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -66,6 +68,7 @@ impl EngineConfig {
             audio_source: Arc::new(|| Box::new(ToneSource::new(440.0, 0.25))),
             disconnected_grace: Duration::from_secs(5),
             ring_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 
@@ -309,6 +312,7 @@ struct ActiveCall {
     want_keyframe: Arc<std::sync::atomic::AtomicBool>,
     meter: StatsMeter,
     started: Instant,
+    connecting_since: Option<Instant>,
     disconnected_since: Option<Instant>,
 }
 
@@ -499,6 +503,7 @@ impl Driver {
             want_keyframe: Arc::default(),
             meter: StatsMeter::default(),
             started: Instant::now(),
+            connecting_since: None,
             disconnected_since: None,
         }
     }
@@ -506,10 +511,11 @@ impl Driver {
     async fn open_peer_connection(&self, call: &mut ActiveCall) -> Result<(), webrtc::error::Error> {
         let pc = peer::build(&self.config.peer, call.id, self.peer_tx.clone()).await?;
         call.pc = Some(pc.clone());
-        let video = peer::local_track(RtpCodecKind::Video, peer::h264_codec())?;
+        let stream_id = peer::new_stream_id();
+        let video = peer::local_track(RtpCodecKind::Video, peer::h264_codec(), &stream_id)?;
         let video_sender = pc.add_track(video.clone() as Arc<dyn TrackLocal>).await?;
         call.video = Some((video, video_sender));
-        let audio = peer::local_track(RtpCodecKind::Audio, peer::opus_codec())?;
+        let audio = peer::local_track(RtpCodecKind::Audio, peer::opus_codec(), &stream_id)?;
         let audio_sender = pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await?;
         call.audio = Some((audio, audio_sender));
         Ok(())
@@ -839,6 +845,18 @@ impl Driver {
         let waiting = matches!(state, CallState::Calling { .. } | CallState::Ringing { .. });
         if waiting && call.started.elapsed() > self.config.ring_timeout {
             return self.end_call(EndReason::NoAnswer, true).await;
+        }
+        // MDN's protocol has no call ids: an answer to a call we already hung up can be taken for the
+        // answer to the next one, and ICE then never connects. Whatever the cause, a call that cannot
+        // connect ends in words rather than hanging.
+        let connecting = matches!(state, CallState::Connecting { .. });
+        if !connecting {
+            call.connecting_since = None;
+        } else if call.connecting_since.get_or_insert_with(Instant::now).elapsed()
+            > self.config.connect_timeout
+        {
+            let why = format!("could not connect to {} (no network path found)", call.peer);
+            return self.end_call(EndReason::Failed(why), true).await;
         }
         if stats_due && matches!(state, CallState::InCall { .. }) {
             let mut stats = call.meter.sample(&call.counters);

@@ -263,7 +263,10 @@ async fn receive_video(
         let counters = counters.clone();
         std::thread::Builder::new()
             .name("video-decode".into())
-            .spawn(move || decode_loop(frames_rx, sinks.remote_video, want_keyframe, counters))
+            .spawn({
+                let stop = stop.clone();
+                move || decode_loop(frames_rx, sinks.remote_video, want_keyframe, counters, stop)
+            })
             .is_ok()
     };
     if !decoder_ok {
@@ -317,6 +320,7 @@ fn decode_loop(
     out: watch::Sender<Option<RgbaFrame>>,
     want_keyframe: Arc<AtomicBool>,
     counters: Arc<Counters>,
+    stop: watch::Receiver<bool>,
 ) {
     let mut decoder = match H264Decoder::new() {
         Ok(d) => d,
@@ -339,6 +343,10 @@ fn decode_loop(
                 counters.last_resolution.store(res, Ordering::Relaxed);
                 if let Some(stamp) = read_stamp(&frame) {
                     counters.last_latency_us.store(stamp.age_us(now_us()), Ordering::Relaxed);
+                }
+                // A picture decoded after the call ended must not reappear once the engine cleared it.
+                if *stop.borrow() {
+                    return;
                 }
                 out.send_replace(Some(frame));
             }

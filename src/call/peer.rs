@@ -97,16 +97,19 @@ pub fn opus_codec() -> RTCRtpCodec {
 }
 
 /// A local track that packetizes encoded samples for one codec.
+/// `stream_id` groups a call's audio and video into one stream: MDN's page shows
+/// `event.streams[0]` of each track, so two streams would leave its video element audio-only.
 pub fn local_track(
     kind: RtpCodecKind,
     codec: RTCRtpCodec,
+    stream_id: &str,
 ) -> Result<Arc<TrackLocalStaticSample>, webrtc::error::Error> {
     let ssrc = rand_ssrc();
     let name = if kind == RtpCodecKind::Video { "video" } else { "audio" };
     // Track ids must be unique across both ends: webrtc 0.21 routes RTCP by track id and checks the
     // remote tracks first, so a far side using the same id as ours would swallow our PLIs.
     let track = MediaStreamTrack::new(
-        format!("peercall-{:08x}", rand_ssrc()),
+        stream_id.to_owned(),
         format!("peercall-{name}-{ssrc:08x}"),
         format!("peercall {name}"),
         kind,
@@ -117,6 +120,11 @@ pub fn local_track(
         }],
     );
     Ok(Arc::new(TrackLocalStaticSample::new(Instant::now(), track)?))
+}
+
+/// A fresh stream id for one call's tracks.
+pub fn new_stream_id() -> String {
+    format!("peercall-{:08x}", rand_ssrc())
 }
 
 fn rand_ssrc() -> u32 {
@@ -156,8 +164,13 @@ pub async fn build(
     // time: 200 ms gave ~430 ms, 25 ms gives ~80 ms. A call checks a handful of pairs, so the extra STUN
     // traffic is a few packets (RFC 8445 allows Ta down to 5 ms). 56 attempts keep the crate's ~1.4 s of
     // patience per pair for slow paths.
+    //
+    // Peer-reflexive pairs are accepted at once rather than after the crate's 1 s: on a LAN the far
+    // side's first check often overtakes its trickled candidate, so the working pair is prflx, and the
+    // wait made a third of our loopback calls take 1.1 s to set up. Browsers don't wait either.
     let setting_engine = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(56))
+        .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
         .build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(config)
