@@ -14,6 +14,11 @@ if [[ "${1:-build}" == "test" ]]; then
   # The window test: a virtual X server, screenshots, typing and clicking (xdotool), and Mesa's
   # software GL (llvmpipe) for glow.
   want+=(xvfb xauth imagemagick x11-utils xdotool libgl1-mesa-dri libegl1 libglx-mesa0 libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2)
+  # The browser interop test: Debian's Chromium, driven by playwright-core under Node.
+  want+=(chromium)
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    want+=(nodejs npm)
+  fi
 fi
 
 missing=()
@@ -23,12 +28,17 @@ for pkg in "${want[@]}"; do
   fi
 done
 
-if ((${#missing[@]} == 0)); then
-  exit 0
+if ((${#missing[@]} > 0)); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "install-deps: installing ${missing[*]}" >&2
-sudo=""
-if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# playwright-core drives the system Chromium; it never downloads a browser of its own.
+browser_tests="$(dirname "$0")/../tests/browser"
+if [[ "${1:-build}" == "test" && ! -d "$browser_tests/node_modules/playwright-core" ]]; then
+  echo "install-deps: installing playwright-core for the browser tests" >&2
+  (cd "$browser_tests" && npm ci --no-audit --no-fund --silent)
+fi

@@ -252,6 +252,24 @@ async fn candidates_that_arrive_before_the_offer_still_connect() {
         };
         ws.send(Ws::text(msg.to_json())).await.expect("send candidate");
     }
+    // What browsers also send: an mDNS host candidate (which no one here can resolve) and
+    // end-of-candidates. Both must be taken without an error and without hurting the call.
+    let mut bob_events = bob.subscribe();
+    for candidate in
+        ["candidate:1 1 udp 2122260223 6b5c1e0e-3f52-4c7e-9d7a-1c2b3a4d5e6f.local 54321 typ host", ""]
+    {
+        let msg = Message::NewIceCandidate {
+            name: Some("carol".into()),
+            target: "bob".into(),
+            candidate: IceCandidate {
+                candidate: candidate.into(),
+                sdp_mid: Some("0".into()),
+                sdp_m_line_index: Some(0),
+                username_fragment: None,
+            },
+        };
+        ws.send(Ws::text(msg.to_json())).await.expect("send candidate");
+    }
     assert!(!offer_sdp.contains("a=candidate"), "the offer must not carry the candidates itself");
     let offer_msg = Message::VideoOffer {
         name: "carol".into(),
@@ -310,6 +328,9 @@ async fn candidates_that_arrive_before_the_offer_still_connect() {
     .await;
     let frame = video.borrow().clone().expect("frame");
     assert!(read_stamp(&frame).is_some(), "carol decodes bob's stamped pattern");
+    while let Ok(event) = bob_events.try_recv() {
+        assert!(!matches!(event, peercall::call::Event::Error(_)), "bob reported {event:?}");
+    }
     pc.close().await.ok();
 }
 

@@ -233,9 +233,11 @@ async fn a_capped_room_turns_the_next_joiner_away_cleanly() {
 }
 
 #[tokio::test]
-async fn healthz_answers_200_and_a_plain_get_404() {
+async fn healthz_answers_200_and_a_plain_get_serves_the_browser_client() {
     let server = TestServer::start().await;
-    for (path, status, body) in [("/healthz", "200", "ok\n"), ("/team-a", "404", "WebSocket")] {
+    for (path, status, body) in
+        [("/healthz", "200", "ok\n"), ("/team-a", "200", "new WebSocket("), ("/", "200", "video-offer")]
+    {
         let mut tcp = TcpStream::connect(server.handle.local_addr()).await.expect("connect");
         let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         tcp.write_all(request.as_bytes()).await.expect("write");

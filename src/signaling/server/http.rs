@@ -1,7 +1,7 @@
 //! HTTP routing: `/healthz`, and a WebSocket room on every other path.
 //!
-//! A plain GET on a room path answers 404 with a hint; this is where a later page (the HTML client)
-//! plugs in without touching the WebSocket side.
+//! A plain GET on a room path serves the browser client (assets/web/index.html), which opens its
+//! WebSocket on the same path and so joins that room.
 
 use std::sync::Arc;
 
@@ -29,6 +29,14 @@ async fn room(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Resp
     if upgrade::wants_websocket(request.headers()) {
         return upgrade::accept(request, shared);
     }
-    (StatusCode::NOT_FOUND, "peercall signaling server: open a WebSocket to ws://host:port/<room>\n")
+    if request.method() == axum::http::Method::GET {
+        // The browser client: the page opens its WebSocket on the same path, so /team-a is that room.
+        return ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], WEB_CLIENT)
+            .into_response();
+    }
+    (StatusCode::METHOD_NOT_ALLOWED, "peercall signaling server: open a WebSocket to ws://host:port/<room>\n")
         .into_response()
 }
+
+/// Peercall's browser client (MDN's call flow in one page), built into the binary.
+const WEB_CLIENT: &str = include_str!("../../../assets/web/index.html");

@@ -1,0 +1,201 @@
+//! Browsers call the app and the app calls browsers: Debian's Chromium, driven by playwright-core
+//! (tests/browser/driver.mjs), on the browser client our server serves, against real engines.
+//!
+//! Needs `make test-deps` (Chromium, Node and playwright-core); `make test` runs it first.
+
+mod common;
+
+use common::*;
+use peercall::call::{CallState, Command, Counters, Engine};
+use serde_json::Value;
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command as Process};
+
+/// One headless Chromium with any number of pages, driven line by line.
+struct Browser {
+    _child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+        assert!(
+            std::path::Path::new("/usr/bin/chromium").exists()
+                && std::path::Path::new(&format!("{dir}/node_modules/playwright-core")).exists(),
+            "Chromium or playwright-core is missing: run `make test-deps` (scripts/install-deps.sh test)"
+        );
+        let mut child = Process::new("node")
+            .arg("driver.mjs")
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node starts (install it with `make test-deps`)");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        Browser { _child: child, stdin, stdout }
+    }
+
+    async fn cmd(&mut self, line: &str) -> Value {
+        self.stdin.write_all(format!("{line}\n").as_bytes()).await.expect("driver alive");
+        let answer = within(30, &format!("the browser to do `{line}`"), self.stdout.next_line())
+            .await
+            .expect("driver output")
+            .expect("driver answered");
+        let value: Value = serde_json::from_str(&answer).expect("driver speaks JSON");
+        assert_eq!(value["ok"], true, "`{line}` failed: {value}");
+        value
+    }
+
+    async fn stats(&mut self, page: &str) -> Value {
+        self.cmd(&format!("stats {page}")).await
+    }
+
+    /// Waits until `page` has decoded more than `frames` video frames and received some audio.
+    async fn wait_decoding(&mut self, page: &str, frames: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = self.stats(page).await;
+            if s["framesDecoded"].as_u64().unwrap_or(0) > frames
+                && s["audioSamples"].as_u64().unwrap_or(0) > 0
+            {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{page} does not decode: {s}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `page` is out of its call.
+    async fn wait_call_ended(&mut self, page: &str) -> Duration {
+        let started = Instant::now();
+        loop {
+            if self.stats(page).await["inCall"] == false {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "{page} is still in the call");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn engine(name: &str, url: &str, auto_answer: bool) -> Engine {
+    let mut config = config(name, url).with_pattern(640, 480, 30);
+    config.auto_answer = auto_answer;
+    Engine::start(config)
+}
+
+fn page_url(url: &str, name: &str, auto_answer: bool) -> String {
+    let http = url.replacen("ws://", "http://", 1);
+    format!("{http}?name={name}{}", if auto_answer { "&autoanswer=1" } else { "" })
+}
+
+fn decoded(counters: &Arc<Counters>) -> u64 {
+    counters.frames_decoded.load(Ordering::Relaxed)
+}
+
+/// Waits for the engine's first decoded frame in this call; returns its counters.
+async fn engine_decodes(engine: &Engine, frames: u64) -> Arc<Counters> {
+    wait_frames(engine, frames).await;
+    engine.counters().borrow().clone().expect("counters in a call")
+}
+
+/// Frames per second `page` decodes, measured over `secs`.
+async fn page_fps(browser: &mut Browser, page: &str, secs: f64) -> f64 {
+    let a = browser.stats(page).await["framesDecoded"].as_f64().unwrap_or(0.0);
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let b = browser.stats(page).await["framesDecoded"].as_f64().unwrap_or(0.0);
+    (b - a) / secs
+}
+
+async fn engine_fps(counters: &Arc<Counters>, secs: f64) -> f64 {
+    let a = decoded(counters);
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    (decoded(counters) - a) as f64 / secs
+}
+
+/// The whole interop story in one browser session (Chromium takes seconds to start): engine → browser,
+/// browser → engine, hang-ups from each side, and browser ↔ browser for comparison; figures printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_and_the_engine_call_each_other() {
+    let (_server, url) = start_server().await;
+    let mut browser = Browser::start().await;
+    let mut figures = Vec::new();
+
+    // 1. The engine calls a browser page (which answers by itself, as MDN's page does).
+    let bot = engine("bot", &url, false);
+    browser.cmd(&format!("open web {}", page_url(&url, "web", true))).await;
+    wait_users(&bot, &["bot", "web"]).await;
+    let started = Instant::now();
+    bot.send(Command::Call("web".into()));
+    let counters = engine_decodes(&bot, 1).await;
+    let setup_engine_side = started.elapsed();
+    let page = browser.wait_decoding("web", 0).await;
+    let setup_page_side = started.elapsed();
+    assert_eq!(page["codec"], "video/H264", "the browser decodes our H.264: {page}");
+    assert_eq!((page["width"].as_u64(), page["height"].as_u64()), (Some(640), Some(480)), "{page}");
+    let page = browser.wait_decoding("web", 30).await;
+    let samples = page["audioSamples"].as_u64().unwrap_or(0);
+    let fps_at_page = page_fps(&mut browser, "web", 2.0).await;
+    let fps_at_engine = engine_fps(&counters, 1.0).await;
+    assert!(decoded(&counters) > 30, "the engine decodes the browser's H.264 video");
+    assert!(
+        browser.stats("web").await["audioSamples"].as_u64().unwrap_or(0) > samples,
+        "the browser keeps receiving our audio"
+    );
+    figures.push(("engine → browser", setup_engine_side.max(setup_page_side), fps_at_page, fps_at_engine));
+    // Columns below: the browser page `web` receives / the other side receives.
+
+    // Hang-up from the engine side ends the browser's call within a second.
+    bot.send(Command::HangUp);
+    let took = browser.wait_call_ended("web").await;
+    assert!(took < Duration::from_secs(1), "the page took {took:?} to end the call");
+
+    // 2. The browser calls the engine, which answers by itself.
+    let answering = engine("robot", &url, true);
+    wait_users(&answering, &["robot", "web"]).await;
+    let started = Instant::now();
+    browser.cmd("click-user web robot").await;
+    let counters = engine_decodes(&answering, 1).await;
+    browser.wait_decoding("web", 0).await;
+    let setup = started.elapsed();
+    browser.wait_decoding("web", 30).await;
+    let fps_at_page = page_fps(&mut browser, "web", 2.0).await;
+    let fps_at_engine = engine_fps(&counters, 1.0).await;
+    assert!(decoded(&counters) > 30, "the engine decodes the calling browser's video");
+    figures.push(("browser → engine", setup, fps_at_page, fps_at_engine));
+
+    // Hang-up from the browser side ends the engine's call within a second.
+    let hung_up = Instant::now();
+    browser.cmd("hangup web").await;
+    wait_state(&answering, "the engine back to idle", CallState::is_idle).await;
+    let took = hung_up.elapsed();
+    assert!(took < Duration::from_secs(1), "the engine took {took:?} to end the call");
+
+    // 3. Browser ↔ browser on the same machine, for comparison.
+    browser.cmd(&format!("open web2 {}", page_url(&url, "web2", true))).await;
+    let started = Instant::now();
+    browser.cmd("click-user web web2").await;
+    browser.wait_decoding("web2", 0).await;
+    browser.wait_decoding("web", 0).await;
+    let setup = started.elapsed();
+    let fps_web2 = page_fps(&mut browser, "web2", 2.0).await;
+    let fps_web = page_fps(&mut browser, "web", 2.0).await;
+    figures.push(("browser ↔ browser", setup, fps_web, fps_web2));
+    browser.cmd("hangup web").await;
+    browser.wait_call_ended("web2").await;
+
+    eprintln!("\n| call | setup (ms) | fps received by the browser | fps received by the other side |");
+    eprintln!("|---|---|---|---|");
+    for (what, setup, fps_web, fps_other) in &figures {
+        eprintln!("| {what} | {:.0} | {fps_web:.1} | {fps_other:.1} |", setup.as_secs_f64() * 1000.0);
+    }
+    browser.cmd("quit").await;
+}
