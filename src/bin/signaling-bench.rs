@@ -44,9 +44,10 @@ struct Args {
     /// Worker threads of the load generator.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Messages each client may have in flight in the saturation phase.
-    #[arg(long, default_value_t = 16)]
-    window: usize,
+    /// Messages each client may have in flight in the saturation phase
+    /// [default: 16,384 in all, spread over the clients, 1 to 16 each].
+    #[arg(long)]
+    window: Option<usize>,
     /// Loopback source addresses to spread the clients over (127.0.0.2, 127.0.0.3, ...).
     #[arg(long, default_value_t = 16)]
     source_addrs: u8,
@@ -62,8 +63,12 @@ type Stream = SplitStream<WebSocketStream<TcpStream>>;
 struct Bench {
     epoch: Instant,
     clients: usize,
+    /// Clients that have sent `username`.
+    connected: AtomicUsize,
     logged_in: AtomicUsize,
-    login_done: Notify,
+    /// Clients that have received a userlist holding all the clients.
+    converged: AtomicUsize,
+    progress: Notify,
     /// Messages each client may send now (the pacer or the peer's receipts add to it).
     credits: Vec<Semaphore>,
     /// Receipts give the sender its credit back (saturation phase: a window per client).
@@ -105,8 +110,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let bench = Arc::new(Bench {
         epoch: Instant::now(),
         clients: args.clients,
+        connected: AtomicUsize::new(0),
         logged_in: AtomicUsize::new(0),
-        login_done: Notify::new(),
+        converged: AtomicUsize::new(0),
+        progress: Notify::new(),
         credits: (0..args.clients).map(|_| Semaphore::new(0)).collect(),
         windowed: AtomicBool::new(false),
         recording: AtomicBool::new(false),
@@ -116,11 +123,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // Phase 1: logins.
     let started = Instant::now();
+    let progress = tokio::spawn(report_progress(Arc::clone(&bench), started));
     let connecting = Arc::new(Semaphore::new(256));
     let mut logins = Vec::with_capacity(args.clients);
     for index in 0..args.clients {
         let (bench, connecting) = (Arc::clone(&bench), Arc::clone(&connecting));
-        let source = Ipv4Addr::new(127, 0, 0, 2 + (index % usize::from(args.source_addrs.max(1))) as u8);
+        let source = source_address(index, args.source_addrs);
         let url = format!("ws://{addr}{}", args.room);
         logins.push(tokio::spawn(async move {
             let _permit = connecting.acquire().await;
@@ -131,18 +139,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         login.await.context("login task")??;
     }
     let connected = started.elapsed();
-    while bench.logged_in.load(Ordering::Acquire) < args.clients {
-        let done = bench.login_done.notified();
-        if bench.logged_in.load(Ordering::Acquire) >= args.clients {
-            break;
-        }
-        tokio::time::timeout(Duration::from_secs(120), done)
-            .await
-            .context("logins did not complete in 120 s")?;
-    }
+    wait_for(&bench, &bench.logged_in).await?;
     let login_time = started.elapsed();
-    // Let the last coalesced userlists go out before weighing the idle connections.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for(&bench, &bench.converged).await?;
+    let converged = started.elapsed();
+    progress.abort();
+    // Let the last writes settle before weighing the idle connections.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_logged_in = child.as_ref().and_then(|c| rss_kib(c.pid(), "VmRSS:"));
 
     // Phase 2: a fixed rate, for latency.
@@ -154,9 +157,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Phase 3: saturation, each client with `window` messages in flight.
+    let window = args.window.unwrap_or((16_384 / args.clients).clamp(1, 16));
     bench.windowed.store(true, Ordering::Release);
     for credits in &bench.credits {
-        credits.add_permits(args.window);
+        credits.add_permits(window);
     }
     let saturated = measure_phase(&bench, measure).await;
     let rss_peak = child.as_ref().and_then(|c| rss_kib(c.pid(), "VmHWM:"));
@@ -169,14 +173,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!();
     println!("| figure | value |");
     println!("|---|---|");
-    println!("| login of {n} users (connect, `username`, own name seen in a `userlist`) | {:.2} s (all connected after {:.2} s) |", login_time.as_secs_f64(), connected.as_secs_f64());
+    println!(
+        "| login of {n} users (connect, `username`, own name seen in a `userlist`) | {:.2} s (all connected after {:.2} s; every client holding the full list after {:.2} s) |",
+        login_time.as_secs_f64(),
+        connected.as_secs_f64(),
+        converged.as_secs_f64()
+    );
     if let (Some(idle), Some(full)) = (rss_idle, rss_logged_in) {
         let per = (full.saturating_sub(idle)) as f64 * 1024.0 / n as f64;
         println!("| server RSS per idle logged-in connection | {:.2} KiB ({:.1} MiB before logins, {:.1} MiB after) |", per / 1024.0, idle as f64 / 1024.0, full as f64 / 1024.0);
     }
     println!("| relayed at a fixed {} msg/s (delivered) | {:.0} msg/s |", args.rate, fixed.rate);
     println!("| relay latency at {} msg/s: p50 / p99 / max | {} |", args.rate, fixed.latency());
-    println!("| relayed at saturation (window {} per client) | {:.0} msg/s |", args.window, saturated.rate);
+    println!("| relayed at saturation (window {window} per client) | {:.0} msg/s |", saturated.rate);
     println!("| relay latency at saturation: p50 / p99 / max | {} |", saturated.latency());
     if let Some(peak) = rss_peak {
         println!("| server peak RSS (VmHWM) | {:.1} MiB |", peak as f64 / 1024.0);
@@ -188,13 +197,36 @@ async fn run(args: Args) -> anyhow::Result<()> {
 /// One client: connect from `source`, read the id, register `u<index>`, then read and send until the end.
 async fn login(
     index: usize,
-    source: Ipv4Addr,
+    source: SocketAddr,
     server: SocketAddr,
     url: &str,
     bench: Arc<Bench>,
 ) -> anyhow::Result<()> {
     let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(IpAddr::V4(source), 0)).with_context(|| format!("bind {source}"))?;
+    // An explicit source port spares the kernel a search through thousands of bound ports.
+    if socket.bind(source).is_err() {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source.ip(), 0)).with_context(|| format!("bind {}", source.ip()))?;
+        return connect_and_login(index, socket, server, url, bench).await;
+    }
+    connect_and_login(index, socket, server, url, bench).await
+}
+
+/// The source address of client `index`: one of `addrs` loopback addresses, a port of its own.
+fn source_address(index: usize, addrs: u8) -> SocketAddr {
+    let addrs = usize::from(addrs.max(1));
+    let ip = Ipv4Addr::new(127, 0, 0, 2 + (index % addrs) as u8);
+    SocketAddr::new(IpAddr::V4(ip), (20_000 + index / addrs) as u16)
+}
+
+async fn connect_and_login(
+    index: usize,
+    socket: TcpSocket,
+    server: SocketAddr,
+    url: &str,
+    bench: Arc<Bench>,
+) -> anyhow::Result<()> {
+    let source = socket.local_addr()?;
     let tcp = socket.connect(server).await.with_context(|| format!("connect from {source}"))?;
     tcp.set_nodelay(true)?;
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(4096);
@@ -206,6 +238,7 @@ async fn login(
     }
     let name = format!("u{index}");
     sink.send(Message::text(format!(r#"{{"type":"username","name":"{name}"}}"#))).await?;
+    bench.connected.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(read(index, stream, Arc::clone(&bench)));
     tokio::spawn(send(index, sink, bench));
     Ok(())
@@ -216,7 +249,7 @@ async fn login(
 async fn read(index: usize, mut stream: Stream, bench: Arc<Bench>) {
     let quoted = format!("\"u{index}\"");
     let peer = index ^ 1;
-    let mut logged_in = false;
+    let (mut logged_in, mut converged) = (false, false);
     while let Some(Ok(message)) = stream.next().await {
         let Message::Text(text) = message else { continue };
         if text.starts_with(r#"{"type":"new-ice-candidate""#) {
@@ -231,12 +264,51 @@ async fn read(index: usize, mut stream: Stream, bench: Arc<Bench>) {
                     bench.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).push(latency);
                 }
             }
-        } else if !logged_in && text.starts_with(r#"{"type":"userlist""#) && text.contains(&quoted) {
-            logged_in = true;
-            if bench.logged_in.fetch_add(1, Ordering::AcqRel) + 1 == bench.clients {
-                bench.login_done.notify_one();
+        } else if !converged && text.starts_with(r#"{"type":"userlist""#) {
+            if !logged_in && text.contains(&quoted) {
+                logged_in = true;
+                bump(&bench, &bench.logged_in);
+            }
+            // Names here hold no commas: `{"type":"userlist","users":[...]}` has one comma a user.
+            if text.bytes().filter(|&b| b == b',').count() == bench.clients {
+                converged = true;
+                bump(&bench, &bench.converged);
             }
         }
+    }
+}
+
+/// Prints login progress to stderr every second, for long runs.
+async fn report_progress(bench: Arc<Bench>, started: Instant) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        eprintln!(
+            "{:5.1} s: {} connected, {} saw their name, {} hold the full list",
+            started.elapsed().as_secs_f64(),
+            bench.connected.load(Ordering::Relaxed),
+            bench.logged_in.load(Ordering::Relaxed),
+            bench.converged.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// Counts one more client in `counter` and wakes the conductor when all are in.
+fn bump(bench: &Bench, counter: &AtomicUsize) {
+    if counter.fetch_add(1, Ordering::AcqRel) + 1 == bench.clients {
+        bench.progress.notify_one();
+    }
+}
+
+/// Waits until `counter` reaches the number of clients.
+async fn wait_for(bench: &Bench, counter: &AtomicUsize) -> anyhow::Result<()> {
+    loop {
+        let progress = bench.progress.notified();
+        if counter.load(Ordering::Acquire) >= bench.clients {
+            return Ok(());
+        }
+        tokio::time::timeout(Duration::from_secs(120), progress).await.context("no progress in 120 s")?;
     }
 }
 

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Buf as _;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::watch;
 use tokio::time::{interval_at, timeout, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
@@ -23,9 +23,9 @@ use super::session::{Admission, Session};
 use super::Shared;
 use crate::signaling::protocol::{reason, Message};
 
-/// Outgoing messages longer than this go out as several frames, so the WebSocket library's write
-/// buffer (which keeps its largest size for the life of the connection) stays this small.
-pub(super) const FRAGMENT_BYTES: usize = 1024;
+/// Outgoing messages longer than this bypass the WebSocket library's write buffer, which keeps its
+/// largest size for the life of the connection: it stays near this size on every idle connection.
+pub(super) const DIRECT_WRITE_BYTES: usize = 1024;
 
 /// How long a goodbye (close frame) may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -188,23 +188,48 @@ where
     ws.flush().await
 }
 
-/// Queues one text message, as several frames when it is long (see [`FRAGMENT_BYTES`]).
+/// Queues one text message. A long one (a userlist of a large room, an SDP) skips tungstenite's
+/// write buffer: it goes straight to the socket as one frame, with no copy and no buffer growth.
 async fn feed_text<S>(ws: &mut WebSocketStream<S>, text: Utf8Bytes) -> Result<(), WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if text.len() <= FRAGMENT_BYTES {
+    if text.len() <= DIRECT_WRITE_BYTES {
         return ws.feed(WsMessage::Text(text)).await;
     }
-    let bytes = Bytes::from(text);
-    let mut start = 0;
-    while start < bytes.len() {
-        let end = (start + FRAGMENT_BYTES).min(bytes.len());
-        // A fragment may split a UTF-8 sequence: only the whole message must be valid UTF-8 (RFC 6455 §5.6).
-        let opcode = if start == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
-        ws.feed(WsMessage::Frame(Frame::message(bytes.slice(start..end), opcode, end == bytes.len())))
-            .await?;
-        start = end;
+    // What tungstenite holds (earlier messages, a pong) goes first, so the socket sits at a frame boundary.
+    ws.flush().await?;
+    let mut frame = Bytes::from(text_frame_header(text.len())).chain(Bytes::from(text));
+    ws.get_mut().write_all_buf(&mut frame).await.map_err(WsError::Io)
+}
+
+/// The header of an unmasked, final text frame of `len` bytes (RFC 6455 §5.2).
+fn text_frame_header(len: usize) -> Vec<u8> {
+    const FIN_TEXT: u8 = 0x81;
+    let mut header = Vec::with_capacity(10);
+    header.push(FIN_TEXT);
+    match len {
+        0..=125 => header.push(len as u8),
+        126..=0xFFFF => {
+            header.push(126);
+            header.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            header.push(127);
+            header.extend_from_slice(&(len as u64).to_be_bytes());
+        }
     }
-    Ok(())
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_frame_header;
+
+    #[test]
+    fn frame_headers() {
+        assert_eq!(text_frame_header(5), [0x81, 5]);
+        assert_eq!(text_frame_header(126), [0x81, 126, 0, 126]);
+        assert_eq!(text_frame_header(70_000), [0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+    }
 }

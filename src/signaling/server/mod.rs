@@ -46,7 +46,7 @@ use hyper::server::conn::http1;
 use hyper::service::{service_fn, Service as _};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -121,9 +121,8 @@ pub struct ServerHandle {
 impl Server {
     /// Binds the listen address. Nothing is served until [`Server::run`] or [`Server::spawn`].
     pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let listener =
+            listen(config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let local_addr =
             listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let (shutdown_tx, shutdown) = watch::channel(false);
@@ -215,6 +214,17 @@ impl Drop for ServerHandle {
             let _ = stop.send(());
         }
     }
+}
+
+/// Binds and listens with a deep accept queue: the default (128) overflows when a few hundred
+/// clients connect at once, and each overflow costs a client a one-second SYN retry.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // As std does: a restarted server can bind while old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    // The kernel caps this at net.core.somaxconn.
+    socket.listen(4096)
 }
 
 /// Raises this process's open-files limit (RLIMIT_NOFILE) to its hard limit, so the server (or a

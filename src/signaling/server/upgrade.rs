@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
-use super::connection::{self, FRAGMENT_BYTES};
+use super::connection::{self, DIRECT_WRITE_BYTES};
 use super::{ConnectionGuard, Shared};
 
 /// The subprotocol MDN's page asks for.
@@ -102,9 +102,9 @@ fn websocket_config(shared: &Shared) -> WebSocketConfig {
     WebSocketConfig::default()
         // Read in 1 KiB steps; the buffer grows only while a larger message is being read.
         .read_buffer_size(1024)
-        // Write out once 1 KiB is buffered; outgoing messages are cut into frames this size.
-        .write_buffer_size(FRAGMENT_BYTES)
-        .max_write_buffer_size(max.max(FRAGMENT_BYTES) * 2)
+        // Write out once 1 KiB is buffered; longer messages bypass this buffer (see DIRECT_WRITE_BYTES).
+        .write_buffer_size(DIRECT_WRITE_BYTES)
+        .max_write_buffer_size(max.max(DIRECT_WRITE_BYTES) * 2)
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
 }
