@@ -211,9 +211,9 @@ fn peer_row_pixels(img: &RgbaImage, x_end: u32, y0: u32, y1: u32) -> usize {
         .count()
 }
 
-/// CPU seconds the process has used (user + system).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// CPU seconds a process (or, with `/task/<tid>`, one of its threads) has used, user + system.
+fn cpu_seconds(proc_path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{proc_path}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at the last ')'.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
@@ -244,6 +244,19 @@ async fn join_caller(port: u16, display: &str) -> Engine {
 fn xdotool(display: &str, args: &[&str]) {
     let ok = Process::new("xdotool").args(args).env("DISPLAY", display).status().is_ok_and(|s| s.success());
     assert!(ok, "xdotool {args:?} failed (scripts/install-deps.sh test installs it)");
+}
+
+/// Presses Esc in the window; returns why the caller's call ended.
+async fn press_escape(
+    display: &str,
+    caller_events: &mut tokio::sync::broadcast::Receiver<Event>,
+) -> EndReason {
+    xdotool(display, &["key", "Escape"]);
+    wait_event(caller_events, "the call to end", |e| match e {
+        Event::CallEnded { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await
 }
 
 /// The two window tests share the machine's two cores: one at a time, so the figures mean something.
@@ -277,13 +290,7 @@ async fn enter_sends_chat_and_esc_declines_a_call() {
     wait_title(&display, "the prompt", |t| t.ends_with("caller is calling")).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     screenshot(&display, "ui-incoming-call.png");
-    xdotool(&display, &["key", "Escape"]);
-    let reason = wait_event(&mut events, "the call to end", |e| match e {
-        Event::CallEnded { reason, .. } => Some(reason.clone()),
-        _ => None,
-    })
-    .await;
-    assert_eq!(reason, EndReason::Declined);
+    assert_eq!(press_escape(&display, &mut events).await, EndReason::Declined);
     wait_title(&display, "the window back to idle", |t| t == "Peercall \u{2014} window").await;
     caller.send(Command::Shutdown);
 }
@@ -311,9 +318,13 @@ async fn the_window_answers_and_shows_the_callers_picture() {
 
     // Frames flow for a while; then look at the screen.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (cpu_start, measured_from) = (cpu_seconds(pid), Instant::now());
+    // The main thread is the UI thread (eframe runs on it).
+    let (whole, ui_thread) = (pid.to_string(), format!("{pid}/task/{pid}"));
+    let (cpu_start, ui_start, measured_from) = (cpu_seconds(&whole), cpu_seconds(&ui_thread), Instant::now());
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let cpu = cpu_start.zip(cpu_seconds(pid)).map(|(a, b)| (b - a) / measured_from.elapsed().as_secs_f64());
+    let secs = measured_from.elapsed().as_secs_f64();
+    let cpu = cpu_start.zip(cpu_seconds(&whole)).map(|(a, b)| (b - a) / secs);
+    let ui_cpu = ui_start.zip(cpu_seconds(&ui_thread)).map(|(a, b)| (b - a) / secs);
     let rss = rss_kib(pid);
     let img = screenshot(&display, "ui-in-call.png");
     let pane = find_pane(&img);
@@ -344,17 +355,52 @@ async fn the_window_answers_and_shows_the_callers_picture() {
     let lines = stats_lines.lock().expect("lines lock").clone();
     let last = lines.iter().rev().find(|l| l.starts_with("frame-stats")).cloned().unwrap_or_default();
     let figures = format!(
-        "720p call under Xvfb: {last}; app RSS {} MiB; app CPU {} s/s; stamp frame {} read from the screen\n",
+        "720p call under Xvfb: {last}; app RSS {} MiB; app CPU {} s/s, UI thread {} s/s; \
+         stamp frame {} read from the screen\n",
         rss.map(|k| format!("{:.0}", k as f64 / 1024.0)).unwrap_or_else(|| "?".into()),
         cpu.map(|c| format!("{c:.2}")).unwrap_or_else(|| "?".into()),
+        ui_cpu.map(|c| format!("{c:.2}")).unwrap_or_else(|| "?".into()),
         stamp.frame_no
     );
     print!("{figures}");
     std::fs::write(artifacts().join("ui-figures.txt"), figures).expect("figures saved");
 
-    // The caller hangs up: the window goes back to idle.
-    caller.send(Command::HangUp);
+    // M mutes the window's microphone: the caller hears its tone, then silence.
+    let mut audio = caller.remote_audio();
+    assert!(loudest(&mut audio, 10).await > 1000, "the window's tone reaches the caller");
+    xdotool(&display, &["search", "--class", "peercall", "windowfocus", "--sync"]);
+    xdotool(&display, &["key", "m"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    audio = audio.resubscribe(); // only what comes from now on
+    assert!(loudest(&mut audio, 10).await < 100, "after M the caller hears silence");
+
+    // Esc hangs up: the caller is told, and the window goes back to idle.
+    let mut events = caller.subscribe();
+    assert_eq!(press_escape(&display, &mut events).await, EndReason::RemoteHungUp);
     wait_title(&display, "the window to see the hang-up", |t| t == "Peercall \u{2014} window").await;
     screenshot(&display, "ui-after-call.png");
     caller.send(Command::Shutdown);
+}
+
+/// The loudest sample in the next `chunks` 20 ms chunks of received audio (the newest ones, if more
+/// are queued than fit).
+async fn loudest(
+    audio: &mut tokio::sync::broadcast::Receiver<peercall::media::frame::AudioChunk>,
+    chunks: usize,
+) -> i32 {
+    let mut peak = 0;
+    for _ in 0..chunks {
+        let chunk = within(5, "remote audio", async {
+            loop {
+                match audio.recv().await {
+                    Ok(chunk) => return chunk,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(e) => panic!("audio stream ended: {e}"),
+                }
+            }
+        })
+        .await;
+        peak = chunk.iter().map(|s| (*s as i32).abs()).max().unwrap_or(0).max(peak);
+    }
+    peak
 }

@@ -107,10 +107,22 @@ impl PeercallApp {
             Engine::start(config)
         };
         let bridge = bridge::start(&self.rt, &engine, ctx.clone());
+        // The engine may have logged in before the bridge subscribed (a local server is quick), and
+        // those events are gone; what they said is in the engine's watches, read after subscribing.
+        let mut model = Model::new(&self.settings.name, &self.settings.server);
+        let now = Instant::now();
+        if let Some(name) = engine.name().borrow().clone() {
+            model.apply(Event::Registered { name }, now);
+        }
+        let users = engine.users().borrow().clone();
+        if !users.is_empty() {
+            model.apply(Event::UserList(users), now);
+        }
+        model.apply(Event::CallState(engine.state().borrow().clone()), now);
         self.session = Some(Session {
             remote_rx: engine.remote_video(),
             local_rx: engine.local_video(),
-            model: Model::new(&self.settings.name, &self.settings.server),
+            model,
             engine,
             bridge,
             remote: VideoTexture::new("remote video"),

@@ -4,9 +4,13 @@
 use crate::call::{Engine, Event};
 use eframe::egui;
 use std::sync::mpsc;
+use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
+
+/// How soon after an event or a new picture the window repaints.
+const WAKE_DELAY: Duration = Duration::from_millis(1);
 
 /// The UI's end of the bridge. Dropping it stops the forwarding task.
 pub struct Bridge {
@@ -40,7 +44,9 @@ pub fn start(rt: &Handle, engine: &Engine, ctx: egui::Context) -> Bridge {
                 changed = remote.changed() => if changed.is_err() { return },
                 changed = local.changed() => if changed.is_err() { return },
             }
-            ctx.request_repaint();
+            // Not `request_repaint()`: egui answers that with two passes ("to let things settle"),
+            // which would draw every video frame twice. A non-zero delay asks for exactly one.
+            ctx.request_repaint_after(WAKE_DELAY);
         }
     });
     Bridge { events, _stop: stop_tx }

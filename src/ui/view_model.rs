@@ -82,12 +82,9 @@ impl Model {
             (Link::Connecting, _) => format!("connecting to {}\u{2026}", self.server),
             (Link::Connected, None) => format!("connected to {}, joining\u{2026}", self.server),
             (Link::Connected, Some(me)) => format!("connected to {} as {me}", self.server),
+            // The engine's reason is a whole sentence that names the server.
             (Link::Reconnecting { reason, retry_in }, _) => {
-                format!(
-                    "cannot reach {} ({reason}): retrying in {} s",
-                    self.server,
-                    retry_in.as_secs().max(1)
-                )
+                format!("{reason}: retrying in {} s", retry_in.as_secs().max(1))
             }
         });
         match &self.call {
@@ -106,7 +103,9 @@ impl Model {
 
     /// The window title; also a machine-readable hint for the window test.
     pub fn title(&self) -> String {
-        let me = self.me.as_deref().unwrap_or(&self.asked_name);
+        let Some(me) = self.me.as_deref() else {
+            return format!("Peercall \u{2014} joining as {}\u{2026}", self.asked_name);
+        };
         match &self.call {
             CallState::Idle => format!("Peercall \u{2014} {me}"),
             state => format!("Peercall \u{2014} {me} \u{2014} {state}"),
@@ -215,17 +214,14 @@ mod tests {
             m.status_line(t0 + Duration::from_secs(75)),
             "connected to ws://h:6503/ as ada \u{b7} in call with bob 1:15 \u{b7} ICE connected"
         );
-        m.apply(
-            Event::SignalingLost { reason: "connection refused".into(), retry_in: Duration::from_secs(2) },
-            t0,
-        );
-        assert!(m
-            .status_line(t0)
-            .starts_with("cannot reach ws://h:6503/ (connection refused): retrying in 2 s"));
+        let reason = "cannot reach the signaling server at ws://h:6503/: connection refused";
+        m.apply(Event::SignalingLost { reason: reason.into(), retry_in: Duration::from_secs(2) }, t0);
+        assert!(m.status_line(t0).starts_with(&format!("{reason}: retrying in 2 s")));
     }
 
     #[test]
     fn title_names_us_and_the_call() {
+        assert_eq!(Model::new("ada", "ws://h/").title(), "Peercall \u{2014} joining as ada\u{2026}");
         assert_eq!(model_in(CallState::Idle).title(), "Peercall \u{2014} ada");
         assert_eq!(
             model_in(peer(|peer| CallState::InCall { peer })).title(),
