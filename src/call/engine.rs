@@ -314,6 +314,8 @@ struct ActiveCall {
     started: Instant,
     connecting_since: Option<Instant>,
     disconnected_since: Option<Instant>,
+    /// The server told us the peer's signaling socket dropped while media still flowed.
+    peer_signaling_lost: bool,
 }
 
 /// Candidates from a peer we have no call with yet, at most this many per peer and this many peers.
@@ -505,6 +507,7 @@ impl Driver {
             started: Instant::now(),
             connecting_since: None,
             disconnected_since: None,
+            peer_signaling_lost: false,
         }
     }
 
@@ -712,9 +715,21 @@ impl Driver {
         let reason = match reason.as_deref() {
             Some(protocol::HANGUP_REASON_BUSY) => EndReason::Busy,
             Some(protocol::HANGUP_REASON_DECLINED) => EndReason::Declined,
-            Some("disconnected") => EndReason::PeerDisconnected,
+            Some(protocol::HANGUP_REASON_DISCONNECTED) => EndReason::PeerDisconnected,
             _ => EndReason::RemoteHungUp,
         };
+        if reason == EndReason::PeerDisconnected {
+            if let Some(call) =
+                self.call.as_mut().filter(|c| c.media_started && c.disconnected_since.is_none())
+            {
+                // The server lost the peer's signaling socket, but media is peer to peer and still
+                // flows: the peer may just be reconnecting to the server. Keep the call; if the peer
+                // is really gone, ICE notices within seconds and the call ends without further grace.
+                call.peer_signaling_lost = true;
+                tracing::info!(peer = %from, "the peer's signaling dropped; the call goes on while media flows");
+                return;
+            }
+        }
         self.end_call(reason, false).await;
     }
 
@@ -839,7 +854,8 @@ impl Driver {
     async fn on_tick(&mut self, stats_due: bool) {
         let state = self.state();
         let Some(call) = self.call.as_mut() else { return };
-        if call.disconnected_since.is_some_and(|t| t.elapsed() > self.config.disconnected_grace) {
+        let grace = if call.peer_signaling_lost { Duration::ZERO } else { self.config.disconnected_grace };
+        if call.disconnected_since.is_some_and(|t| t.elapsed() > grace) {
             return self.end_call(EndReason::Failed("the connection was lost".into()), true).await;
         }
         let waiting = matches!(state, CallState::Calling { .. } | CallState::Ringing { .. });
