@@ -40,7 +40,7 @@ struct Figures {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "peercall=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
