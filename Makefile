@@ -39,7 +39,8 @@ install: deps
 	install -d "$(DESTDIR)$(DATADIR)/applications"
 	sed 's|^Exec=.*|Exec=$(BINDIR)/peercall|' assets/peercall.desktop > "$(DESTDIR)$(DATADIR)/applications/peercall.desktop"
 	install -Dm644 assets/peercall.png "$(DESTDIR)$(DATADIR)/icons/hicolor/256x256/apps/peercall.png"
-	-update-desktop-database "$(DESTDIR)$(DATADIR)/applications" 2>/dev/null
+	@if command -v update-desktop-database >/dev/null; then update-desktop-database "$(DESTDIR)$(DATADIR)/applications"; fi
+	@echo "installed: $(BINDIR)/peercall, with Peercall in the app menu"
 
 clean:
 	$(CARGO) clean

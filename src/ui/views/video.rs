@@ -88,7 +88,9 @@ pub fn show(ui: &mut egui::Ui, model: &Model, remote: &VideoTexture, local: &Vid
     }
     if show_stats {
         if let Some(stats) = &model.stats {
-            super::stats::paint(&painter, area, stats);
+            // Over the picture's corner, not the pane's, so it reads as part of the video.
+            let picture = remote.get().map(|(_, size)| fit(area, size)).unwrap_or(area);
+            super::stats::paint(&painter, picture, stats);
         }
     }
 }
