@@ -263,7 +263,7 @@ async fn press_escape(
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enter_sends_chat_and_esc_declines_a_call() {
+async fn enter_sends_chat_esc_declines_and_a_click_calls() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let (_xvfb, display) = start_xvfb();
     let port = free_port();
@@ -292,6 +292,20 @@ async fn enter_sends_chat_and_esc_declines_a_call() {
     screenshot(&display, "ui-incoming-call.png");
     assert_eq!(press_escape(&display, &mut events).await, EndReason::Declined);
     wait_title(&display, "the window back to idle", |t| t == "Peercall \u{2014} window").await;
+
+    // A click on the caller's name (the second row of the user list) calls it; the caller declines
+    // and the window goes back to idle (its status line says "caller declined the call").
+    xdotool(&display, &["mousemove", "100", "126", "click", "1"]);
+    wait_state(
+        &caller,
+        "the window's call to ring",
+        |s| matches!(s, CallState::Ringing { peer } if peer == "window"),
+    )
+    .await;
+    wait_title(&display, "the window calling", |t| t.ends_with("calling caller")).await;
+    caller.send(Command::Decline);
+    wait_title(&display, "the window back to idle", |t| t == "Peercall \u{2014} window").await;
+    screenshot(&display, "ui-declined.png");
     caller.send(Command::Shutdown);
 }
 
