@@ -310,6 +310,27 @@ async fn enter_sends_chat_esc_declines_and_a_click_calls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_server_is_used_and_a_taken_name_is_shown() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    // A server already answers on the port (as a second window's would): the app uses it instead of
+    // embedding its own, and "window" is taken there.
+    let (_server, url) = common::start_server().await;
+    let port: u16 = url.trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let first = Engine::start(common::config("window", &url));
+    wait_users(&first, &["window"]).await;
+    let (_xvfb, display) = start_xvfb();
+    let (_app, _) = start_app(&display, port, &["--video", "320x240@15"], "ui-app-name.log");
+    let title =
+        wait_title(&display, "the window to register", |t| t.starts_with("Peercall \u{2014} window")).await;
+    let given = title.trim_start_matches("Peercall \u{2014} ").to_owned();
+    assert_ne!(given, "window", "the server gave the window another name");
+    wait_users(&first, &["window", &given]).await;
+    screenshot(&display, "ui-name-taken.png");
+    let log = std::fs::read_to_string(artifacts().join("ui-app-name.log")).unwrap_or_default();
+    assert!(!log.contains("serving the built-in signaling server"), "no second server was started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_answers_and_shows_the_callers_picture() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let (_xvfb, display) = start_xvfb();
