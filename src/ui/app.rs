@@ -145,51 +145,22 @@ impl PeercallApp {
     }
 
     fn execute(&mut self, command: UiCommand, ctx: &egui::Context) {
-        if let UiCommand::Join = command {
-            return self.join(ctx);
-        }
-        if let UiCommand::Leave = command {
-            return self.leave();
-        }
         match command {
+            UiCommand::Join => self.join(ctx),
+            UiCommand::Leave => self.leave(),
             UiCommand::ToggleStats => {
                 self.settings.show_stats = !self.settings.show_stats;
-                return self.save_settings();
+                self.save_settings();
             }
             UiCommand::SetAutoAnswer(on) => {
                 self.settings.auto_answer = on;
-                return self.save_settings();
+                self.save_settings();
             }
-            _ => {}
-        }
-        let Some(session) = self.session.as_mut() else { return };
-        let engine_command = match command {
-            UiCommand::Engine(c) => c,
-            UiCommand::SendChat => {
-                let text = session.draft.trim().to_owned();
-                session.draft.clear();
-                if text.is_empty() {
-                    return;
+            in_room => {
+                if let Some(session) = self.session.as_mut() {
+                    session.execute(in_room);
                 }
-                Command::Chat(text)
             }
-            UiCommand::ToggleMute => {
-                session.model.muted = !session.model.muted;
-                Command::SetAudioMuted(session.model.muted)
-            }
-            UiCommand::ToggleCamera => {
-                session.model.camera_off = !session.model.camera_off;
-                Command::SetVideoOff(session.model.camera_off)
-            }
-            UiCommand::Join | UiCommand::Leave | UiCommand::ToggleStats | UiCommand::SetAutoAnswer(_) => {
-                return
-            }
-        };
-        if !session.engine.send(engine_command) {
-            session.model.apply(
-                Event::Error("the call engine has stopped: leave and join again".into()),
-                Instant::now(),
-            );
         }
     }
 
@@ -209,22 +180,14 @@ impl PeercallApp {
         }
     }
 
-    fn standing_notices(&self) -> Vec<&str> {
-        let mut out = Vec::new();
-        if let Some(embedded) = &self.embedded {
-            out.push(embedded.lan_hint.as_str());
-        }
-        if let Some(n) = &self.ringer.notice {
-            out.push(n.as_str());
-        }
-        if let Some(n) = &self.notice {
-            out.push(n.as_str());
-        }
-        out
+    /// What the status line says besides the session: where others can join, a silent ring, a settings problem.
+    fn standing_notices(&self) -> Vec<String> {
+        let embedded = self.embedded.as_ref().map(|e| &e.lan_hint);
+        embedded.into_iter().chain(&self.ringer.notice).chain(&self.notice).cloned().collect()
     }
 
     fn draw_room(&mut self, ui: &mut egui::Ui, out: &mut Vec<UiCommand>) {
-        let extra = self.standing_notices().into_iter().map(str::to_owned).collect::<Vec<_>>();
+        let extra = self.standing_notices();
         let (show_stats, auto_answer) = (self.settings.show_stats, self.settings.auto_answer);
         let Some(session) = self.session.as_mut() else { return };
         let model = &session.model;
@@ -245,7 +208,7 @@ impl PeercallApp {
         });
         egui::Panel::bottom("status").show(ui, |ui| {
             ui.add_space(3.0);
-            views::status::show(ui, model, &extra.iter().map(String::as_str).collect::<Vec<_>>());
+            views::status::show(ui, model, &extra);
             ui.add_space(1.0);
         });
         egui::Panel::left("side").resizable(true).default_size(250.0).min_size(180.0).show(ui, |ui| {
@@ -341,6 +304,39 @@ impl eframe::App for PeercallApp {
                 let _ = tokio::time::timeout(Duration::from_secs(1), server.shutdown()).await;
             }
         });
+    }
+}
+
+impl Session {
+    /// Carries out a command about the room: everything that goes to the engine.
+    fn execute(&mut self, command: UiCommand) {
+        let engine_command = match command {
+            UiCommand::Engine(c) => c,
+            UiCommand::SendChat => {
+                let text = self.draft.trim().to_owned();
+                self.draft.clear();
+                if text.is_empty() {
+                    return;
+                }
+                Command::Chat(text)
+            }
+            UiCommand::ToggleMute => {
+                self.model.muted = !self.model.muted;
+                Command::SetAudioMuted(self.model.muted)
+            }
+            UiCommand::ToggleCamera => {
+                self.model.camera_off = !self.model.camera_off;
+                Command::SetVideoOff(self.model.camera_off)
+            }
+            // The app's own business, handled before it gets here.
+            UiCommand::Join | UiCommand::Leave | UiCommand::ToggleStats | UiCommand::SetAutoAnswer(_) => {
+                return
+            }
+        };
+        if !self.engine.send(engine_command) {
+            let stopped = Event::Error("the call engine has stopped: leave and join again".into());
+            self.model.apply(stopped, Instant::now());
+        }
     }
 }
 

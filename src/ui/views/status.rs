@@ -6,7 +6,7 @@ use eframe::egui;
 use std::time::Instant;
 
 /// Draws the status line; `extra` are standing notices (the LAN address, a silent ring).
-pub fn show(ui: &mut egui::Ui, model: &Model, extra: &[&str]) {
+pub fn show(ui: &mut egui::Ui, model: &Model, extra: &[String]) {
     ui.horizontal_wrapped(|ui| {
         let dot = match model.link {
             Link::Connected if model.me.is_some() => palette::GREEN,
@@ -26,7 +26,7 @@ pub fn show(ui: &mut egui::Ui, model: &Model, extra: &[&str]) {
         }
         for text in extra {
             ui.separator();
-            ui.weak(*text);
+            ui.weak(text);
         }
     });
 }
