@@ -58,7 +58,7 @@ pub fn run(options: WindowOptions) -> anyhow::Result<()> {
         .with_title("Peercall")
         .with_app_id("peercall")
         .with_inner_size([1120.0, 720.0])
-        .with_min_inner_size([640.0, 420.0]);
+        .with_min_inner_size([820.0, 480.0]);
     match eframe::icon_data::from_png_bytes(include_bytes!("../../assets/peercall.png")) {
         Ok(icon) => viewport = viewport.with_icon(icon),
         Err(e) => tracing::warn!(%e, "the window icon could not be read"),

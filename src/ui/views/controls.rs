@@ -13,7 +13,7 @@ pub fn show(ui: &mut egui::Ui, model: &Model, show_stats: bool, auto_answer: boo
     let controls = model.controls();
     ui.horizontal(|ui| {
         ui.spacing_mut().item_spacing.x = 8.0;
-        let size = vec2(110.0, 30.0);
+        let size = vec2(88.0, 30.0);
         let hang_up = Button::new(RichText::new("Hang Up").color(egui::Color32::WHITE).strong())
             .fill(if controls.hang_up { palette::RED } else { ui.visuals().widgets.inactive.bg_fill })
             .min_size(size);
