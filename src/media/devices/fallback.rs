@@ -1,0 +1,432 @@
+//! The user's device choice turned into the engine's sources, with the synthetic pattern and tone
+//! standing in when a device is missing, fails to open, or vanishes mid-call, and a notice in words
+//! saying which source is in use and why.
+//!
+//! [`MediaDevices`] hands the engine source factories ([`MediaDevices::apply`]); each call gets a
+//! source that holds the chosen device. Choosing another device during a call
+//! ([`MediaDevices::set_camera`], [`MediaDevices::set_microphone`]) needs no engine command and no
+//! renegotiation: the running source notices the change at its next frame and reopens. The window
+//! (or CLI) watches [`MediaDevices::video_status`] / [`MediaDevices::audio_status`] for the notice.
+
+use super::camera::{list_cameras, Camera, CameraSettings};
+use super::clock::DeviceClock;
+use super::microphone::Microphone;
+use super::{list_microphones, DeviceError};
+use crate::call::EngineConfig;
+use crate::media::frame::I420Frame;
+use crate::media::pattern::PatternSource;
+use crate::media::source::{AudioSource, VideoSource};
+use crate::media::tone::ToneSource;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// Which device the user wants, as settings store it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Selection {
+    /// The system's default (the first camera; the default microphone).
+    #[default]
+    Default,
+    /// A device by its id (from [`list_cameras`] or [`list_microphones`]).
+    Device(String),
+    /// The synthetic pattern or tone, on purpose.
+    Synthetic,
+}
+
+/// Camera or microphone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// Video.
+    Camera,
+    /// Audio.
+    Microphone,
+}
+
+/// Which source is in use, and why, for the window's notice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceChoice {
+    /// Camera or microphone.
+    pub kind: DeviceKind,
+    /// The source, as it describes itself ("camera \"HD Webcam\" 1280x720@30", "synthetic 440 Hz tone").
+    pub source: String,
+    /// The synthetic pattern or tone is in use.
+    pub synthetic: bool,
+    /// Why the synthetic source is in use when the user did not ask for it, in words.
+    pub notice: Option<String>,
+}
+
+/// Opens a camera for a selection; swapped out in tests and benchmarks for a scripted camera.
+pub type CameraOpener =
+    Arc<dyn Fn(Option<&str>, CameraSettings) -> Result<Camera, DeviceError> + Send + Sync>;
+
+struct Wanted {
+    selection: Mutex<Selection>,
+    /// Bumped on every change, so a running source sees it with one atomic load a frame.
+    generation: AtomicU64,
+}
+
+impl Wanted {
+    fn new(selection: Selection) -> Self {
+        Self { selection: Mutex::new(selection), generation: AtomicU64::new(0) }
+    }
+
+    fn get(&self) -> (Selection, u64) {
+        let generation = self.generation.load(Ordering::Acquire);
+        let selection = self.selection.lock().map(|s| s.clone()).unwrap_or_default();
+        (selection, generation)
+    }
+
+    fn set(&self, selection: Selection) {
+        if let Ok(mut s) = self.selection.lock() {
+            *s = selection;
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+struct Shared {
+    camera: Wanted,
+    microphone: Wanted,
+    camera_settings: CameraSettings,
+    open_camera: CameraOpener,
+    /// Frequency of the stand-in tone.
+    tone_hz: f64,
+    video_status: watch::Sender<DeviceChoice>,
+    audio_status: watch::Sender<DeviceChoice>,
+    /// The open microphone's clock, for latency measurements.
+    microphone_clock: Mutex<Option<DeviceClock>>,
+}
+
+/// The devices a user picked, with fallbacks; cheap to clone (one shared state).
+#[derive(Clone)]
+pub struct MediaDevices {
+    shared: Arc<Shared>,
+}
+
+impl MediaDevices {
+    /// Devices per `camera` and `microphone` selections, cameras asked for `settings`.
+    pub fn new(camera: Selection, microphone: Selection, settings: CameraSettings) -> Self {
+        Self::with_camera_opener(camera, microphone, settings, Arc::new(Camera::open))
+    }
+
+    /// As [`new`](Self::new), opening cameras with `open_camera` (tests script a camera that fails).
+    pub fn with_camera_opener(
+        camera: Selection,
+        microphone: Selection,
+        settings: CameraSettings,
+        open_camera: CameraOpener,
+    ) -> Self {
+        let video = initial_choice(DeviceKind::Camera, &camera, list_cameras().is_empty());
+        let audio = initial_choice(DeviceKind::Microphone, &microphone, list_microphones().is_empty());
+        Self {
+            shared: Arc::new(Shared {
+                camera: Wanted::new(camera),
+                microphone: Wanted::new(microphone),
+                camera_settings: settings,
+                open_camera,
+                tone_hz: 440.0,
+                video_status: watch::channel(video).0,
+                audio_status: watch::channel(audio).0,
+                microphone_clock: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Picks another camera; a call in progress switches at its next frame.
+    pub fn set_camera(&self, selection: Selection) {
+        self.shared.camera.set(selection);
+    }
+
+    /// Picks another microphone; a call in progress switches at its next 20 ms chunk.
+    pub fn set_microphone(&self, selection: Selection) {
+        self.shared.microphone.set(selection);
+    }
+
+    /// The camera selection now.
+    pub fn camera(&self) -> Selection {
+        self.shared.camera.get().0
+    }
+
+    /// The microphone selection now.
+    pub fn microphone(&self) -> Selection {
+        self.shared.microphone.get().0
+    }
+
+    /// Which video source is in use (or would be, between calls), and why.
+    pub fn video_status(&self) -> watch::Receiver<DeviceChoice> {
+        self.shared.video_status.subscribe()
+    }
+
+    /// Which audio source is in use (or would be, between calls), and why.
+    pub fn audio_status(&self) -> watch::Receiver<DeviceChoice> {
+        self.shared.audio_status.subscribe()
+    }
+
+    /// When the microphone in use captured which sample; `None` while no microphone is open.
+    pub fn microphone_clock(&self) -> Option<DeviceClock> {
+        self.shared.microphone_clock.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Makes `config` take its video and audio from these devices.
+    pub fn apply(&self, config: &mut EngineConfig) {
+        let shared = self.shared.clone();
+        config.video_source = Arc::new(move || Box::new(DeviceVideo::open(shared.clone())));
+        let shared = self.shared.clone();
+        config.audio_source = Arc::new(move || Box::new(DeviceAudio::open(shared.clone())));
+    }
+
+    /// A video source for one call (what [`apply`](Self::apply)'s factory makes).
+    pub fn video_source(&self) -> Box<dyn VideoSource> {
+        Box::new(DeviceVideo::open(self.shared.clone()))
+    }
+
+    /// An audio source for one call (what [`apply`](Self::apply)'s factory makes).
+    pub fn audio_source(&self) -> Box<dyn AudioSource> {
+        Box::new(DeviceAudio::open(self.shared.clone()))
+    }
+}
+
+/// What the status says before any call, from enumeration alone.
+fn initial_choice(kind: DeviceKind, selection: &Selection, none_found: bool) -> DeviceChoice {
+    let (noun, stand_in) = words(kind);
+    match selection {
+        Selection::Synthetic => DeviceChoice { kind, source: stand_in.into(), synthetic: true, notice: None },
+        _ if none_found => DeviceChoice {
+            kind,
+            source: stand_in.into(),
+            synthetic: true,
+            notice: Some(format!("no {noun} found: sending a {stand_in} instead")),
+        },
+        Selection::Device(id) => {
+            DeviceChoice { kind, source: format!("{noun} {id}"), synthetic: false, notice: None }
+        }
+        Selection::Default => {
+            DeviceChoice { kind, source: format!("default {noun}"), synthetic: false, notice: None }
+        }
+    }
+}
+
+fn words(kind: DeviceKind) -> (&'static str, &'static str) {
+    match kind {
+        DeviceKind::Camera => ("camera", "test pattern"),
+        DeviceKind::Microphone => ("microphone", "test tone"),
+    }
+}
+
+/// The notice for a fallback: the device's own words, then what we do about it.
+fn fallback_notice(kind: DeviceKind, why: &str) -> String {
+    let stand_in = words(kind).1;
+    format!("{why}: sending a {stand_in} instead")
+}
+
+enum Video {
+    Camera(Camera),
+    Pattern(PatternSource),
+}
+
+/// A call's video: the chosen camera, or the pattern in its place; reopens when the choice changes.
+struct DeviceVideo {
+    shared: Arc<Shared>,
+    generation: u64,
+    current: Video,
+    /// The size and rate going out, so a stand-in matches them and the encoder need not restart.
+    size: (usize, usize),
+    fps: u32,
+    /// A frame has gone out (the encoder's rate is fixed from then on).
+    sent_any: bool,
+}
+
+impl DeviceVideo {
+    fn open(shared: Arc<Shared>) -> Self {
+        let settings = shared.camera_settings;
+        let mut me = Self {
+            shared,
+            generation: u64::MAX,
+            current: Video::Pattern(PatternSource::new(1, 1, 1)),
+            size: (settings.width as usize, settings.height as usize),
+            fps: settings.fps,
+            sent_any: false,
+        };
+        me.reopen();
+        me
+    }
+
+    /// Opens what the user chose, falling back to the pattern (and saying why).
+    fn reopen(&mut self) {
+        let (selection, generation) = self.shared.camera.get();
+        self.generation = generation;
+        let opened = match &selection {
+            Selection::Synthetic => Err(None),
+            Selection::Default => (self.shared.open_camera)(None, self.shared.camera_settings).map_err(Some),
+            Selection::Device(id) => {
+                (self.shared.open_camera)(Some(id), self.shared.camera_settings).map_err(Some)
+            }
+        };
+        match opened {
+            Ok(camera) => {
+                let mode = camera.mode();
+                // The encoder takes its rate from the source once, at the call's first frame; a
+                // camera switched to later keeps that rate.
+                if !self.sent_any {
+                    self.fps = mode.fps.max(1);
+                }
+                self.size = ((mode.width as usize) & !1, (mode.height as usize) & !1);
+                self.publish(camera.describe(), false, None);
+                self.current = Video::Camera(camera);
+            }
+            Err(why) => {
+                let notice = why.map(|e| fallback_notice(DeviceKind::Camera, &e.to_string()));
+                self.use_pattern(notice);
+            }
+        }
+    }
+
+    fn use_pattern(&mut self, notice: Option<String>) {
+        let pattern = PatternSource::new(self.size.0, self.size.1, self.fps);
+        if let Some(n) = &notice {
+            tracing::warn!(notice = %n, "video falls back to the test pattern");
+        }
+        self.publish(pattern.describe(), true, notice);
+        self.current = Video::Pattern(pattern);
+    }
+
+    fn publish(&self, source: String, synthetic: bool, notice: Option<String>) {
+        self.shared.video_status.send_replace(DeviceChoice {
+            kind: DeviceKind::Camera,
+            source,
+            synthetic,
+            notice,
+        });
+    }
+}
+
+impl VideoSource for DeviceVideo {
+    fn next_frame(&mut self) -> Option<I420Frame> {
+        if self.shared.camera.generation.load(Ordering::Acquire) != self.generation {
+            self.reopen();
+        }
+        self.sent_any = true;
+        let why = match &mut self.current {
+            Video::Pattern(p) => return p.next_frame(),
+            Video::Camera(c) => match c.next_frame() {
+                Some(f) => {
+                    // A stand-in takes this size, so the encoder goes on unchanged.
+                    self.size = (f.width, f.height);
+                    return Some(f);
+                }
+                None => c.failure().unwrap_or("the camera stopped").to_owned(),
+            },
+        };
+        // The camera is gone mid-call: the call goes on with the pattern, and the user is told.
+        let notice = fallback_notice(DeviceKind::Camera, &why);
+        self.use_pattern(Some(notice));
+        match &mut self.current {
+            Video::Pattern(p) => p.next_frame(),
+            Video::Camera(_) => None,
+        }
+    }
+
+    fn fps(&self) -> u32 {
+        self.fps
+    }
+
+    fn describe(&self) -> String {
+        match &self.current {
+            Video::Camera(c) => c.describe(),
+            Video::Pattern(p) => p.describe(),
+        }
+    }
+}
+
+enum Audio {
+    /// Boxed: a microphone's resampler state is large, and the enum moves between calls.
+    Microphone(Box<Microphone>),
+    Tone(ToneSource),
+}
+
+/// A call's audio: the chosen microphone, or the tone in its place; reopens when the choice changes.
+struct DeviceAudio {
+    shared: Arc<Shared>,
+    generation: u64,
+    current: Audio,
+}
+
+impl DeviceAudio {
+    fn open(shared: Arc<Shared>) -> Self {
+        let tone = ToneSource::new(shared.tone_hz, 0.25);
+        let mut me = Self { shared, generation: u64::MAX, current: Audio::Tone(tone) };
+        me.reopen();
+        me
+    }
+
+    fn reopen(&mut self) {
+        let (selection, generation) = self.shared.microphone.get();
+        self.generation = generation;
+        let opened = match &selection {
+            Selection::Synthetic => Err(None),
+            Selection::Default => Microphone::open(None).map_err(Some),
+            Selection::Device(id) => Microphone::open(Some(id)).map_err(Some),
+        };
+        match opened {
+            Ok(mic) => {
+                if let Ok(mut c) = self.shared.microphone_clock.lock() {
+                    *c = Some(mic.clock());
+                }
+                self.publish(mic.describe(), false, None);
+                self.current = Audio::Microphone(Box::new(mic));
+            }
+            Err(why) => {
+                let notice = why.map(|e| fallback_notice(DeviceKind::Microphone, &e.to_string()));
+                self.use_tone(notice);
+            }
+        }
+    }
+
+    fn use_tone(&mut self, notice: Option<String>) {
+        let tone = ToneSource::new(self.shared.tone_hz, 0.25);
+        if let Some(n) = &notice {
+            tracing::warn!(notice = %n, "audio falls back to the test tone");
+        }
+        self.publish(tone.describe(), true, notice);
+        self.current = Audio::Tone(tone);
+    }
+
+    fn publish(&self, source: String, synthetic: bool, notice: Option<String>) {
+        self.shared.audio_status.send_replace(DeviceChoice {
+            kind: DeviceKind::Microphone,
+            source,
+            synthetic,
+            notice,
+        });
+    }
+}
+
+impl AudioSource for DeviceAudio {
+    fn next_chunk(&mut self, out: &mut [i16]) -> bool {
+        if self.shared.microphone.generation.load(Ordering::Acquire) != self.generation {
+            self.reopen();
+        }
+        let why = match &mut self.current {
+            Audio::Tone(t) => return t.next_chunk(out),
+            Audio::Microphone(m) => {
+                if m.next_chunk(out) {
+                    return true;
+                }
+                m.failure().unwrap_or("the microphone stopped").to_owned()
+            }
+        };
+        self.use_tone(Some(fallback_notice(DeviceKind::Microphone, &why)));
+        match &mut self.current {
+            Audio::Tone(t) => t.next_chunk(out),
+            Audio::Microphone(_) => false,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.current {
+            Audio::Microphone(m) => m.describe(),
+            Audio::Tone(t) => t.describe(),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Real devices: cameras (nokhwa), microphones and speakers (cpal), and the synthetic stand-ins
+//! that take their place when a device is missing or vanishes.
+//!
+//! # Layout
+//! - `convert`: camera pixel formats (YUYV, NV12, RGB, MJPEG...) to the I420 the encoder wants.
+//! - `camera`: enumerate and open a camera; capture on its own thread; a [`VideoSource`].
+//! - `microphone`: cpal input at the device's own rate and format, resampled to 48 kHz mono 20 ms
+//!   chunks; an [`AudioSource`].
+//! - `clock`: which sample a device moved when; pacing for devices that run faster than real time.
+//! - `resample`: device rate ↔ 48 kHz (rubato).
+//! - `jitter`: the playback buffer that smooths arrival and conceals gaps.
+//! - `speaker`: cpal output fed from the engine's decoded audio through the jitter buffer.
+//! - `fallback`: [`MediaDevices`], the user's device choice turned into the engine's source factories,
+//!   falling back to the pattern and tone with a notice in words, and switching devices mid-call.
+//!
+//! [`VideoSource`]: crate::media::source::VideoSource
+//! [`AudioSource`]: crate::media::source::AudioSource
+
+pub mod camera;
+pub mod clock;
+pub mod convert;
+pub mod fallback;
+pub mod jitter;
+pub mod microphone;
+pub mod resample;
+pub mod speaker;
+
+pub use camera::{list_cameras, Camera, CameraInfo, CameraSettings};
+pub use fallback::{DeviceChoice, DeviceKind, MediaDevices, Selection};
+pub use microphone::Microphone;
+pub use speaker::Speaker;
+
+use cpal::traits::{DeviceTrait, HostTrait};
+
+/// Why a device could not be used, in words that say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// There is no device of this kind at all.
+    #[error("no {0} found")]
+    NoDevice(&'static str),
+    /// The chosen device is not (or no longer) there.
+    #[error("the {kind} \"{name}\" is not connected: plug it in or pick another {kind}")]
+    NotFound {
+        /// "camera", "microphone" or "speaker".
+        kind: &'static str,
+        /// The id or name asked for.
+        name: String,
+    },
+    /// Another program holds the device.
+    #[error("{0} busy: close the other app or pick another {0}")]
+    Busy(&'static str),
+    /// The system refused access.
+    #[error("no permission to use the {0}: allow access in the system settings")]
+    Permission(&'static str),
+    /// The device offers nothing we can use.
+    #[error("the {kind} offers no usable format ({detail})")]
+    NoFormat {
+        /// "camera", "microphone" or "speaker".
+        kind: &'static str,
+        /// What it offers, or the driver's words.
+        detail: String,
+    },
+    /// Anything else the driver said.
+    #[error("the {kind} failed: {detail}")]
+    Failed {
+        /// "camera", "microphone" or "speaker".
+        kind: &'static str,
+        /// The driver's words.
+        detail: String,
+    },
+    /// A thread for the device could not be started.
+    #[error("could not start the {0} thread: {1}")]
+    Thread(&'static str, std::io::Error),
+}
+
+impl DeviceError {
+    /// Maps a cpal error to words for `kind` ("microphone" or "speaker").
+    fn from_cpal(kind: &'static str, e: &cpal::Error) -> Self {
+        match e.kind() {
+            cpal::ErrorKind::DeviceBusy => DeviceError::Busy(kind),
+            cpal::ErrorKind::PermissionDenied => DeviceError::Permission(kind),
+            cpal::ErrorKind::UnsupportedConfig => DeviceError::NoFormat { kind, detail: e.to_string() },
+            _ => DeviceError::Failed { kind, detail: e.to_string() },
+        }
+    }
+}
+
+/// An audio device as a picker shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AudioDeviceInfo {
+    /// Stable id to store in settings and open by (cpal's `host:device`, e.g. `alsa:default`).
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+}
+
+/// The microphones cpal sees; empty (never an error) when there are none or no audio system.
+pub fn list_microphones() -> Vec<AudioDeviceInfo> {
+    list_audio(true)
+}
+
+/// The speakers cpal sees; empty (never an error) when there are none or no audio system.
+pub fn list_speakers() -> Vec<AudioDeviceInfo> {
+    list_audio(false)
+}
+
+fn list_audio(input: bool) -> Vec<AudioDeviceInfo> {
+    let host = cpal::default_host();
+    let devices = if input { host.input_devices() } else { host.output_devices() };
+    let Ok(devices) = devices else { return Vec::new() };
+    devices
+        .filter_map(|d| {
+            let id = d.id().ok()?.to_string();
+            let name = d.description().map(|desc| desc.name().to_owned()).unwrap_or_else(|_| id.clone());
+            Some(AudioDeviceInfo { id, name })
+        })
+        .collect()
+}
+
+/// Finds an audio device by id (`None`: the system default).
+fn open_audio_device(input: bool, id: Option<&str>) -> Result<cpal::Device, DeviceError> {
+    let kind = if input { "microphone" } else { "speaker" };
+    let host = cpal::default_host();
+    match id {
+        None => {
+            let device = if input { host.default_input_device() } else { host.default_output_device() };
+            device.ok_or(DeviceError::NoDevice(kind))
+        }
+        Some(id) => {
+            let not_found = || DeviceError::NotFound { kind, name: id.to_owned() };
+            let parsed: cpal::DeviceId = id.parse().map_err(|_| not_found())?;
+            host.device_by_id(&parsed).ok_or_else(not_found)
+        }
+    }
+}

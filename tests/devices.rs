@@ -1,0 +1,379 @@
+//! Real devices without hardware: audio through cpal's real ALSA path into ALSA's `file`/`null`
+//! plugins (an asoundrc this test writes), camera conversion on real JPEG bytes, the camera thread
+//! behind a scripted capture, and the fallbacks in a real call between two engines.
+
+mod common;
+
+use common::*;
+use peercall::call::{CallState, Command, Engine};
+use peercall::media::devices::camera::{CaptureOpener, Mode, RawCapture, RawFrame};
+use peercall::media::devices::convert::{Converter, PixelFormat};
+use peercall::media::devices::{
+    list_microphones, list_speakers, Camera, CameraSettings, DeviceKind, MediaDevices, Selection, Speaker,
+};
+use peercall::media::frame::I420Frame;
+use peercall::media::source::VideoSource;
+use peercall::media::tone::{dominant_frequency, tone_power};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The tone the test microphone "hears".
+const TONE_HZ: f64 = 1000.0;
+/// Its amplitude, of full scale.
+const TONE_LEVEL: f64 = 0.25;
+/// Silence before the tone starts in the microphone file (the onset marks mouth-to-ear latency).
+const ONSET_S: f64 = 1.5;
+/// The files' rate. cpal opens the plugs at 48 kHz f32 stereo; `plug` converts format and
+/// channels. (ALSA's own rate conversion is left out: its linear resampler shifted a 1 kHz tone by
+/// ~2% per direction here.)
+const FILE_RATE: u32 = 48_000;
+
+/// Paths of the ALSA rig: the capture file the microphone reads, the file the speaker writes.
+struct Rig {
+    speaker_file: PathBuf,
+}
+
+/// Writes the asoundrc and the microphone's file, and points ALSA at them. ALSA reads its
+/// configuration once per process, so every test in this binary calls this first.
+fn alsa_rig() -> &'static Rig {
+    static RIG: OnceLock<Rig> = OnceLock::new();
+    RIG.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("peercall-devices-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("alsa")).expect("temp dir");
+        let mic_file = dir.join("mic.raw");
+        let speaker_file = dir.join("speaker.raw");
+        // 8 s of S16LE mono: silence, then the tone (longer than any test runs: the file plugin
+        // gives silence after its end).
+        let mut pcm = Vec::new();
+        for i in 0..(FILE_RATE as usize * 8) {
+            let t = i as f64 / FILE_RATE as f64;
+            let s = if t < ONSET_S { 0.0 } else { (std::f64::consts::TAU * TONE_HZ * t).sin() * TONE_LEVEL };
+            pcm.extend_from_slice(&((s * i16::MAX as f64) as i16).to_le_bytes());
+        }
+        std::fs::write(&mic_file, pcm).expect("mic file");
+        // `plug` converts between what cpal asks for and the files' fixed S16LE at 44.1 kHz; the
+        // `file` plugin reads `infile` on capture and writes `file` on playback; `null` below it
+        // is the "hardware". `hint` makes them show up in cpal's device list.
+        let asoundrc = format!(
+            r#"
+pcm.peercall_mic {{
+    type plug
+    slave {{ pcm "peercall_mic_file" format S16_LE rate {FILE_RATE} channels 1 }}
+    hint {{ show on description "Peercall test microphone" }}
+}}
+pcm.peercall_mic_file {{
+    type file
+    slave.pcm {{ type null }}
+    file "/dev/null"
+    infile "{mic}"
+    format "raw"
+}}
+pcm.peercall_speaker {{
+    type plug
+    slave {{ pcm "peercall_speaker_file" format S16_LE rate {FILE_RATE} channels 2 }}
+    hint {{ show on description "Peercall test speaker" }}
+}}
+pcm.peercall_speaker_file {{
+    type file
+    slave.pcm {{ type null }}
+    file "{speaker}"
+    format "raw"
+}}
+"#,
+            mic = mic_file.display(),
+            speaker = speaker_file.display(),
+        );
+        std::fs::write(dir.join("alsa/asoundrc"), asoundrc).expect("asoundrc");
+        // alsa.conf loads $XDG_CONFIG_HOME/alsa/asoundrc. Set before anything in this process
+        // touches ALSA (every test calls this first).
+        std::env::set_var("XDG_CONFIG_HOME", &dir);
+        Rig { speaker_file }
+    })
+}
+
+/// Left channel of the speaker file (S16LE stereo at `FILE_RATE`).
+fn read_speaker(path: &PathBuf) -> Vec<i16> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("speaker file {}: {e}", path.display()));
+    bytes.chunks_exact(4).map(|f| i16::from_le_bytes([f[0], f[1]])).collect()
+}
+
+/// First sample at which 10 ms windows hold the tone at over a quarter of `level`'s power.
+fn onset(samples: &[i16], rate: u32, level: f64) -> Option<usize> {
+    let win = rate as usize / 100;
+    let threshold = 0.25 * level * level / 4.0;
+    let hz_at_rate = TONE_HZ * 48_000.0 / rate as f64;
+    samples
+        .windows(win)
+        .step_by(win / 4)
+        .position(|w| tone_power(w, hz_at_rate) > threshold)
+        .map(|i| i * (win / 4))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_goes_mic_to_opus_to_the_far_speaker_through_real_alsa_devices() {
+    let rig = alsa_rig();
+    let mics = list_microphones();
+    assert!(
+        mics.iter().any(|m| m.id == "alsa:peercall_mic" && m.name == "Peercall test microphone"),
+        "{mics:?}"
+    );
+    assert!(list_speakers().iter().any(|s| s.id == "alsa:peercall_speaker"));
+
+    let (_server, url) = start_server().await;
+    let devices = MediaDevices::new(
+        Selection::Synthetic,
+        Selection::Device("alsa:peercall_mic".into()),
+        CameraSettings::default(),
+    );
+    let mut alice_config = config("alice", &url);
+    devices.apply(&mut alice_config);
+    let alice = Engine::start(alice_config);
+    let mut bob_config = config("bob", &url);
+    bob_config.auto_answer = true;
+    let bob = Engine::start(bob_config);
+    wait_users(&alice, &["alice", "bob"]).await;
+    wait_users(&bob, &["alice", "bob"]).await;
+
+    let speaker =
+        Speaker::play(Some("alsa:peercall_speaker"), bob.remote_audio()).expect("the test speaker opens");
+    let mut audio_status = devices.audio_status();
+    alice.send(Command::Call("bob".into()));
+    wait_state(&alice, "alice in call", |s| matches!(s, CallState::InCall { .. })).await;
+    within(10, "the microphone opens", async {
+        while audio_status.borrow_and_update().synthetic {
+            audio_status.changed().await.expect("devices alive");
+        }
+    })
+    .await;
+    let status = devices.audio_status().borrow().clone();
+    assert_eq!((status.kind, status.notice.as_deref()), (DeviceKind::Microphone, None));
+    assert!(status.source.contains("Peercall test microphone"), "{}", status.source);
+
+    // Let the tone start (1.5 s into the file) and play for ~2 s, watching both devices' level
+    // meters every millisecond for the moment the tone passes through each.
+    let mic_clock = devices.microphone_clock().expect("the microphone is open");
+    let speaker_clock = speaker.clock();
+    let (mut heard_at_mic, mut heard_at_speaker) = (None, None);
+    let watch_until = Instant::now() + Duration::from_millis(4000);
+    while Instant::now() < watch_until {
+        let loud = |p: Option<peercall::media::devices::clock::ClockPoint>| {
+            p.filter(|p| p.peak as f64 > TONE_LEVEL / 2.0).map(|p| p.at)
+        };
+        heard_at_mic = heard_at_mic.or(loud(mic_clock.now()));
+        heard_at_speaker = heard_at_speaker.or(loud(speaker_clock.now()));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let stats = speaker.stats();
+    alice.send(Command::HangUp);
+    drop(speaker);
+
+    let out = read_speaker(&rig.speaker_file);
+    assert!(out.len() > FILE_RATE as usize * 3, "the speaker wrote {} samples", out.len());
+    let level = TONE_LEVEL * TONE_LEVEL / 4.0;
+    let at = onset(&out, FILE_RATE, TONE_LEVEL).expect("the tone arrives at the speaker");
+    let tail = &out[at + FILE_RATE as usize / 10..(at + FILE_RATE as usize).min(out.len())];
+    let hz = |k: usize| k as f64 * 50.0 * 48_000.0 / FILE_RATE as f64;
+    assert_eq!(dominant_frequency(tail, (4..60).map(hz)), Some(hz(20)), "the speaker plays the mic's 1 kHz");
+    // Level over 20 ms windows: the jitter buffer's skips and concealments shift the phase now and
+    // then, which a single long Goertzel window would count as lost power.
+    let windows: Vec<f64> =
+        tail.chunks_exact(882).map(|w| tone_power(w, TONE_HZ * 48_000.0 / FILE_RATE as f64)).collect();
+    let power = windows.iter().sum::<f64>() / windows.len() as f64;
+    let db = 10.0 * (power / level).log10();
+    println!("jitter buffer {stats:?}, tone level {db:+.1} dB");
+    assert!(db.abs() < 3.0, "level within 3 dB of what the mic heard: {db:+.1} dB");
+
+    // Mouth to ear: from the microphone's callback that first carried the tone to the speaker's
+    // callback that first handed it to the device (each to within one device block).
+    let mic_onset = heard_at_mic.expect("the microphone heard the tone");
+    let speaker_onset = heard_at_speaker.expect("the speaker played the tone");
+    let latency = speaker_onset.saturating_duration_since(mic_onset);
+    println!(
+        "FIGURE audio mouth-to-ear (mic file → cpal → 48 kHz → Opus → WebRTC loopback → jitter buffer → cpal → \
+         speaker file): {:.1} ms",
+        latency.as_secs_f64() * 1000.0
+    );
+    assert!(speaker_onset > mic_onset, "the ear cannot hear before the mouth speaks");
+    assert!(latency < Duration::from_millis(400), "mouth-to-ear {latency:?}");
+}
+
+/// A capture that makes YUYV frames at a rate, then fails after `fail_after` frames.
+struct ScriptedCapture {
+    frame: Vec<u8>,
+    interval: Duration,
+    next: Instant,
+    left: u32,
+}
+
+impl RawCapture for ScriptedCapture {
+    fn grab(&mut self) -> Result<RawFrame<'_>, String> {
+        if self.left == 0 {
+            return Err("device unplugged (scripted)".into());
+        }
+        self.left -= 1;
+        let now = Instant::now();
+        if self.next > now {
+            std::thread::sleep(self.next - now);
+        }
+        self.next += self.interval;
+        Ok(RawFrame { data: &self.frame, captured: Instant::now() })
+    }
+}
+
+/// A 320x240 YUYV picture: luma ramp, neutral chroma.
+fn yuyv_picture(w: usize, h: usize) -> Vec<u8> {
+    (0..w * h).flat_map(|i| [(16 + (i % w) * 200 / w) as u8, 128]).collect()
+}
+
+fn scripted_camera(fps: u32, frames: u32) -> CaptureOpener {
+    Box::new(move || {
+        let mode = Mode { width: 320, height: 240, fps, format: PixelFormat::Yuyv };
+        let capture = ScriptedCapture {
+            frame: yuyv_picture(320, 240),
+            interval: Duration::from_secs(1) / fps,
+            next: Instant::now(),
+            left: frames,
+        };
+        Ok((Box::new(capture) as Box<dyn RawCapture>, mode))
+    })
+}
+
+#[test]
+fn a_slow_encoder_gets_the_newest_frame_and_stale_ones_are_dropped() {
+    alsa_rig();
+    let mut camera = Camera::start("scripted".into(), scripted_camera(200, 100)).expect("opens");
+    assert_eq!(camera.fps(), 200);
+    // An "encoder" at 20 fps against a 200 fps camera: most frames must be dropped, not queued.
+    let started = Instant::now();
+    let mut got = 0;
+    while let Some(frame) = camera.next_frame() {
+        assert_eq!((frame.width, frame.height), (320, 240));
+        got += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = camera.stats();
+    assert!(started.elapsed() < Duration::from_secs(2), "no backlog was worked through");
+    assert_eq!(stats.captured, 100);
+    assert!(stats.dropped >= 80, "{stats:?}");
+    assert!(got <= 20, "got {got}");
+    assert_eq!(camera.failure(), Some("the camera stopped: device unplugged (scripted)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_camera_means_the_pattern_with_a_notice_and_the_call_still_has_video() {
+    alsa_rig();
+    // This machine has no camera; the default selection must fall back, not fail.
+    let devices = MediaDevices::new(Selection::Default, Selection::Synthetic, CameraSettings::default());
+    let status = devices.video_status().borrow().clone();
+    assert!(status.synthetic, "{status:?}");
+    assert_eq!(status.notice.as_deref(), Some("no camera found: sending a test pattern instead"));
+
+    let (_server, url) = start_server().await;
+    let mut alice_config = config("alice", &url);
+    devices.apply(&mut alice_config);
+    let alice = Engine::start(alice_config);
+    let mut bob_config = config("bob", &url);
+    bob_config.auto_answer = true;
+    let bob = Engine::start(bob_config);
+    wait_users(&alice, &["alice", "bob"]).await;
+    alice.send(Command::Call("bob".into()));
+    wait_frames(&bob, 10).await;
+    let status = devices.video_status().borrow().clone();
+    assert!(status.synthetic && status.source.starts_with("synthetic test pattern"), "{status:?}");
+    assert_eq!(status.notice.as_deref(), Some("no camera found: sending a test pattern instead"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_that_vanishes_mid_call_is_replaced_by_the_pattern_and_the_call_goes_on() {
+    alsa_rig();
+    // The "camera" delivers 45 frames (1.5 s) at 30 fps, then is unplugged.
+    let devices = MediaDevices::with_camera_opener(
+        Selection::Device("scripted".into()),
+        Selection::Synthetic,
+        CameraSettings::default(),
+        Arc::new(|_, _| Camera::start("Scripted Cam".into(), scripted_camera(30, 45))),
+    );
+    let (_server, url) = start_server().await;
+    let mut alice_config = config("alice", &url);
+    devices.apply(&mut alice_config);
+    let alice = Engine::start(alice_config);
+    let mut bob_config = config("bob", &url);
+    bob_config.auto_answer = true;
+    let bob = Engine::start(bob_config);
+    wait_users(&alice, &["alice", "bob"]).await;
+    let mut status = devices.video_status();
+    alice.send(Command::Call("bob".into()));
+    wait_frames(&bob, 5).await;
+    assert!(status.borrow_and_update().source.contains("Scripted Cam"), "{:?}", status.borrow());
+    within(10, "the fallback notice", async {
+        while status.borrow_and_update().notice.is_none() {
+            status.changed().await.expect("devices alive");
+        }
+    })
+    .await;
+    let now = status.borrow().clone();
+    assert!(now.synthetic, "{now:?}");
+    assert_eq!(
+        now.notice.as_deref(),
+        Some("the camera stopped: device unplugged (scripted): sending a test pattern instead")
+    );
+    // The call goes on: bob keeps decoding, at the camera's size.
+    let before =
+        bob.counters().borrow().as_ref().map(|c| c.frames_decoded.load(std::sync::atomic::Ordering::Relaxed));
+    wait_frames(&bob, before.unwrap_or(0) + 15).await;
+    assert!(matches!(alice.state().borrow().clone(), CallState::InCall { .. }));
+    let frame = bob.remote_video().borrow().clone().expect("a picture");
+    assert_eq!((frame.width, frame.height), (320, 240));
+
+    // Picking the pattern on purpose clears the notice (the same switch a device picker makes).
+    devices.set_camera(Selection::Synthetic);
+    within(10, "the switch", async {
+        while status.borrow_and_update().notice.is_some() {
+            status.changed().await.expect("devices alive");
+        }
+    })
+    .await;
+}
+
+/// A picture with flat colour blocks (JPEG keeps flat areas nearly exact): red, green, blue, grey.
+fn blocks(w: usize, h: usize) -> Vec<u8> {
+    let colours = [[255u8, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128]];
+    (0..w * h).flat_map(|i| colours[(i % w) * 2 / w + 2 * ((i / w) * 2 / h)]).collect()
+}
+
+#[test]
+fn mjpeg_frames_decode_to_the_colours_that_were_encoded() {
+    alsa_rig();
+    let (w, h) = (64usize, 48usize);
+    let rgb = blocks(w, h);
+    let mut jpeg = Vec::new();
+    jpeg_encoder::Encoder::new(&mut jpeg, 95)
+        .encode(&rgb, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+        .expect("encodes");
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a real JPEG");
+    let mut conv = Converter::new();
+    // The size comes from the JPEG, whatever the camera announced.
+    let frame = conv.to_i420(PixelFormat::Mjpeg, &jpeg, 1280, 720).expect("decodes");
+    assert_eq!((frame.width, frame.height), (w, h));
+    // Centres of the blocks, against BT.601 studio-range references.
+    let want = [[81u8, 90, 240], [145, 54, 34], [41, 240, 110], [126, 128, 128]];
+    for (k, want) in want.iter().enumerate() {
+        let (x, y) = ((k % 2) * w / 2 + w / 4, (k / 2) * h / 2 + h / 4);
+        let got = yuv_at(&frame, x, y);
+        for c in 0..3 {
+            assert!((got[c] as i32 - want[c] as i32).abs() <= 4, "block {k}: got {got:?}, want {want:?}");
+        }
+    }
+    // The same picture through the RGB path agrees closely (JPEG is lossy, but not here).
+    let direct = conv.to_i420(PixelFormat::Rgb, &rgb, w, h).expect("converts");
+    let diff =
+        frame.data.iter().zip(&direct.data).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap_or(0);
+    assert!(diff <= 40, "largest difference {diff} (block edges)");
+}
+
+fn yuv_at(frame: &I420Frame, x: usize, y: usize) -> [u8; 3] {
+    let (yp, up, vp) = frame.planes();
+    let c = (y / 2) * (frame.width / 2) + x / 2;
+    [yp[y * frame.width + x], up[c], vp[c]]
+}
