@@ -44,10 +44,10 @@ struct Args {
     /// Worker threads of the load generator.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Messages each client may have in flight in the saturation phase
-    /// [default: 16,384 in all, spread over the clients, 1 to 16 each].
-    #[arg(long)]
-    window: Option<usize>,
+    /// Messages each client may have in flight in the saturation phase (more in flight: more
+    /// batching, more throughput, and more queueing latency).
+    #[arg(long, default_value_t = 16)]
+    window: usize,
     /// Loopback source addresses to spread the clients over (127.0.0.2, 127.0.0.3, ...).
     #[arg(long, default_value_t = 16)]
     source_addrs: u8,
@@ -150,19 +150,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // Phase 2: a fixed rate, for latency.
     let measure = Duration::from_secs_f64(args.duration.max(0.5));
+    let pid = child.as_ref().map(ChildServer::pid);
     let pacer = tokio::spawn(pace(Arc::clone(&bench), args.rate));
-    let fixed = measure_phase(&bench, measure).await;
+    let fixed = measure_phase(&bench, measure, pid).await;
     pacer.abort();
     // Let in-flight messages land and pacer credits drain before the next phase.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Phase 3: saturation, each client with `window` messages in flight.
-    let window = args.window.unwrap_or((16_384 / args.clients).clamp(1, 16));
+    let window = args.window.max(1);
     bench.windowed.store(true, Ordering::Release);
     for credits in &bench.credits {
         credits.add_permits(window);
     }
-    let saturated = measure_phase(&bench, measure).await;
+    let saturated = measure_phase(&bench, measure, pid).await;
     let rss_peak = child.as_ref().and_then(|c| rss_kib(c.pid(), "VmHWM:"));
 
     let n = args.clients;
@@ -185,8 +186,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     println!("| relayed at a fixed {} msg/s (delivered) | {:.0} msg/s |", args.rate, fixed.rate);
     println!("| relay latency at {} msg/s: p50 / p99 / max | {} |", args.rate, fixed.latency());
+    if let Some(cpu) = fixed.server_cpu {
+        println!("| server CPU at {} msg/s | {cpu:.2} cores |", args.rate);
+    }
     println!("| relayed at saturation (window {window} per client) | {:.0} msg/s |", saturated.rate);
     println!("| relay latency at saturation: p50 / p99 / max | {} |", saturated.latency());
+    if let Some(cpu) = saturated.server_cpu {
+        println!("| server CPU at saturation | {cpu:.2} cores |");
+    }
     if let Some(peak) = rss_peak {
         println!("| server peak RSS (VmHWM) | {:.1} MiB |", peak as f64 / 1024.0);
     }
@@ -366,6 +373,8 @@ async fn pace(bench: Arc<Bench>, rate: u64) {
 struct Phase {
     rate: f64,
     latencies_us: Vec<u32>,
+    /// Server CPU time over wall time (cores busy), when the server is our child.
+    server_cpu: Option<f64>,
 }
 
 impl Phase {
@@ -380,18 +389,21 @@ impl Phase {
 }
 
 /// One second of warm-up, then `time` of counting deliveries and latencies.
-async fn measure_phase(bench: &Bench, time: Duration) -> Phase {
+async fn measure_phase(bench: &Bench, time: Duration, server: Option<u32>) -> Phase {
     tokio::time::sleep(Duration::from_secs(1)).await;
     bench.received.store(0, Ordering::Relaxed);
     bench.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).clear();
     bench.recording.store(true, Ordering::Release);
+    let cpu_before = server.and_then(cpu_seconds);
     let started = Instant::now();
     tokio::time::sleep(time).await;
     bench.recording.store(false, Ordering::Release);
     let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu =
+        cpu_before.zip(server.and_then(cpu_seconds)).map(|(before, after)| (after - before) / elapsed);
     let mut latencies_us = std::mem::take(&mut *bench.latencies_us.lock().unwrap_or_else(|p| p.into_inner()));
     latencies_us.sort_unstable();
-    Phase { rate: bench.received.load(Ordering::Relaxed) as f64 / elapsed, latencies_us }
+    Phase { rate: bench.received.load(Ordering::Relaxed) as f64 / elapsed, latencies_us, server_cpu }
 }
 
 /// `peercall-server` as a child process, stopped (SIGTERM) when dropped.
@@ -451,6 +463,17 @@ async fn healthy(addr: SocketAddr) -> bool {
     let mut response = Vec::new();
     let _ = tcp.read_to_end(&mut response).await;
     response.starts_with(b"HTTP/1.1 200")
+}
+
+/// User plus system CPU seconds of a process, from /proc/<pid>/stat.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks / hz as f64)
 }
 
 /// A `kB` line of /proc/<pid>/status (VmRSS, VmHWM), in KiB.
