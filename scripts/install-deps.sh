@@ -16,6 +16,8 @@ if [[ "${1:-build}" == "test" ]]; then
   want+=(xvfb xauth imagemagick x11-utils xdotool libgl1-mesa-dri libegl1 libglx-mesa0 libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2)
   # The browser interop test: Debian's Chromium, driven by playwright-core under Node.
   want+=(chromium)
+  # The TURN test: coturn on loopback with use-auth-secret.
+  want+=(coturn)
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     want+=(nodejs npm)
   fi

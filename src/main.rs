@@ -50,6 +50,19 @@ struct Args {
     /// Local address for ICE host candidates (0.0.0.0:0 = every interface but loopback).
     #[arg(long, default_value = "0.0.0.0:0")]
     bind: Vec<String>,
+    /// A STUN or TURN server, e.g. stun:stun.example.org:3478 or turn:turn.example.org:3478?transport=udp
+    /// (repeat for more). The signaling server may hand out more, with fresh TURN credentials.
+    #[arg(long = "ice-server", value_name = "URL")]
+    ice_servers: Vec<String>,
+    /// Username for the TURN servers given with --ice-server.
+    #[arg(long, default_value = "")]
+    ice_username: String,
+    /// Credential (password) for the TURN servers given with --ice-server.
+    #[arg(long, default_value = "")]
+    ice_credential: String,
+    /// `all` (default) or `relay`: with relay, media only goes through TURN (hides your address).
+    #[arg(long, default_value = "all", value_parser = ["all", "relay"])]
+    ice_transport_policy: String,
 }
 
 fn parse_video(s: &str) -> Result<(usize, usize, u32), String> {
@@ -96,6 +109,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut config = EngineConfig::new(name, server).with_pattern(w, h, fps).with_tone(args.tone);
     config.auto_answer = args.auto_answer;
     config.peer.bind_addrs = args.bind;
+    if !args.ice_servers.is_empty() {
+        config.peer.ice_servers.push(webrtc::peer_connection::RTCIceServer {
+            urls: args.ice_servers,
+            username: args.ice_username,
+            credential: args.ice_credential,
+        });
+    }
+    config.peer.relay_only = args.ice_transport_policy == "relay";
     let plan = HeadlessPlan {
         call: args.call,
         duration: args.duration.map(Duration::from_secs_f64),

@@ -131,3 +131,85 @@ async fn a_peers_signaling_drop_does_not_end_a_flowing_call() {
     alice.send(Command::HangUp);
     wait_state(&bob, "bob idle after alice hangs up", CallState::is_idle).await;
 }
+
+/// coturn from Debian's package on loopback, with `use-auth-secret`; killed when dropped.
+struct Coturn {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Coturn {
+    fn start(secret: &str) -> Coturn {
+        assert!(
+            std::path::Path::new("/usr/bin/turnserver").exists(),
+            "coturn is missing: run `make test-deps` (scripts/install-deps.sh test)"
+        );
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("/usr/bin/turnserver")
+            .args(["-n", "--no-cli", "--no-tls", "--no-dtls", "--simple-log", "--log-file=stdout"])
+            .args(["--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--realm=peercall.test"])
+            .arg(format!("--listening-port={port}"))
+            .args(["--use-auth-secret", &format!("--static-auth-secret={secret}")])
+            // Both engines live on loopback here; coturn refuses to relay to loopback peers otherwise.
+            .arg("--allow-loopback-peers")
+            .args(["--min-port=40000", "--max-port=40999"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("turnserver starts");
+        Coturn { child, url: format!("turn:127.0.0.1:{port}?transport=udp") }
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A relay-only call through coturn, with the TURN credentials the signaling server hands out after
+/// login (TURN REST scheme): it connects, media flows, and the selected pair is a relay one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_only_call_goes_through_turn_with_server_issued_credentials() {
+    init_tracing();
+    let secret = "peercall-test-secret";
+    let turn = Coturn::start(secret);
+    let server_config = ServerConfig {
+        turn: Some(std::sync::Arc::new(peercall::signaling::turn::TurnConfig {
+            secret: secret.into(),
+            urls: vec![turn.url.clone()],
+            ttl: Duration::from_secs(600),
+        })),
+        ..ServerConfig::ephemeral()
+    };
+    let server = Server::bind(server_config).await.expect("server binds");
+    let url = format!("ws://{}/", server.local_addr());
+    let _server = server.spawn();
+    // Give coturn a moment to open its port (it logs nothing we wait on).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let relay = |name: &str, answer: bool| {
+        let mut c = config(name, &url);
+        c.peer.relay_only = true;
+        c.auto_answer = answer;
+        peercall::call::Engine::start(c)
+    };
+    let (alice, bob) = (relay("alice", false), relay("bob", true));
+    wait_users(&alice, &["alice", "bob"]).await;
+    wait_users(&bob, &["alice", "bob"]).await;
+    let mut events = alice.subscribe();
+    alice.send(Command::Call("bob".into()));
+    wait_state(&alice, "a call through the relay", |s| matches!(s, CallState::InCall { .. })).await;
+    wait_frames(&alice, 10).await;
+    wait_frames(&bob, 10).await;
+    let path = wait_event(&mut events, "stats naming the path", |e| match e {
+        peercall::call::Event::Stats(s) => s.path.clone(),
+        _ => None,
+    })
+    .await;
+    assert_eq!(path, "relay", "relay-only media must go through TURN");
+}

@@ -1,11 +1,13 @@
 //! `peercall-server`: the signaling server on its own, for a LAN or a deployment.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use peercall::signaling::server::{raise_open_files_limit, Limits, Server, ServerConfig};
+use peercall::signaling::turn::TurnConfig;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
@@ -45,6 +47,17 @@ struct Args {
     /// Milliseconds a room gathers joins and leaves before sending one userlist (grows with the room).
     #[arg(long, value_name = "MS", default_value_t = 50)]
     userlist_delay_ms: u64,
+    /// TURN server URL handed to clients after login, e.g. turn:turn.example.org:3478?transport=udp
+    /// (repeat for more). Needs --turn-secret.
+    #[arg(long, value_name = "URL", requires = "turn_secret")]
+    turn_url: Vec<String>,
+    /// The secret shared with coturn (`use-auth-secret` + `static-auth-secret`): clients get
+    /// credentials derived from it (TURN REST scheme), never the secret itself.
+    #[arg(long, value_name = "SECRET", env = "PEERCALL_TURN_SECRET", requires = "turn_url")]
+    turn_secret: Option<String>,
+    /// How long handed-out TURN credentials stay valid, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+    turn_ttl: u64,
 }
 
 impl Args {
@@ -67,6 +80,13 @@ impl Args {
                 max_queued_messages: self.max_queued,
                 ..Limits::default()
             },
+            turn: self.turn_secret.as_ref().map(|secret| {
+                Arc::new(TurnConfig {
+                    secret: secret.clone(),
+                    urls: self.turn_url.clone(),
+                    ttl: Duration::from_secs(self.turn_ttl),
+                })
+            }),
         })
     }
 }

@@ -23,7 +23,7 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::Track;
 use webrtc::peer_connection::{
-    PeerConnection, RTCIceCandidateInit, RTCIceConnectionState, RTCPeerConnectionState,
+    PeerConnection, RTCIceCandidateInit, RTCIceConnectionState, RTCIceServer, RTCPeerConnectionState,
     RTCSessionDescription, RTCStatsReportEntry, StatsSelector,
 };
 use webrtc::rtp_transceiver::RtpSender;
@@ -241,6 +241,7 @@ impl Engine {
             call: None,
             early_candidates: HashMap::new(),
             next_call_id: 1,
+            server_ice_servers: Vec::new(),
         };
         tokio::spawn(driver.run(command_rx, signaling_rx, peer_rx));
         Engine { commands, events, sinks, state, users, name, counters }
@@ -336,6 +337,8 @@ struct Driver {
     call: Option<ActiveCall>,
     early_candidates: HashMap<String, Vec<IceCandidate>>,
     next_call_id: u64,
+    /// STUN/TURN servers the signaling server handed us (with fresh TURN credentials).
+    server_ice_servers: Vec<RTCIceServer>,
 }
 
 impl Driver {
@@ -512,7 +515,9 @@ impl Driver {
     }
 
     async fn open_peer_connection(&self, call: &mut ActiveCall) -> Result<(), webrtc::error::Error> {
-        let pc = peer::build(&self.config.peer, call.id, self.peer_tx.clone()).await?;
+        let mut settings = self.config.peer.clone();
+        settings.ice_servers.extend(self.server_ice_servers.iter().cloned());
+        let pc = peer::build(&settings, call.id, self.peer_tx.clone()).await?;
         call.pc = Some(pc.clone());
         let stream_id = peer::new_stream_id();
         let video = peer::local_track(RtpCodecKind::Video, peer::h264_codec(), &stream_id)?;
@@ -572,6 +577,14 @@ impl Driver {
                 }
             }
             Message::Full { room } => self.emit(Event::Error(format!("the room \"{room}\" is full"))),
+            Message::IceServers { ice_servers } => {
+                // Used from the next call on; TURN credentials from the server are short-lived and
+                // arrive again with every login.
+                self.server_ice_servers = ice_servers
+                    .into_iter()
+                    .map(|s| RTCIceServer { urls: s.urls, username: s.username, credential: s.credential })
+                    .collect();
+            }
             Message::Id { .. } | Message::Username { .. } => {}
         }
     }
@@ -877,11 +890,35 @@ impl Driver {
         if stats_due && matches!(state, CallState::InCall { .. }) {
             let mut stats = call.meter.sample(&call.counters);
             if let Some(pc) = &call.pc {
-                let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
+                // The engine's one task must never wedge on a stats call; skip this second's if it's slow.
+                let report = tokio::time::timeout(
+                    Duration::from_millis(300),
+                    pc.get_stats(Instant::now(), StatsSelector::None),
+                )
+                .await;
+                let Ok(report) = report else {
+                    tracing::warn!("the peer connection's stats took over 300 ms; skipped");
+                    self.emit(Event::Stats(stats));
+                    return;
+                };
                 for entry in report.iter() {
                     match entry {
-                        RTCStatsReportEntry::IceCandidatePair(pair) if pair.nominated => {
+                        RTCStatsReportEntry::Transport(transport) => {
+                            // The pair ICE selected: its round trip, and whether it is direct or relayed.
+                            let Some(RTCStatsReportEntry::IceCandidatePair(pair)) =
+                                report.get(&transport.selected_candidate_pair_id)
+                            else {
+                                continue;
+                            };
                             stats.rtt_ms = Some(pair.current_round_trip_time * 1000.0);
+                            // webrtc 0.21 names the pair's candidate `candidate:X` but files the
+                            // candidate's own stats under `RTCLocalIceCandidate_candidate:X`.
+                            let id = &pair.local_candidate_id;
+                            let local =
+                                report.get(id).or_else(|| report.get(&format!("RTCLocalIceCandidate_{id}")));
+                            if let Some(RTCStatsReportEntry::LocalCandidate(local)) = local {
+                                stats.path = Some(local.candidate_type.to_string());
+                            }
                         }
                         RTCStatsReportEntry::InboundRtp(inbound) => {
                             stats.packets_lost += inbound.received_rtp_stream_stats.packets_lost;

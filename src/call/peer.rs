@@ -20,7 +20,8 @@ use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceConnectionState,
-    RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry, SettingEngineBuilder,
+    RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry,
+    SettingEngineBuilder,
 };
 
 /// The H.264 line browsers accept: constrained baseline 3.1, packetization-mode 1.
@@ -64,11 +65,14 @@ pub struct PeerSettings {
     pub ice_servers: Vec<RTCIceServer>,
     /// Local addresses to gather host candidates on (`127.0.0.1:0` in tests; `0.0.0.0:0` skips loopback).
     pub bind_addrs: Vec<String>,
+    /// Use TURN relays only (`--ice-transport-policy relay`): hides our addresses from the peer and
+    /// proves the TURN path works.
+    pub relay_only: bool,
 }
 
 impl Default for PeerSettings {
     fn default() -> Self {
-        Self { ice_servers: Vec::new(), bind_addrs: vec!["0.0.0.0:0".to_owned()] }
+        Self { ice_servers: Vec::new(), bind_addrs: vec!["0.0.0.0:0".to_owned()], relay_only: false }
     }
 }
 
@@ -158,7 +162,11 @@ pub async fn build(
     let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
     // Application-most, so it sees RTCP after every interceptor has had its look.
     let registry = registry.with(Slot::from(14_000), KeyframeRequests::default());
-    let config = RTCConfigurationBuilder::new().with_ice_servers(settings.ice_servers.clone()).build();
+    let policy = if settings.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
+    let config = RTCConfigurationBuilder::new()
+        .with_ice_servers(settings.ice_servers.clone())
+        .with_ice_transport_policy(policy)
+        .build();
     // Connectivity checks every 25 ms instead of the crate's 200 ms. Setup waits for two check rounds
     // (nomination, then the DTLS start on the next tick), so the interval is most of a LAN call's setup
     // time: 200 ms gave ~430 ms, 25 ms gives ~80 ms. A call checks a handful of pairs, so the extra STUN

@@ -77,6 +77,8 @@ pub struct CallStats {
     pub kbps_in: f64,
     /// Round-trip time of the selected candidate pair, ms.
     pub rtt_ms: Option<f64>,
+    /// The type of our side of the selected candidate pair: `host`, `srflx`, `prflx` or `relay`.
+    pub path: Option<String>,
     /// Packets lost on the way to us (cumulative, all streams).
     pub packets_lost: i64,
     /// Size of the received picture.
@@ -118,6 +120,9 @@ impl fmt::Display for CallStats {
             Some(rtt) => write!(f, " | rtt {rtt:.1} ms")?,
             None => write!(f, " | rtt -")?,
         }
+        if let Some(path) = &self.path {
+            write!(f, " via {path}")?;
+        }
         write!(f, " | lost {} pkts", self.packets_lost)?;
         if let Some(l) = self.latency_ms {
             write!(f, " | glass-to-glass {l:.0} ms")?;
@@ -150,6 +155,7 @@ impl StatsMeter {
             kbps_out: d(3) * 8.0 / 1000.0 / secs,
             kbps_in: d(9) * 8.0 / 1000.0 / secs,
             rtt_ms: None,
+            path: None,
             packets_lost: 0,
             resolution_in: (res != 0).then_some(((res >> 32) as u32, res as u32)),
             encode_ms: per_frame_ms(d(5), d(0)),

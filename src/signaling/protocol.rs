@@ -69,6 +69,19 @@ pub struct IceCandidate {
     pub username_fragment: Option<String>,
 }
 
+/// A STUN or TURN server as browsers' `RTCIceServer` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IceServer {
+    /// `stun:host:port` or `turn:host:port?transport=udp` URLs.
+    pub urls: Vec<String>,
+    /// TURN username (for the REST scheme: `expiry:name`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// TURN credential (for the REST scheme: base64 of HMAC-SHA1(secret, username)).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credential: String,
+}
+
 /// Every message of the protocol, in either direction.
 ///
 /// One enum for both directions keeps the field shapes in one place: the server fills `name` and `date`
@@ -164,6 +177,15 @@ pub enum Message {
         /// Why, when not a plain hang-up: [`HANGUP_REASON_BUSY`], [`HANGUP_REASON_DECLINED`], `"disconnected"`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+    },
+    /// Server → client, after login: STUN/TURN servers to use, with short-lived TURN credentials
+    /// (the TURN REST scheme coturn's `use-auth-secret` checks). A Peercall extension: pages written for
+    /// MDN's guide ignore it.
+    #[serde(rename = "iceservers")]
+    IceServers {
+        /// The servers, shaped like `RTCIceServer` in browsers.
+        #[serde(rename = "iceServers")]
+        ice_servers: Vec<IceServer>,
     },
     /// Server → client: the room is at its cap; the connection will be closed.
     #[serde(rename = "full")]

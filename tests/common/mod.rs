@@ -10,14 +10,18 @@ use std::time::Duration;
 
 /// Starts the signaling server on 127.0.0.1 and a free port.
 pub async fn start_server() -> (ServerHandle, String) {
-    // RUST_LOG=peercall=debug shows what the engines and the server do; off by default.
+    init_tracing();
+    let server = Server::bind(ServerConfig::ephemeral()).await.expect("server binds");
+    let url = format!("ws://{}/", server.local_addr());
+    (server.spawn(), url)
+}
+
+/// RUST_LOG=peercall=debug shows what the engines and the server do; off by default.
+pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let server = Server::bind(ServerConfig::ephemeral()).await.expect("server binds");
-    let url = format!("ws://{}/", server.local_addr());
-    (server.spawn(), url)
 }
 
 /// An engine config for tests: loopback only, small synthetic video so parallel tests fit two cores.

@@ -1,6 +1,9 @@
 //! What an embedder can tune: the listen address, room cap, connection cap, timings and per-client limits.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::signaling::turn::TurnConfig;
 use std::time::Duration;
 
 /// Everything the server needs to start. [`ServerConfig::default`] is what `peercall-server` runs with;
@@ -22,6 +25,8 @@ pub struct ServerConfig {
     pub userlist_delay: Duration,
     /// Per-client limits: sizes, names, rates, queues.
     pub limits: Limits,
+    /// TURN servers whose short-lived credentials each client gets after login (`iceservers`).
+    pub turn: Option<Arc<TurnConfig>>,
 }
 
 /// Per-client limits. Each one protects the server and the other clients from one client.
@@ -54,6 +59,7 @@ impl Default for ServerConfig {
             ping_interval: Duration::from_secs(20),
             userlist_delay: Duration::from_millis(50),
             limits: Limits::default(),
+            turn: None,
         }
     }
 }

@@ -85,6 +85,7 @@ where
     debug!(id, room, "joined");
     outbox.push(Message::Id { id }.to_json().into());
     let mut session = Session::new(id, Arc::clone(&joined), Arc::clone(&outbox), limits, Instant::now());
+    session.set_turn(shared.config.turn.clone());
     let end = drive(&mut ws, &mut session, &outbox, &shared).await;
     shared.rooms.leave(&joined, id);
     debug!(id, room, ?end, "left");

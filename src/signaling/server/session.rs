@@ -14,6 +14,7 @@ use super::outbox::Outbox;
 use super::room::{ConnId, Room, UnknownTarget};
 use super::Limits;
 use crate::signaling::protocol::{reason, Message};
+use crate::signaling::turn::TurnConfig;
 
 /// The rate limit's decision on one incoming frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub(super) struct Session {
     window_end: Instant,
     /// More drops than this in one window and the client is disconnected.
     max_dropped: u32,
+    /// TURN servers to hand credentials for, if the server has any.
+    turn: Option<Arc<TurnConfig>>,
 }
 
 impl Session {
@@ -60,6 +63,7 @@ impl Session {
             dropped: 0,
             window_end: now,
             max_dropped: limits.burst.max(1),
+            turn: None,
         }
     }
 
@@ -127,8 +131,17 @@ impl Session {
             let reply = Message::RejectUsername { id: self.id, name: name.to_string() };
             self.outbox.push(reply.to_json().into());
         }
+        if let Some(turn) = &self.turn {
+            let ice_servers = turn.ice_servers_for(&name, SystemTime::now());
+            self.outbox.push(Message::IceServers { ice_servers }.to_json().into());
+        }
         self.name = Some(name);
         Ok(())
+    }
+
+    /// Hands out credentials for these TURN servers after each login.
+    pub(super) fn set_turn(&mut self, turn: Option<Arc<TurnConfig>>) {
+        self.turn = turn;
     }
 
     fn logged_in_name(&self) -> Result<&str, Rejection> {
