@@ -227,11 +227,16 @@ fn yuyv_picture(w: usize, h: usize) -> Vec<u8> {
 }
 
 fn scripted_camera(fps: u32, frames: u32) -> CaptureOpener {
+    let mode = Mode { width: 320, height: 240, fps, format: PixelFormat::Yuyv };
+    scripted(mode, yuyv_picture(320, 240), frames)
+}
+
+/// A capture that delivers `frame` (in `mode`) `frames` times at the mode's rate, then fails.
+fn scripted(mode: Mode, frame: Vec<u8>, frames: u32) -> CaptureOpener {
     Box::new(move || {
-        let mode = Mode { width: 320, height: 240, fps, format: PixelFormat::Yuyv };
         let capture = ScriptedCapture {
-            frame: yuyv_picture(320, 240),
-            interval: Duration::from_secs(1) / fps,
+            frame,
+            interval: Duration::from_secs(1) / mode.fps,
             next: Instant::now(),
             left: frames,
         };
@@ -376,4 +381,130 @@ fn yuv_at(frame: &I420Frame, x: usize, y: usize) -> [u8; 3] {
     let (yp, up, vp) = frame.planes();
     let c = (y / 2) * (frame.width / 2) + x / 2;
     [yp[y * frame.width + x], up[c], vp[c]]
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Wall and CPU milliseconds per call of `f`, over `n` calls.
+fn per_frame(n: u32, mut f: impl FnMut()) -> (f64, f64) {
+    let (wall, cpu) = (Instant::now(), thread_cpu());
+    for _ in 0..n {
+        f();
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0 / n as f64;
+    (ms(wall.elapsed()), ms(thread_cpu() - cpu))
+}
+
+#[test]
+fn figures_for_the_720p_conversion_path() {
+    alsa_rig();
+    let (w, h) = (1280usize, 720usize);
+    let source = peercall::media::pattern::render(
+        peercall::media::pattern::Stamp { frame_no: 7, capture_us: 0 },
+        w,
+        h,
+    );
+    let (y, u, v) = source.planes();
+    let planar = yuv::YuvPlanarImage {
+        y_plane: y,
+        y_stride: w as u32,
+        u_plane: u,
+        u_stride: w as u32 / 2,
+        v_plane: v,
+        v_stride: w as u32 / 2,
+        width: w as u32,
+        height: h as u32,
+    };
+    let mut rgb = vec![0u8; w * h * 3];
+    yuv::yuv420_to_rgb(
+        &planar,
+        &mut rgb,
+        w as u32 * 3,
+        yuv::YuvRange::Limited,
+        yuv::YuvStandardMatrix::Bt601,
+    )
+    .expect("to RGB");
+    let mut yuyv = vec![0u8; w * h * 2];
+    let mut packed = yuv::YuvPackedImageMut {
+        yuy: yuv::BufferStoreMut::Borrowed(&mut yuyv),
+        yuy_stride: w as u32 * 2,
+        width: w as u32,
+        height: h as u32,
+    };
+    yuv::yuv420_to_yuyv422(&mut packed, &planar).expect("to YUYV");
+    let mut jpeg = Vec::new();
+    jpeg_encoder::Encoder::new(&mut jpeg, 85)
+        .encode(&rgb, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+        .expect("JPEG");
+
+    let mut conv = Converter::new();
+    let frames = 60;
+    for (name, format, data) in [
+        ("YUYV", PixelFormat::Yuyv, &yuyv),
+        ("MJPEG", PixelFormat::Mjpeg, &jpeg),
+        ("RGB", PixelFormat::Rgb, &rgb),
+    ] {
+        let back = conv.to_i420(format, data, w, h).expect("converts");
+        let psnr = peercall::media::pattern::psnr_luma(&rgba_of(&back), &source);
+        let (wall, cpu) = per_frame(frames, || {
+            conv.to_i420(format, data, w, h).expect("converts");
+        });
+        println!(
+            "FIGURE 720p {name}→I420: {wall:.2} ms wall, {cpu:.2} ms CPU per frame (luma PSNR {psnr:.1} dB)"
+        );
+        assert!(psnr > 30.0, "{name}: the picture survives the conversion ({psnr:.1} dB)");
+    }
+
+    // Capture to encoder: a 720p30 MJPEG "camera" through the capture thread, conversion and slot.
+    let mode = Mode { width: w as u32, height: h as u32, fps: 30, format: PixelFormat::Mjpeg };
+    let mut camera =
+        Camera::start("scripted 720p MJPEG".into(), scripted(mode, jpeg.clone(), 90)).expect("opens");
+    while camera.next_frame().is_some() {}
+    let stats = camera.stats();
+    println!(
+        "FIGURE 720p30 MJPEG capture→encoder: {:.2} ms (of which conversion {:.2} ms), {} of {} frames dropped",
+        stats.handoff_us_mean / 1000.0,
+        stats.convert_us_mean / 1000.0,
+        stats.dropped,
+        stats.captured
+    );
+    assert_eq!(stats.captured, 90);
+}
+
+/// RGBA of an I420 frame, for the pattern's PSNR helper (which compares decoded RGBA with I420).
+fn rgba_of(frame: &I420Frame) -> peercall::media::frame::RgbaFrame {
+    let (y, u, v) = frame.planes();
+    let planar = yuv::YuvPlanarImage {
+        y_plane: y,
+        y_stride: frame.width as u32,
+        u_plane: u,
+        u_stride: frame.width as u32 / 2,
+        v_plane: v,
+        v_stride: frame.width as u32 / 2,
+        width: frame.width as u32,
+        height: frame.height as u32,
+    };
+    let mut px = vec![0u8; frame.width * frame.height * 4];
+    yuv::yuv420_to_rgba(
+        &planar,
+        &mut px,
+        frame.width as u32 * 4,
+        yuv::YuvRange::Limited,
+        yuv::YuvStandardMatrix::Bt601,
+    )
+    .expect("to RGBA");
+    peercall::media::frame::RgbaFrame {
+        width: frame.width,
+        height: frame.height,
+        pixels: px.into(),
+        keyframe: false,
+        decoded_at_us: 0,
+        decode_time: Duration::ZERO,
+    }
 }
