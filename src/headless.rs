@@ -2,6 +2,7 @@
 //! line per event and a stats line a second. Bots, tests and benchmarks use the engine the same way.
 
 use crate::call::{CallState, Command, Engine, EngineConfig, Event};
+use crate::media::devices::{DeviceChoice, MediaDevices, Speaker};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -14,12 +15,32 @@ pub struct HeadlessPlan {
     pub duration: Option<Duration>,
     /// Exit when the first call ends.
     pub exit_after_call: bool,
+    /// Play the far side's audio on a speaker: `Some(None)` the default one, `Some(Some(id))` that one.
+    pub speaker: Option<Option<String>>,
+    /// The camera and microphone the config's sources come from, to print which is in use and why.
+    pub devices: Option<MediaDevices>,
 }
 
 /// Runs the engine headless until Ctrl-C, or until the planned call is over.
 pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()> {
     let engine = Engine::start(config);
     let mut events = engine.subscribe();
+    if let Some(devices) = &plan.devices {
+        print_device_changes(devices.video_status());
+        print_device_changes(devices.audio_status());
+    }
+    // Kept alive for the run; a speaker that cannot open is said once and the call goes on silent.
+    let _speaker =
+        plan.speaker.as_ref().and_then(|id| match Speaker::play(id.as_deref(), engine.remote_audio()) {
+            Ok(s) => {
+                println!("speaker: {} ({:?})", s.name(), s.format());
+                Some(s)
+            }
+            Err(e) => {
+                println!("speaker: {e}; the far side's audio is not played");
+                None
+            }
+        });
     let mut dialled = false;
     let mut hang_up_at: Option<tokio::time::Instant> = None;
     loop {
@@ -75,6 +96,22 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
             _ => {}
         }
     }
+}
+
+/// Prints which source a device slot uses, now and whenever it changes (with the reason for a fallback).
+fn print_device_changes(mut status: tokio::sync::watch::Receiver<DeviceChoice>) {
+    tokio::spawn(async move {
+        loop {
+            let choice = status.borrow_and_update().clone();
+            match &choice.notice {
+                Some(notice) => println!("{:?}: {} ({notice})", choice.kind, choice.source),
+                None => println!("{:?}: {}", choice.kind, choice.source),
+            }
+            if status.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 fn print_event(event: &Event) {

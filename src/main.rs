@@ -3,6 +3,7 @@
 use clap::Parser;
 use peercall::call::EngineConfig;
 use peercall::headless::{self, HeadlessPlan};
+use peercall::media::devices::{self, CameraSettings, MediaDevices, Selection};
 use peercall::ui::WindowOptions;
 use std::time::Duration;
 
@@ -47,6 +48,18 @@ struct Args {
     /// Frequency of the synthetic tone, Hz.
     #[arg(long, default_value_t = 440.0)]
     tone: f64,
+    /// Headless: camera to send, `default`, an id from --list-devices, or `synthetic` (the pattern).
+    #[arg(long, default_value = "synthetic")]
+    camera: String,
+    /// Headless: microphone to send, `default`, an id from --list-devices, or `synthetic` (the tone).
+    #[arg(long, default_value = "synthetic")]
+    mic: String,
+    /// Headless: play the far side's audio on a speaker (`default` or an id from --list-devices).
+    #[arg(long, num_args = 0..=1, default_missing_value = "default")]
+    speaker: Option<String>,
+    /// Print the cameras, microphones and speakers found, and exit.
+    #[arg(long)]
+    list_devices: bool,
     /// Local address for ICE host candidates (0.0.0.0:0 = every interface but loopback).
     #[arg(long, default_value = "0.0.0.0:0")]
     bind: Vec<String>,
@@ -89,7 +102,35 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// A device argument as a selection: `synthetic`, `default`, or a device id.
+fn selection(arg: &str) -> Selection {
+    match arg {
+        "synthetic" => Selection::Synthetic,
+        "default" => Selection::Default,
+        id => Selection::Device(id.to_owned()),
+    }
+}
+
+fn list_devices() {
+    println!("cameras:");
+    for c in devices::list_cameras() {
+        println!("  {}  {}", c.id, c.name);
+    }
+    println!("microphones:");
+    for m in devices::list_microphones() {
+        println!("  {}  {}", m.id, m.name);
+    }
+    println!("speakers:");
+    for s in devices::list_speakers() {
+        println!("  {}  {}", s.id, s.name);
+    }
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
+    if args.list_devices {
+        list_devices();
+        return Ok(());
+    }
     if !args.headless {
         return peercall::ui::run(WindowOptions {
             name: args.name,
@@ -117,10 +158,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     config.peer.relay_only = args.ice_transport_policy == "relay";
+    let (camera, mic) = (selection(&args.camera), selection(&args.mic));
+    let media = (camera != Selection::Synthetic || mic != Selection::Synthetic).then(|| {
+        let media = MediaDevices::new(camera, mic, CameraSettings { width: w as u32, height: h as u32, fps });
+        media.apply(&mut config);
+        media
+    });
     let plan = HeadlessPlan {
         call: args.call,
         duration: args.duration.map(Duration::from_secs_f64),
         exit_after_call: args.once || args.duration.is_some(),
+        speaker: args.speaker.map(|s| (s != "default").then_some(s)),
+        devices: media,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(headless::run(config, plan))

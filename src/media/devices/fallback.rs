@@ -104,6 +104,17 @@ pub struct MediaDevices {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for MediaDevices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaDevices")
+            .field("camera", &self.camera())
+            .field("microphone", &self.microphone())
+            .field("video", &*self.shared.video_status.borrow())
+            .field("audio", &*self.shared.audio_status.borrow())
+            .finish()
+    }
+}
+
 impl MediaDevices {
     /// Devices per `camera` and `microphone` selections, cameras asked for `settings`.
     pub fn new(camera: Selection, microphone: Selection, settings: CameraSettings) -> Self {
