@@ -3,6 +3,7 @@
 
 use super::bridge::{self, Bridge};
 use super::command::UiCommand;
+use super::devices::DevicePanel;
 use super::embedded::{self, Embedded};
 use super::model::Model;
 use super::perf::FrameStats;
@@ -45,6 +46,7 @@ struct Session {
     remote: VideoTexture,
     local: VideoTexture,
     draft: String,
+    devices: DevicePanel,
 }
 
 impl PeercallApp {
@@ -96,9 +98,9 @@ impl PeercallApp {
             }
         }
         let (w, h, fps) = self.options.video;
-        let mut config = EngineConfig::new(&self.settings.name, &self.settings.server)
-            .with_pattern(w, h, fps)
-            .with_tone(self.options.tone);
+        let mut config = EngineConfig::new(&self.settings.name, &self.settings.server);
+        let mut devices = DevicePanel::new(&self.settings, (w, h, fps), self.options.tone);
+        devices.apply(&mut config);
         config.peer.bind_addrs = self.options.bind.clone();
         // Auto-answer is the window's business (it can change mid-session), not the engine's.
         config.auto_answer = false;
@@ -106,6 +108,7 @@ impl PeercallApp {
             let _runtime = self.rt.enter();
             Engine::start(config)
         };
+        devices.start_speaker(&engine, &self.settings);
         let bridge = bridge::start(&self.rt, &engine, ctx.clone());
         // The engine may have logged in before the bridge subscribed (a local server is quick), and
         // those events are gone; what they said is in the engine's watches, read after subscribing.
@@ -128,6 +131,7 @@ impl PeercallApp {
             remote: VideoTexture::new("remote video"),
             local: VideoTexture::new("local video"),
             draft: String::new(),
+            devices,
         });
     }
 
@@ -202,6 +206,14 @@ impl PeercallApp {
                     {
                         out.push(UiCommand::Leave);
                     }
+                    // Red while a stand-in replaces a missing device: the window says why.
+                    let mut label = egui::RichText::new("Devices");
+                    if session.devices.has_notice() {
+                        label = label.color(views::palette::RED);
+                    }
+                    if ui.button(label).on_hover_text("Camera, microphone and speaker").clicked() {
+                        session.devices.open = !session.devices.open;
+                    }
                 });
             });
             ui.add_space(2.0);
@@ -229,6 +241,11 @@ impl PeercallApp {
         });
         if let (CallState::Ringing { peer }, false) = (&model.call, auto_answer) {
             views::incoming::show(ui.ctx(), peer, out);
+        }
+        if session.devices.show(ui.ctx(), &mut self.settings, &session.engine) {
+            if let Err(e) = self.settings.save() {
+                self.notice = Some(e);
+            }
         }
     }
 }

@@ -6,12 +6,14 @@
 //!   (enabled buttons, status text), both pure and unit-tested.
 //! - `views/`: one file per piece of the window (login form, user list, chat, video, controls...).
 //! - `bridge`: engine events and picture changes to the UI thread, waking it instead of spinning.
+//! - `devices`: camera, microphone and speaker pickers, and the speaker playing the call.
 //! - `embedded`: the signaling server built into the app. `settings`: what persists. `ring`: the ring.
 
 use eframe::egui;
 pub mod app;
 mod bridge;
 mod command;
+mod devices;
 mod embedded;
 mod model;
 mod perf;

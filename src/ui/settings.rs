@@ -19,8 +19,8 @@ pub struct Settings {
     pub auto_answer: bool,
     /// Show the call-statistics overlay on the video.
     pub show_stats: bool,
-    /// Camera, microphone and speaker by name; `None` is the system default. Kept for when the
-    /// engine takes real devices; today it sends the synthetic pattern and tone.
+    /// Camera, microphone and speaker by id (picked in the Devices window, `ui::devices`): `None` is
+    /// the system default, `"synthetic"` the test pattern or tone, `"none"` (speaker) plays nothing.
     pub camera: Option<String>,
     /// See `camera`.
     pub microphone: Option<String>,

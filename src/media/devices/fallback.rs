@@ -90,8 +90,8 @@ struct Shared {
     microphone: Wanted,
     camera_settings: CameraSettings,
     open_camera: CameraOpener,
-    /// Frequency of the stand-in tone.
-    tone_hz: f64,
+    /// Frequency of the stand-in tone (f64 bits).
+    tone_hz: AtomicU64,
     video_status: watch::Sender<DeviceChoice>,
     audio_status: watch::Sender<DeviceChoice>,
     /// The open microphone's clock, for latency measurements.
@@ -136,12 +136,18 @@ impl MediaDevices {
                 microphone: Wanted::new(microphone),
                 camera_settings: settings,
                 open_camera,
-                tone_hz: 440.0,
+                tone_hz: AtomicU64::new(440f64.to_bits()),
                 video_status: watch::channel(video).0,
                 audio_status: watch::channel(audio).0,
                 microphone_clock: Mutex::new(None),
             }),
         }
+    }
+
+    /// The stand-in tone's frequency (440 Hz unless set), from the next call or fallback on.
+    pub fn with_tone(self, hz: f64) -> Self {
+        self.shared.tone_hz.store(hz.to_bits(), Ordering::Relaxed);
+        self
     }
 
     /// Picks another camera; a call in progress switches at its next frame.
@@ -365,7 +371,7 @@ struct DeviceAudio {
 
 impl DeviceAudio {
     fn open(shared: Arc<Shared>) -> Self {
-        let tone = ToneSource::new(shared.tone_hz, 0.25);
+        let tone = ToneSource::new(f64::from_bits(shared.tone_hz.load(Ordering::Relaxed)), 0.25);
         let mut me = Self { shared, generation: u64::MAX, current: Audio::Tone(tone) };
         me.reopen();
         me
@@ -395,7 +401,7 @@ impl DeviceAudio {
     }
 
     fn use_tone(&mut self, notice: Option<String>) {
-        let tone = ToneSource::new(self.shared.tone_hz, 0.25);
+        let tone = ToneSource::new(f64::from_bits(self.shared.tone_hz.load(Ordering::Relaxed)), 0.25);
         if let Some(n) = &notice {
             tracing::warn!(notice = %n, "audio falls back to the test tone");
         }

@@ -46,6 +46,9 @@ pub enum DeviceError {
         /// The id or name asked for.
         name: String,
     },
+    /// The device is gone or the audio system has none by that name.
+    #[error("the {0} is not available (unplugged?): connect one or pick another {0}")]
+    Unavailable(&'static str),
     /// Another program holds the device.
     #[error("{0} busy: close the other app or pick another {0}")]
     Busy(&'static str),
@@ -79,6 +82,9 @@ impl DeviceError {
         match e.kind() {
             cpal::ErrorKind::DeviceBusy => DeviceError::Busy(kind),
             cpal::ErrorKind::PermissionDenied => DeviceError::Permission(kind),
+            cpal::ErrorKind::DeviceNotAvailable | cpal::ErrorKind::HostUnavailable => {
+                DeviceError::Unavailable(kind)
+            }
             cpal::ErrorKind::UnsupportedConfig => DeviceError::NoFormat { kind, detail: e.to_string() },
             _ => DeviceError::Failed { kind, detail: e.to_string() },
         }

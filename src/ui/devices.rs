@@ -1,0 +1,181 @@
+//! The device pickers: camera, microphone and speaker, chosen in a small window, remembered in the
+//! settings, and switched during a call without renegotiation (the engine's sources follow
+//! [`MediaDevices`]; the speaker is reopened on the same audio stream).
+//!
+//! Settings keep each device as an id string: `None` is the system default, `"synthetic"` the test
+//! pattern or tone, `"none"` (speaker only) plays nothing.
+
+use super::settings::Settings;
+use crate::call::{Engine, EngineConfig};
+use crate::media::devices::{
+    list_cameras, list_microphones, list_speakers, CameraSettings, DeviceChoice, MediaDevices, Selection,
+    Speaker,
+};
+use eframe::egui;
+
+/// The settings word for the synthetic pattern or tone.
+const SYNTHETIC: &str = "synthetic";
+/// The settings word for "no speaker".
+const NO_SPEAKER: &str = "none";
+
+/// One entry of a picker: what settings store, and what people read.
+type Entry = (Option<String>, String);
+
+/// The devices of a session and the pickers' window.
+pub struct DevicePanel {
+    media: MediaDevices,
+    speaker: Option<Speaker>,
+    /// Why the speaker is not playing, in words.
+    speaker_notice: Option<String>,
+    /// Whether the pickers' window is open.
+    pub open: bool,
+    cameras: Vec<Entry>,
+    microphones: Vec<Entry>,
+    speakers: Vec<Entry>,
+}
+
+fn selection(setting: &Option<String>) -> Selection {
+    match setting.as_deref() {
+        None => Selection::Default,
+        Some(SYNTHETIC) => Selection::Synthetic,
+        Some(id) => Selection::Device(id.to_owned()),
+    }
+}
+
+impl DevicePanel {
+    /// Devices as the settings say, the synthetic pattern at `video` (width, height, fps) and the tone
+    /// at `tone` Hz standing in where a device is missing.
+    pub fn new(settings: &Settings, video: (usize, usize, u32), tone: f64) -> Self {
+        let (width, height, fps) = video;
+        let want = CameraSettings { width: width as u32, height: height as u32, fps };
+        let media = MediaDevices::new(selection(&settings.camera), selection(&settings.microphone), want)
+            .with_tone(tone);
+        Self {
+            media,
+            speaker: None,
+            speaker_notice: None,
+            open: false,
+            cameras: Vec::new(),
+            microphones: Vec::new(),
+            speakers: Vec::new(),
+        }
+    }
+
+    /// Makes the engine's sources come from these devices.
+    pub fn apply(&self, config: &mut EngineConfig) {
+        self.media.apply(config);
+    }
+
+    /// Plays `engine`'s remote audio on the speaker the settings name.
+    pub fn start_speaker(&mut self, engine: &Engine, settings: &Settings) {
+        self.speaker = None;
+        self.speaker_notice = None;
+        if settings.speaker.as_deref() == Some(NO_SPEAKER) {
+            return;
+        }
+        match Speaker::play(settings.speaker.as_deref(), engine.remote_audio()) {
+            Ok(s) => self.speaker = Some(s),
+            Err(e) => self.speaker_notice = Some(format!("{e}: the other side is not heard")),
+        }
+    }
+
+    /// A fallback is in use (the pickers' button shows a mark).
+    pub fn has_notice(&self) -> bool {
+        self.speaker_notice.is_some()
+            || self.media.video_status().borrow().notice.is_some()
+            || self.media.audio_status().borrow().notice.is_some()
+    }
+
+    fn refresh_lists(&mut self) {
+        let default = (None, "System default".to_owned());
+        self.cameras = std::iter::once(default.clone())
+            .chain(list_cameras().into_iter().map(|c| (Some(c.id), c.name)))
+            .chain([(Some(SYNTHETIC.to_owned()), "Test pattern".to_owned())])
+            .collect();
+        self.microphones = std::iter::once(default.clone())
+            .chain(list_microphones().into_iter().map(|m| (Some(m.id), m.name)))
+            .chain([(Some(SYNTHETIC.to_owned()), "Test tone".to_owned())])
+            .collect();
+        self.speakers = std::iter::once(default)
+            .chain(list_speakers().into_iter().map(|s| (Some(s.id), s.name)))
+            .chain([(Some(NO_SPEAKER.to_owned()), "None".to_owned())])
+            .collect();
+    }
+
+    /// Draws the pickers' window when open; returns `true` when a choice changed (save the settings).
+    pub fn show(&mut self, ctx: &egui::Context, settings: &mut Settings, engine: &Engine) -> bool {
+        if !self.open {
+            return false;
+        }
+        if self.cameras.is_empty() {
+            // Listing asks the drivers, so only when the window opens, not every frame.
+            self.refresh_lists();
+        }
+        let mut open = self.open;
+        let mut changed = (false, false, false);
+        egui::Window::new("Devices").open(&mut open).resizable(false).collapsible(false).show(ctx, |ui| {
+            egui::Grid::new("device pickers").num_columns(2).spacing([12.0, 8.0]).show(ui, |ui| {
+                changed.0 = picker(ui, "Camera", &self.cameras, &mut settings.camera);
+                ui.end_row();
+                changed.1 = picker(ui, "Microphone", &self.microphones, &mut settings.microphone);
+                ui.end_row();
+                changed.2 = picker(ui, "Speaker", &self.speakers, &mut settings.speaker);
+                ui.end_row();
+            });
+            ui.add_space(4.0);
+            let video = self.media.video_status().borrow().clone();
+            let audio = self.media.audio_status().borrow().clone();
+            status_line(ui, "Sending video from", &video);
+            status_line(ui, "Sending audio from", &audio);
+            match (&self.speaker, &self.speaker_notice) {
+                (Some(s), _) => {
+                    ui.label(format!("Playing on {}", s.name()));
+                }
+                (None, Some(notice)) => {
+                    ui.colored_label(super::views::palette::RED, notice);
+                }
+                (None, None) => {
+                    ui.label("Not playing the other side's audio");
+                }
+            }
+            if ui.button("Refresh list").clicked() {
+                self.refresh_lists();
+            }
+        });
+        self.open = open;
+        if changed.0 {
+            self.media.set_camera(selection(&settings.camera));
+        }
+        if changed.1 {
+            self.media.set_microphone(selection(&settings.microphone));
+        }
+        if changed.2 {
+            self.start_speaker(engine, settings);
+        }
+        changed.0 || changed.1 || changed.2
+    }
+}
+
+/// One labelled drop-down; returns `true` when the choice changed.
+fn picker(ui: &mut egui::Ui, label: &str, entries: &[Entry], value: &mut Option<String>) -> bool {
+    ui.label(label);
+    let current = entries
+        .iter()
+        .find(|(id, _)| id == value)
+        .map(|(_, name)| name.clone())
+        .unwrap_or_else(|| value.clone().unwrap_or_default());
+    let before = value.clone();
+    egui::ComboBox::from_id_salt(label).selected_text(current).width(260.0).show_ui(ui, |ui| {
+        for (id, name) in entries {
+            ui.selectable_value(value, id.clone(), name);
+        }
+    });
+    *value != before
+}
+
+fn status_line(ui: &mut egui::Ui, what: &str, choice: &DeviceChoice) {
+    ui.label(format!("{what} {}", choice.source));
+    if let Some(notice) = &choice.notice {
+        ui.colored_label(super::views::palette::RED, notice);
+    }
+}
