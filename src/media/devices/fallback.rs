@@ -255,18 +255,20 @@ struct DeviceVideo {
 }
 
 impl DeviceVideo {
+    /// A source that opens the device at its first frame: the engine makes sources on its driver
+    /// task, and opening a camera can take the better part of a second, which belongs on the
+    /// video thread. Until then the rate is the one asked for.
     fn open(shared: Arc<Shared>) -> Self {
         let settings = shared.camera_settings;
-        let mut me = Self {
+        Self {
             shared,
+            // No generation is ever this, so the first frame opens the device.
             generation: u64::MAX,
             current: Video::Pattern(PatternSource::new(1, 1, 1)),
             size: (settings.width as usize, settings.height as usize),
             fps: settings.fps,
             sent_any: false,
-        };
-        me.reopen();
-        me
+        }
     }
 
     /// Opens what the user chose, falling back to the pattern (and saying why).
@@ -372,9 +374,8 @@ struct DeviceAudio {
 impl DeviceAudio {
     fn open(shared: Arc<Shared>) -> Self {
         let tone = ToneSource::new(f64::from_bits(shared.tone_hz.load(Ordering::Relaxed)), 0.25);
-        let mut me = Self { shared, generation: u64::MAX, current: Audio::Tone(tone) };
-        me.reopen();
-        me
+        // As for video: the device opens at the first chunk, on the audio thread.
+        Self { shared, generation: u64::MAX, current: Audio::Tone(tone) }
     }
 
     fn reopen(&mut self) {
