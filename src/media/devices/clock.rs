@@ -105,3 +105,46 @@ impl RealTimeGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_real_time_device_is_never_held_back() {
+        // 10 ms blocks at 48 kHz, delivered in real time (plus a 60 ms start-up buffer, as a sound
+        // card's first callbacks fill its buffer): the guard must never sleep.
+        let mut guard = RealTimeGuard::new(48_000);
+        guard.after(2880);
+        let started = Instant::now();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(10));
+            let before = Instant::now();
+            guard.after(480);
+            assert!(before.elapsed() < Duration::from_millis(5), "the guard slept on a real-time device");
+        }
+        assert!(!guard.free_running);
+        assert!(started.elapsed() < Duration::from_millis(400));
+    }
+
+    #[test]
+    fn a_free_running_device_is_held_to_the_clock() {
+        let mut guard = RealTimeGuard::new(48_000);
+        let started = Instant::now();
+        // 2 s of audio as fast as it can go: the first ~250 ms pass at once, the rest in real time.
+        for _ in 0..200 {
+            guard.after(480);
+        }
+        assert!(guard.free_running);
+        let took = started.elapsed();
+        assert!(took > Duration::from_millis(1600) && took < Duration::from_millis(2000), "took {took:?}");
+    }
+
+    #[test]
+    fn a_clock_point_maps_samples_to_times_both_ways() {
+        let at = Instant::now() + Duration::from_secs(10);
+        let point = ClockPoint { frame: 48_000, at, rate: 48_000, peak: 0.0 };
+        assert_eq!(point.time_of(96_000), at + Duration::from_secs(1));
+        assert_eq!(point.time_of(24_000), at - Duration::from_millis(500));
+    }
+}

@@ -4,15 +4,15 @@
 //! cpal calls us on its own thread with whatever block size the device uses; that callback only
 //! converts to `f32` mono and queues, so it never waits. The engine's audio thread calls
 //! [`AudioSource::next_chunk`], which waits for enough samples, resamples and returns 960 of them.
-//! The stream itself lives on a small thread of its own (cpal streams may not move between threads
-//! on every platform), which closes it when the [`Microphone`] is dropped.
+//! The stream itself lives on a small thread of its own, which closes it when the [`Microphone`] is
+//! dropped.
 
 use super::clock::{ClockPoint, DeviceClock, RealTimeGuard};
 use super::resample::MonoResampler;
-use super::{open_audio_device, DeviceError};
+use super::{open_audio_device, spawn_stream_thread, DeviceError};
 use crate::media::frame::{AUDIO_FRAME_SAMPLES, AUDIO_RATE};
 use crate::media::source::AudioSource;
-use cpal::traits::{DeviceTrait, StreamTrait};
+use cpal::traits::DeviceTrait;
 use cpal::{FromSample, Sample, SizedSample};
 use std::collections::VecDeque;
 use std::sync::mpsc;
@@ -69,35 +69,17 @@ impl Microphone {
             .map_err(|detail| DeviceError::NoFormat { kind: "microphone", detail })?;
         let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), ready: Condvar::new() });
         let (stop, stop_rx) = mpsc::channel::<()>();
-        let (opened_tx, opened_rx) = mpsc::channel();
         let thread_shared = shared.clone();
         let clock = DeviceClock::default();
         let thread_clock = clock.clone();
-        std::thread::Builder::new()
-            .name("microphone".into())
-            .spawn(move || {
-                let stream = build_stream(&device, supported, thread_shared, thread_clock);
-                let stream = match stream.and_then(|s| {
-                    s.play()
-                        .map_err(|e| DeviceError::Failed { kind: "microphone", detail: e.to_string() })?;
-                    Ok(s)
-                }) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = opened_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = opened_tx.send(Ok(()));
-                // Parked until the Microphone is dropped (its sender goes away).
+        spawn_stream_thread(
+            "microphone",
+            move || build_stream(&device, supported, thread_shared, thread_clock),
+            // Parked until the Microphone is dropped (its sender goes away).
+            move || {
                 let _ = stop_rx.recv();
-                drop(stream);
-            })
-            .map_err(|e| DeviceError::Thread("microphone", e))?;
-        opened_rx.recv().map_err(|_| DeviceError::Failed {
-            kind: "microphone",
-            detail: "its thread ended while opening".into(),
-        })??;
+            },
+        )?;
         tracing::info!(%name, rate, channels, "microphone open");
         Ok(Self {
             shared,

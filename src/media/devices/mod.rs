@@ -139,3 +139,38 @@ fn open_audio_device(input: bool, id: Option<&str>) -> Result<cpal::Device, Devi
         }
     }
 }
+
+/// Runs a cpal stream on a thread of its own (cpal streams may not move between threads on every
+/// platform): `build` opens it there, then `while_playing` runs, and the stream closes when it
+/// returns. Returns once the stream plays, or with the error that kept it from playing.
+fn spawn_stream_thread(
+    kind: &'static str,
+    build: impl FnOnce() -> Result<cpal::Stream, DeviceError> + Send + 'static,
+    while_playing: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, DeviceError> {
+    use cpal::traits::StreamTrait;
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name(kind.into())
+        .spawn(move || {
+            let playing = build().and_then(|stream| {
+                stream.play().map_err(|e| DeviceError::Failed { kind, detail: e.to_string() })?;
+                Ok(stream)
+            });
+            match playing {
+                Ok(stream) => {
+                    let _ = opened_tx.send(Ok(()));
+                    while_playing();
+                    drop(stream);
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| DeviceError::Thread(kind, e))?;
+    opened_rx
+        .recv()
+        .map_err(|_| DeviceError::Failed { kind, detail: "its thread ended while opening".into() })??;
+    Ok(thread)
+}

@@ -9,11 +9,10 @@
 use super::clock::{ClockPoint, DeviceClock, RealTimeGuard};
 use super::jitter::{JitterBuffer, JitterStats};
 use super::resample::MonoResampler;
-use super::{open_audio_device, DeviceError};
+use super::{open_audio_device, spawn_stream_thread, DeviceError};
 use crate::media::frame::{AudioChunk, AUDIO_RATE};
-use cpal::traits::{DeviceTrait, StreamTrait};
+use cpal::traits::DeviceTrait;
 use cpal::{FromSample, SizedSample};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 
@@ -61,38 +60,15 @@ impl Speaker {
         let jitter = Arc::new(Mutex::new(JitterBuffer::new(format.rate, JITTER_TARGET_MS)));
         let failure = Arc::new(Mutex::new(None));
         let (stop, stop_rx) = watch::channel(false);
-        let (opened_tx, opened_rx) = mpsc::channel();
         let (thread_jitter, thread_failure) = (jitter.clone(), failure.clone());
+        let feed_jitter = jitter.clone();
         let clock = DeviceClock::default();
         let thread_clock = clock.clone();
-        let thread = std::thread::Builder::new()
-            .name("speaker".into())
-            .spawn(move || {
-                let stream =
-                    build_stream(&device, supported, thread_jitter.clone(), thread_failure, thread_clock)
-                        .and_then(|s| {
-                            s.play().map_err(|e| DeviceError::Failed {
-                                kind: "speaker",
-                                detail: e.to_string(),
-                            })?;
-                            Ok(s)
-                        });
-                let stream = match stream {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = opened_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = opened_tx.send(Ok(()));
-                feed(audio, resampler, &thread_jitter, stop_rx);
-                drop(stream);
-            })
-            .map_err(|e| DeviceError::Thread("speaker", e))?;
-        opened_rx.recv().map_err(|_| DeviceError::Failed {
-            kind: "speaker",
-            detail: "its thread ended while opening".into(),
-        })??;
+        let thread = spawn_stream_thread(
+            "speaker",
+            move || build_stream(&device, supported, thread_jitter, thread_failure, thread_clock),
+            move || feed(audio, resampler, &feed_jitter, stop_rx),
+        )?;
         tracing::info!(%name, ?format, "speaker open");
         Ok(Self { stop, thread: Some(thread), jitter, format, name, failure, clock })
     }
