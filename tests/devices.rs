@@ -9,10 +9,11 @@ use peercall::call::{CallState, Command, Engine};
 use peercall::media::devices::camera::{CaptureOpener, Mode, RawCapture, RawFrame};
 use peercall::media::devices::convert::{Converter, PixelFormat};
 use peercall::media::devices::{
-    list_microphones, list_speakers, Camera, CameraSettings, DeviceKind, MediaDevices, Selection, Speaker,
+    clock::DeviceClock, list_microphones, list_speakers, AudioCapture, Camera, CameraSettings, DeviceKind,
+    MediaDevices, Selection, Speaker,
 };
 use peercall::media::frame::I420Frame;
-use peercall::media::source::VideoSource;
+use peercall::media::source::{AudioSource, VideoSource};
 use peercall::media::tone::{dominant_frequency, tone_power};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -110,6 +111,19 @@ fn onset(samples: &[i16], rate: u32, level: f64) -> Option<usize> {
         .map(|i| i * (win / 4))
 }
 
+/// Alice, taking her media from `devices`, and Bob (synthetic, answering by himself), both online.
+async fn alice_with_devices_and_bob(url: &str, devices: &MediaDevices) -> (Engine, Engine) {
+    let mut alice_config = config("alice", url);
+    devices.apply(&mut alice_config);
+    let alice = Engine::start(alice_config);
+    let mut bob_config = config("bob", url);
+    bob_config.auto_answer = true;
+    let bob = Engine::start(bob_config);
+    wait_users(&alice, &["alice", "bob"]).await;
+    wait_users(&bob, &["alice", "bob"]).await;
+    (alice, bob)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio_goes_mic_to_opus_to_the_far_speaker_through_real_alsa_devices() {
     let rig = alsa_rig();
@@ -126,14 +140,7 @@ async fn audio_goes_mic_to_opus_to_the_far_speaker_through_real_alsa_devices() {
         Selection::Device("alsa:peercall_mic".into()),
         CameraSettings::default(),
     );
-    let mut alice_config = config("alice", &url);
-    devices.apply(&mut alice_config);
-    let alice = Engine::start(alice_config);
-    let mut bob_config = config("bob", &url);
-    bob_config.auto_answer = true;
-    let bob = Engine::start(bob_config);
-    wait_users(&alice, &["alice", "bob"]).await;
-    wait_users(&bob, &["alice", "bob"]).await;
+    let (alice, bob) = alice_with_devices_and_bob(&url, &devices).await;
 
     let speaker =
         Speaker::play(Some("alsa:peercall_speaker"), bob.remote_audio()).expect("the test speaker opens");
@@ -276,13 +283,7 @@ async fn no_camera_means_the_pattern_with_a_notice_and_the_call_still_has_video(
     assert_eq!(status.notice.as_deref(), Some("no camera found: sending a test pattern instead"));
 
     let (_server, url) = start_server().await;
-    let mut alice_config = config("alice", &url);
-    devices.apply(&mut alice_config);
-    let alice = Engine::start(alice_config);
-    let mut bob_config = config("bob", &url);
-    bob_config.auto_answer = true;
-    let bob = Engine::start(bob_config);
-    wait_users(&alice, &["alice", "bob"]).await;
+    let (alice, bob) = alice_with_devices_and_bob(&url, &devices).await;
     alice.send(Command::Call("bob".into()));
     wait_frames(&bob, 10).await;
     let status = devices.video_status().borrow().clone();
@@ -301,13 +302,7 @@ async fn a_camera_that_vanishes_mid_call_is_replaced_by_the_pattern_and_the_call
         Arc::new(|_, _| Camera::start("Scripted Cam".into(), scripted_camera(30, 45))),
     );
     let (_server, url) = start_server().await;
-    let mut alice_config = config("alice", &url);
-    devices.apply(&mut alice_config);
-    let alice = Engine::start(alice_config);
-    let mut bob_config = config("bob", &url);
-    bob_config.auto_answer = true;
-    let bob = Engine::start(bob_config);
-    wait_users(&alice, &["alice", "bob"]).await;
+    let (alice, bob) = alice_with_devices_and_bob(&url, &devices).await;
     let mut status = devices.video_status();
     alice.send(Command::Call("bob".into()));
     wait_frames(&bob, 5).await;
@@ -340,6 +335,84 @@ async fn a_camera_that_vanishes_mid_call_is_replaced_by_the_pattern_and_the_call
         }
     })
     .await;
+}
+
+/// A microphone that hears a 660 Hz tone for `chunks` × 20 ms, then is unplugged.
+struct ScriptedMic {
+    tone: peercall::media::tone::ToneSource,
+    left: u32,
+    failure: Option<String>,
+}
+
+impl AudioSource for ScriptedMic {
+    fn next_chunk(&mut self, out: &mut [i16]) -> bool {
+        if self.left == 0 {
+            self.failure = Some("microphone unplugged (scripted)".into());
+            return false;
+        }
+        self.left -= 1;
+        self.tone.next_chunk(out)
+    }
+
+    fn describe(&self) -> String {
+        "microphone \"Scripted Mic\"".into()
+    }
+}
+
+impl AudioCapture for ScriptedMic {
+    fn failure(&self) -> Option<String> {
+        self.failure.clone()
+    }
+
+    fn clock(&self) -> Option<DeviceClock> {
+        None
+    }
+}
+
+/// The dominant tone (55 Hz steps) in the next second of `rx`.
+async fn next_second_tone(rx: &mut tokio::sync::broadcast::Receiver<Arc<[i16]>>) -> Option<f64> {
+    let mut pcm = Vec::new();
+    within(10, "a second of audio", async {
+        while pcm.len() < 48_000 {
+            match rx.recv().await {
+                Ok(chunk) => pcm.extend_from_slice(&chunk),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(e) => panic!("audio ended: {e}"),
+            }
+        }
+    })
+    .await;
+    dominant_frequency(&pcm, (2..40).map(|k| k as f64 * 55.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_microphone_that_vanishes_mid_call_is_replaced_by_the_tone_and_the_call_goes_on() {
+    alsa_rig();
+    let devices = MediaDevices::new(Selection::Synthetic, Selection::Default, CameraSettings::default())
+        .with_tone(440.0)
+        .with_microphone_opener(Arc::new(|_| {
+            let tone = peercall::media::tone::ToneSource::new(660.0, 0.25);
+            Ok(Box::new(ScriptedMic { tone, left: 100, failure: None }) as Box<dyn AudioCapture>)
+        }));
+    let (_server, url) = start_server().await;
+    let (alice, bob) = alice_with_devices_and_bob(&url, &devices).await;
+    let mut bob_hears = bob.remote_audio();
+    let mut status = devices.audio_status();
+    alice.send(Command::Call("bob".into()));
+    // The scripted microphone's 660 Hz for its 2 s, then the stand-in tone's 440 Hz.
+    assert_eq!(next_second_tone(&mut bob_hears).await, Some(660.0), "bob hears the microphone");
+    within(10, "the fallback notice", async {
+        while status.borrow_and_update().notice.is_none() {
+            status.changed().await.expect("devices alive");
+        }
+    })
+    .await;
+    let now = status.borrow().clone();
+    assert!(now.synthetic && now.source.contains("440 Hz"), "{now:?}");
+    assert_eq!(now.notice.as_deref(), Some("microphone unplugged (scripted): sending a test tone instead"));
+    let _ = next_second_tone(&mut bob_hears).await; // the switch-over second
+    assert_eq!(next_second_tone(&mut bob_hears).await, Some(440.0), "bob hears the stand-in tone");
+    assert!(matches!(alice.state().borrow().clone(), CallState::InCall { .. }), "the call goes on");
 }
 
 /// A picture with flat colour blocks (JPEG keeps flat areas nearly exact): red, green, blue, grey.

@@ -56,6 +56,29 @@ pub struct DeviceChoice {
     pub notice: Option<String>,
 }
 
+/// An open sound capture: its audio, why it stopped, and its clock. A [`Microphone`], or a scripted
+/// one in tests.
+pub trait AudioCapture: AudioSource {
+    /// Why it stopped delivering, once it has.
+    fn failure(&self) -> Option<String>;
+    /// When it captured which sample, if it keeps a clock.
+    fn clock(&self) -> Option<DeviceClock>;
+}
+
+impl AudioCapture for Microphone {
+    fn failure(&self) -> Option<String> {
+        Microphone::failure(self).map(str::to_owned)
+    }
+
+    fn clock(&self) -> Option<DeviceClock> {
+        Some(Microphone::clock(self))
+    }
+}
+
+/// Opens a microphone for a selection (`None`: the default); swapped out in tests for a scripted one.
+pub type MicrophoneOpener =
+    Arc<dyn Fn(Option<&str>) -> Result<Box<dyn AudioCapture>, DeviceError> + Send + Sync>;
+
 /// Opens a camera for a selection; swapped out in tests and benchmarks for a scripted camera.
 pub type CameraOpener =
     Arc<dyn Fn(Option<&str>, CameraSettings) -> Result<Camera, DeviceError> + Send + Sync>;
@@ -90,6 +113,7 @@ struct Shared {
     microphone: Wanted,
     camera_settings: CameraSettings,
     open_camera: CameraOpener,
+    open_microphone: Mutex<MicrophoneOpener>,
     /// Frequency of the stand-in tone (f64 bits).
     tone_hz: AtomicU64,
     video_status: watch::Sender<DeviceChoice>,
@@ -136,6 +160,9 @@ impl MediaDevices {
                 microphone: Wanted::new(microphone),
                 camera_settings: settings,
                 open_camera,
+                open_microphone: Mutex::new(Arc::new(|id| {
+                    Microphone::open(id).map(|m| Box::new(m) as Box<dyn AudioCapture>)
+                })),
                 tone_hz: AtomicU64::new(440f64.to_bits()),
                 video_status: watch::channel(video).0,
                 audio_status: watch::channel(audio).0,
@@ -147,6 +174,14 @@ impl MediaDevices {
     /// The stand-in tone's frequency (440 Hz unless set), from the next call or fallback on.
     pub fn with_tone(self, hz: f64) -> Self {
         self.shared.tone_hz.store(hz.to_bits(), Ordering::Relaxed);
+        self
+    }
+
+    /// Opens microphones with `open` from now on (tests script one that fails mid-call).
+    pub fn with_microphone_opener(self, open: MicrophoneOpener) -> Self {
+        if let Ok(mut o) = self.shared.open_microphone.lock() {
+            *o = open;
+        }
         self
     }
 
@@ -359,8 +394,7 @@ impl VideoSource for DeviceVideo {
 }
 
 enum Audio {
-    /// Boxed: a microphone's resampler state is large, and the enum moves between calls.
-    Microphone(Box<Microphone>),
+    Microphone(Box<dyn AudioCapture>),
     Tone(ToneSource),
 }
 
@@ -381,18 +415,22 @@ impl DeviceAudio {
     fn reopen(&mut self) {
         let (selection, generation) = self.shared.microphone.get();
         self.generation = generation;
-        let opened = match &selection {
-            Selection::Synthetic => Err(None),
-            Selection::Default => Microphone::open(None).map_err(Some),
-            Selection::Device(id) => Microphone::open(Some(id)).map_err(Some),
+        let open = self.shared.open_microphone.lock().map(|o| o.clone());
+        let opened = match (&selection, open) {
+            (Selection::Synthetic, _) => Err(None),
+            (_, Err(_)) => {
+                Err(Some(DeviceError::Failed { kind: "microphone", detail: "its opener broke".into() }))
+            }
+            (Selection::Default, Ok(open)) => open(None).map_err(Some),
+            (Selection::Device(id), Ok(open)) => open(Some(id)).map_err(Some),
         };
         match opened {
             Ok(mic) => {
                 if let Ok(mut c) = self.shared.microphone_clock.lock() {
-                    *c = Some(mic.clock());
+                    *c = mic.clock();
                 }
                 self.publish(mic.describe(), false, None);
-                self.current = Audio::Microphone(Box::new(mic));
+                self.current = Audio::Microphone(mic);
             }
             Err(why) => {
                 let notice = why.map(|e| fallback_notice(DeviceKind::Microphone, &e.to_string()));
@@ -431,7 +469,7 @@ impl AudioSource for DeviceAudio {
                 if m.next_chunk(out) {
                     return true;
                 }
-                m.failure().unwrap_or("the microphone stopped").to_owned()
+                m.failure().unwrap_or_else(|| "the microphone stopped".to_owned())
             }
         };
         self.use_tone(Some(fallback_notice(DeviceKind::Microphone, &why)));
