@@ -122,7 +122,8 @@ impl Converter {
             PixelFormat::Bgr => packed_rgb_to_i420(data, width * 3, Channels::Bgr, &mut out)?,
             PixelFormat::Rgba => packed_rgb_to_i420(data, width * 4, Channels::Rgba, &mut out)?,
             PixelFormat::Gray => gray_to_i420(data, width, &mut out),
-            PixelFormat::Mjpeg => unreachable!("handled above"),
+            // Taken above; decoding here too keeps the match whole without a panic path.
+            PixelFormat::Mjpeg => return self.mjpeg_to_i420(data),
         }
         Ok(out)
     }
