@@ -115,13 +115,16 @@ impl Converter {
             }
         }
         let mut out = blank_frame(width, height)?;
+        // Drivers may pad rows (V4L2's bytesperline); a packed frame's row stride is its length
+        // over its height.
+        let stride = |bytes_per_pixel: usize| (data.len() / height).max(width * bytes_per_pixel);
         match format {
-            PixelFormat::Yuyv => yuyv_to_i420(data, width, &mut out)?,
+            PixelFormat::Yuyv => yuyv_to_i420(data, stride(2), &mut out)?,
             PixelFormat::Nv12 => nv12_to_i420(data, width, height, &mut out),
-            PixelFormat::Rgb => packed_rgb_to_i420(data, width * 3, Channels::Rgb, &mut out)?,
-            PixelFormat::Bgr => packed_rgb_to_i420(data, width * 3, Channels::Bgr, &mut out)?,
-            PixelFormat::Rgba => packed_rgb_to_i420(data, width * 4, Channels::Rgba, &mut out)?,
-            PixelFormat::Gray => gray_to_i420(data, width, &mut out),
+            PixelFormat::Rgb => packed_rgb_to_i420(data, stride(3), Channels::Rgb, &mut out)?,
+            PixelFormat::Bgr => packed_rgb_to_i420(data, stride(3), Channels::Bgr, &mut out)?,
+            PixelFormat::Rgba => packed_rgb_to_i420(data, stride(4), Channels::Rgba, &mut out)?,
+            PixelFormat::Gray => gray_to_i420(data, stride(1), &mut out),
             // Taken above; decoding here too keeps the match whole without a panic path.
             PixelFormat::Mjpeg => return self.mjpeg_to_i420(data),
         }
@@ -170,10 +173,10 @@ fn planar(out: &mut I420Frame) -> YuvPlanarImageMut<'_, u8> {
     }
 }
 
-fn yuyv_to_i420(data: &[u8], src_width: usize, out: &mut I420Frame) -> Result<(), YuvError> {
+fn yuyv_to_i420(data: &[u8], stride: usize, out: &mut I420Frame) -> Result<(), YuvError> {
     let packed = YuvPackedImage {
         yuy: data,
-        yuy_stride: (src_width * 2) as u32,
+        yuy_stride: stride as u32,
         width: out.width as u32,
         height: out.height as u32,
     };
@@ -226,10 +229,10 @@ fn nv12_to_i420(data: &[u8], src_width: usize, src_height: usize, out: &mut I420
 
 /// Grey → I420: luma as it is (a grey camera's 0..255 is full range, squeezed to 16..235 so the
 /// decoder's studio-range matrix shows the same brightness), chroma neutral.
-fn gray_to_i420(data: &[u8], src_width: usize, out: &mut I420Frame) {
+fn gray_to_i420(data: &[u8], stride: usize, out: &mut I420Frame) {
     let w = out.width;
     let (y, u, v) = out.planes_mut();
-    for (dst, src) in y.chunks_exact_mut(w).zip(data.chunks(src_width)) {
+    for (dst, src) in y.chunks_exact_mut(w).zip(data.chunks(stride)) {
         for (d, &s) in dst.iter_mut().zip(src) {
             *d = 16 + ((s as u16 * 219 + 127) / 255) as u8;
         }
@@ -327,6 +330,18 @@ mod tests {
         let (yp, up, vp) = frame.planes();
         assert_eq!(yp, &[0, 1, 2, 3, 5, 6, 7, 8]);
         assert_eq!((up, vp), (&[1u8, 3][..], &[2u8, 4][..]));
+    }
+
+    #[test]
+    fn padded_rows_are_read_at_their_stride() {
+        // 4x2 YUYV with 4 bytes of driver padding after each 8-byte row.
+        let row = |y0: u8| [y0, 100, y0 + 1, 150, y0 + 2, 100, y0 + 3, 150, 0xEE, 0xEE, 0xEE, 0xEE];
+        let buf: Vec<u8> = row(20).into_iter().chain(row(40)).collect();
+        let frame = Converter::new().to_i420(PixelFormat::Yuyv, &buf, 4, 2).expect("converts");
+        assert_eq!(
+            frame.planes(),
+            (&[20u8, 21, 22, 23, 40, 41, 42, 43][..], &[100u8, 100][..], &[150u8, 150][..])
+        );
     }
 
     #[test]
