@@ -21,6 +21,9 @@ struct Args {
     /// server itself when the address is on this machine and nothing answers there.
     #[arg(long)]
     server: Option<String>,
+    /// Headless: for a wss:// server with a self-signed certificate, a PEM file whose certificate to trust.
+    #[arg(long, value_name = "PEM")]
+    trust_cert: Option<std::path::PathBuf>,
     /// Window: join the room at once instead of showing the form.
     #[arg(long)]
     join: bool,
@@ -149,6 +152,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let server = args.server.unwrap_or_else(|| "ws://127.0.0.1:6503/".to_owned());
     let mut config = EngineConfig::new(name, server).with_pattern(w, h, fps).with_tone(args.tone);
     config.auto_answer = args.auto_answer;
+    config.trusted_cert = args.trust_cert;
     config.peer.bind_addrs = args.bind;
     if !args.ice_servers.is_empty() {
         config.peer.ice_servers.push(webrtc::peer_connection::RTCIceServer {

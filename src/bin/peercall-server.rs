@@ -1,19 +1,22 @@
 //! `peercall-server`: the signaling server on its own, for a LAN or a deployment.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use peercall::signaling::server::{raise_open_files_limit, Limits, Server, ServerConfig};
+use peercall::signaling::tls;
 use peercall::signaling::turn::TurnConfig;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 /// Peercall's signaling server: WebSocket, JSON messages as in MDN's "Signaling and video calling"
 /// guide. The URL path names the room: ws://HOST:6503/ is the lobby, ws://HOST:6503/team-a another
-/// room. GET /healthz answers 200. Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
+/// room. With --tls-cert/--tls-key the same is served as wss:// and https://. GET /healthz answers 200.
+/// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -58,6 +61,12 @@ struct Args {
     /// How long handed-out TURN credentials stay valid, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
     turn_ttl: u64,
+    /// Serve wss:// (and https://) with this PEM certificate chain. Needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key", env = "PEERCALL_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert", env = "PEERCALL_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 impl Args {
@@ -66,6 +75,10 @@ impl Args {
             .ok()
             .filter(|d| !d.is_zero())
             .context("--ping-interval must be a positive number of seconds")?;
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+            _ => None,
+        };
         Ok(ServerConfig {
             listen: self.listen,
             room_cap: self.room_cap,
@@ -87,6 +100,7 @@ impl Args {
                     ttl: Duration::from_secs(self.turn_ttl),
                 })
             }),
+            tls,
         })
     }
 }

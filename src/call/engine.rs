@@ -54,6 +54,8 @@ pub struct EngineConfig {
     pub ring_timeout: Duration,
     /// How long offer/answer may stay without a working connection before the call is given up.
     pub connect_timeout: Duration,
+    /// For a `wss://` server with a self-signed certificate: a PEM file whose certificate to trust.
+    pub trusted_cert: Option<std::path::PathBuf>,
 }
 
 impl EngineConfig {
@@ -69,6 +71,7 @@ impl EngineConfig {
             disconnected_grace: Duration::from_secs(5),
             ring_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            trusted_cert: None,
         }
     }
 
@@ -225,7 +228,8 @@ impl Engine {
         let (users_tx, users) = watch::channel(Vec::new());
         let (name_tx, name) = watch::channel(None);
         let (counters_tx, counters) = watch::channel(None);
-        let (signaling, signaling_rx) = client::spawn(config.server_url.clone(), config.name.clone());
+        let (signaling, signaling_rx) =
+            client::spawn(config.server_url.clone(), config.name.clone(), config.trusted_cert.clone());
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let driver = Driver {
             config,

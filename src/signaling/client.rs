@@ -5,12 +5,15 @@
 //! waits for `id`, answers with `username` (name, id, date), and then sends and receives [`Message`]s.
 
 use super::protocol::Message;
+use super::tls;
 use futures_util::{SinkExt, StreamExt};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::Connector;
 
 /// What the client tells its owner.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,27 +48,54 @@ impl SignalingHandle {
     }
 }
 
-/// Starts the client task for `url` under `name`. It runs until the handle and the event receiver
-/// are both dropped.
-pub fn spawn(url: String, name: String) -> (SignalingHandle, mpsc::UnboundedReceiver<SignalingEvent>) {
+/// Starts the client task for `url` (`ws://` or `wss://`) under `name`. For `wss://`, the server's
+/// certificate must chain to a public CA or to a certificate in the PEM file `trusted_cert` (a
+/// self-signed deployment). It runs until the handle and the event receiver are both dropped.
+pub fn spawn(
+    url: String,
+    name: String,
+    trusted_cert: Option<PathBuf>,
+) -> (SignalingHandle, mpsc::UnboundedReceiver<SignalingEvent>) {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(url, name, out_rx, ev_tx));
+    let target = Target { url, trusted_cert };
+    tokio::spawn(run(target, name, out_rx, ev_tx));
     (SignalingHandle { tx: out_tx }, ev_rx)
+}
+
+/// Where to connect and whom to trust there.
+struct Target {
+    url: String,
+    trusted_cert: Option<PathBuf>,
+}
+
+impl Target {
+    /// The TLS connector for a `wss://` URL, `None` for `ws://`. Built on each attempt, so a
+    /// certificate file fixed while we retry is picked up.
+    fn connector(&self) -> Result<Option<Connector>, String> {
+        let is_tls = self.url.get(..6).is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss://"));
+        if !is_tls {
+            return Ok(None);
+        }
+        match tls::client_config(self.trusted_cert.as_deref()) {
+            Ok(config) => Ok(Some(Connector::Rustls(config))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 async fn run(
-    url: String,
+    target: Target,
     name: String,
     mut out_rx: mpsc::UnboundedReceiver<Message>,
     ev_tx: mpsc::UnboundedSender<SignalingEvent>,
 ) {
     let mut backoff = BACKOFF_START;
     loop {
-        let outcome = session(&url, &name, &mut out_rx, &ev_tx, &mut backoff).await;
+        let outcome = session(&target, &name, &mut out_rx, &ev_tx, &mut backoff).await;
         let reason = match outcome {
             SessionEnd::OwnerGone => return,
             SessionEnd::Dropped(reason) => reason,
@@ -92,19 +122,27 @@ enum SessionEnd {
 }
 
 async fn session(
-    url: &str,
+    target: &Target,
     name: &str,
     out_rx: &mut mpsc::UnboundedReceiver<Message>,
     ev_tx: &mpsc::UnboundedSender<SignalingEvent>,
     backoff: &mut Duration,
 ) -> SessionEnd {
+    let url = target.url.as_str();
+    let connector = match target.connector() {
+        Ok(connector) => connector,
+        Err(e) => return SessionEnd::Dropped(format!("cannot set up TLS for {url}: {e}")),
+    };
     let mut request = match url.into_client_request() {
         Ok(r) => r,
         Err(e) => return SessionEnd::Dropped(format!("bad server address {url}: {e}")),
     };
     // Browsers on MDN's page ask for the `json` subprotocol; so do we, to take the same path through servers.
     request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("json"));
-    let connect = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(request));
+    let connect = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector),
+    );
     let (ws, _) = match connect.await {
         Ok(Ok(ok)) => ok,
         Ok(Err(e)) => return SessionEnd::Dropped(format!("cannot reach the signaling server at {url}: {e}")),

@@ -6,3 +6,4 @@ mod hardening;
 mod protocol;
 mod randomized;
 mod support;
+mod tls;

@@ -27,6 +27,9 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// TURN servers whose short-lived credentials each client gets after login (`iceservers`).
     pub turn: Option<Arc<TurnConfig>>,
+    /// Serve wss (and https for `/healthz` and the page) with this certificate; plain ws when `None`.
+    /// Build it from PEM files with [`crate::signaling::tls::server_config`].
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 /// Per-client limits. Each one protects the server and the other clients from one client.
@@ -60,6 +63,7 @@ impl Default for ServerConfig {
             userlist_delay: Duration::from_millis(50),
             limits: Limits::default(),
             turn: None,
+            tls: None,
         }
     }
 }

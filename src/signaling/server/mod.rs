@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`](ServerConfig): what an embedder tunes ([`ServerConfig`], [`Limits`]).
 //! - `http`: routes (`/healthz`, a room on every other path); `upgrade`: the WebSocket handshake.
+//!   With [`ServerConfig::tls`] the same routes are served over TLS (wss, https).
 //! - `connection`: one task per client: socket, outbox, pings, shutdown.
 //! - `session`: one client's protocol state; `message`: parsing and relaying without JSON trees.
 //! - `room`: rooms, names, calls, userlist coalescing; `outbox`: the bounded per-client queue;
@@ -46,6 +47,7 @@ use hyper::server::conn::http1;
 use hyper::service::{service_fn, Service as _};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -147,7 +149,9 @@ impl Server {
     /// An error on one connection is logged and never stops the listener.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Self { listener, local_addr, shared, shutdown_tx } = self;
-        info!(%local_addr, "signaling server listening");
+        let tls = shared.config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        info!(%local_addr, scheme, "signaling server listening");
         let router = http::router(Arc::clone(&shared));
         let permits = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -165,7 +169,24 @@ impl Server {
                 stream = accept(&listener) => stream,
             };
             let guard = Arc::new(ConnectionGuard { _permit: permit, _done: done_tx.clone() });
-            tokio::spawn(serve_http(stream, router.clone(), guard, shared.shutdown.clone()));
+            match &tls {
+                None => {
+                    tokio::spawn(serve_http(stream, router.clone(), guard, shared.shutdown.clone()));
+                }
+                Some(acceptor) => {
+                    // The handshake runs on the connection's task: a slow or silent client must
+                    // never hold up the accept loop.
+                    let (acceptor, router, shutdown) =
+                        (acceptor.clone(), router.clone(), shared.shutdown.clone());
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => serve_http(stream, router, guard, shutdown).await,
+                            Ok(Err(error)) => debug!(%error, "TLS handshake failed"),
+                            Err(_) => debug!("TLS handshake timed out"),
+                        }
+                    });
+                }
+            }
         }
         info!("signaling server shutting down");
         drop(listener);
@@ -267,13 +288,16 @@ async fn accept(listener: &TcpListener) -> TcpStream {
     }
 }
 
-/// Serves HTTP on one TCP connection until it ends, is upgraded, or the server shuts down.
-async fn serve_http(
-    stream: TcpStream,
+/// Serves HTTP on one connection (plain or TLS) until it ends, is upgraded, or the server shuts down.
+async fn serve_http<S>(
+    stream: S,
     router: axum::Router,
     guard: Arc<ConnectionGuard>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    // A TCP stream for ws, a TLS stream over one for wss.
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let router = TowerToHyperService::new(router);
     let service = service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(Arc::clone(&guard));
