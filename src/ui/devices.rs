@@ -12,6 +12,7 @@ use crate::media::devices::{
     Speaker,
 };
 use eframe::egui;
+use tokio::sync::watch;
 
 /// The settings word for the synthetic pattern or tone.
 const SYNTHETIC: &str = "synthetic";
@@ -24,6 +25,8 @@ type Entry = (Option<String>, String);
 /// The devices of a session and the pickers' window.
 pub struct DevicePanel {
     media: MediaDevices,
+    video_status: watch::Receiver<DeviceChoice>,
+    audio_status: watch::Receiver<DeviceChoice>,
     speaker: Option<Speaker>,
     /// Why the speaker is not playing, in words.
     speaker_notice: Option<String>,
@@ -51,6 +54,8 @@ impl DevicePanel {
         let media = MediaDevices::new(selection(&settings.camera), selection(&settings.microphone), want)
             .with_tone(tone);
         Self {
+            video_status: media.video_status(),
+            audio_status: media.audio_status(),
             media,
             speaker: None,
             speaker_notice: None,
@@ -82,8 +87,9 @@ impl DevicePanel {
     /// A fallback is in use (the pickers' button shows a mark).
     pub fn has_notice(&self) -> bool {
         self.speaker_notice.is_some()
-            || self.media.video_status().borrow().notice.is_some()
-            || self.media.audio_status().borrow().notice.is_some()
+            || self.speaker.as_ref().is_some_and(|s| s.failure().is_some())
+            || self.video_status.borrow().notice.is_some()
+            || self.audio_status.borrow().notice.is_some()
     }
 
     fn refresh_lists(&mut self) {
@@ -123,14 +129,19 @@ impl DevicePanel {
                 ui.end_row();
             });
             ui.add_space(4.0);
-            let video = self.media.video_status().borrow().clone();
-            let audio = self.media.audio_status().borrow().clone();
+            let video = self.video_status.borrow().clone();
+            let audio = self.audio_status.borrow().clone();
             status_line(ui, "Sending video from", &video);
             status_line(ui, "Sending audio from", &audio);
             match (&self.speaker, &self.speaker_notice) {
-                (Some(s), _) => {
-                    ui.label(format!("Playing on {}", s.name()));
-                }
+                (Some(s), _) => match s.failure() {
+                    Some(failure) => {
+                        ui.colored_label(super::views::palette::RED, failure);
+                    }
+                    None => {
+                        ui.label(format!("Playing on {}", s.name()));
+                    }
+                },
                 (None, Some(notice)) => {
                     ui.colored_label(super::views::palette::RED, notice);
                 }
