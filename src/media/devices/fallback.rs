@@ -7,6 +7,8 @@
 //! ([`MediaDevices::set_camera`], [`MediaDevices::set_microphone`]) needs no engine command and no
 //! renegotiation: the running source notices the change at its next frame and reopens. The window
 //! (or CLI) watches [`MediaDevices::video_status`] / [`MediaDevices::audio_status`] for the notice.
+//! Devices open at a call's first frame, on the media threads: the engine makes sources on its
+//! driver task, which must not wait the better part of a second for a camera.
 
 use super::camera::{list_cameras, Camera, CameraSettings};
 use super::clock::DeviceClock;

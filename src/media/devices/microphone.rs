@@ -66,7 +66,7 @@ impl Microphone {
             device.default_input_config().map_err(|e| DeviceError::from_cpal("microphone", &e))?;
         let (rate, channels) = (supported.sample_rate(), supported.channels());
         let resampler = MonoResampler::new(rate, AUDIO_RATE)
-            .map_err(|detail| DeviceError::NoFormat { kind: "microphone", detail })?;
+            .map_err(|e| DeviceError::NoFormat { kind: "microphone", detail: e.to_string() })?;
         let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), ready: Condvar::new() });
         let (stop, stop_rx) = mpsc::channel::<()>();
         let thread_shared = shared.clone();

@@ -7,6 +7,18 @@
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 
+/// The resampler refused the pair of rates (zero, or a ratio it cannot build).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot resample {from} Hz to {to} Hz: {detail}")]
+pub struct ResampleError {
+    /// Input rate.
+    pub from: u32,
+    /// Output rate.
+    pub to: u32,
+    /// rubato's words.
+    pub detail: String,
+}
+
 /// A streaming mono resampler from one fixed rate to another.
 pub struct MonoResampler {
     inner: Option<Fft<f32>>,
@@ -19,13 +31,13 @@ pub struct MonoResampler {
 impl MonoResampler {
     /// A resampler from `from` Hz to `to` Hz, working in chunks of 10 ms of input (short chunks keep
     /// the added delay small).
-    pub fn new(from: u32, to: u32) -> Result<Self, String> {
+    pub fn new(from: u32, to: u32) -> Result<Self, ResampleError> {
         if from == to {
             return Ok(Self { inner: None, pending: Vec::new(), out: Vec::new() });
         }
         let chunk = (from as usize / 100).max(16);
         let inner = Fft::<f32>::new(from as usize, to as usize, chunk, 1, FixedSync::Input)
-            .map_err(|e| format!("cannot resample {from} Hz to {to} Hz: {e}"))?;
+            .map_err(|e| ResampleError { from, to, detail: e.to_string() })?;
         let out = vec![0.0; inner.output_frames_max()];
         Ok(Self { inner: Some(inner), pending: Vec::with_capacity(chunk * 2), out })
     }

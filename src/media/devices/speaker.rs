@@ -56,7 +56,7 @@ impl Speaker {
             sample_format: supported.sample_format().to_string(),
         };
         let resampler = MonoResampler::new(AUDIO_RATE, format.rate)
-            .map_err(|detail| DeviceError::NoFormat { kind: "speaker", detail })?;
+            .map_err(|e| DeviceError::NoFormat { kind: "speaker", detail: e.to_string() })?;
         let jitter = Arc::new(Mutex::new(JitterBuffer::new(format.rate, JITTER_TARGET_MS)));
         let failure = Arc::new(Mutex::new(None));
         let (stop, stop_rx) = watch::channel(false);
