@@ -93,10 +93,16 @@ pcm.peercall_speaker_file {{
     })
 }
 
-/// Left channel of the speaker file (S16LE stereo at `FILE_RATE`).
+/// The speaker file (S16LE stereo at `FILE_RATE`) as mono, after checking both channels carry the
+/// same signal (the speaker fans its mono out to every channel).
 fn read_speaker(path: &PathBuf) -> Vec<i16> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("speaker file {}: {e}", path.display()));
-    bytes.chunks_exact(4).map(|f| i16::from_le_bytes([f[0], f[1]])).collect()
+    let frames: Vec<[i16; 2]> = bytes
+        .chunks_exact(4)
+        .map(|f| [i16::from_le_bytes([f[0], f[1]]), i16::from_le_bytes([f[2], f[3]])])
+        .collect();
+    assert!(frames.iter().all(|[l, r]| l == r), "left and right differ");
+    frames.into_iter().map(|[l, _]| l).collect()
 }
 
 /// First sample at which 10 ms windows hold the tone at over a quarter of `level`'s power.
