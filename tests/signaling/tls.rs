@@ -27,13 +27,23 @@ struct TlsServer {
 
 impl TlsServer {
     async fn start(tag: &str) -> Self {
+        Self::start_with(tag, false).await
+    }
+
+    /// `ca_flagged`: the certificate says it is a CA, as `openssl req -x509` makes them; clients
+    /// must still accept it when told to trust exactly it.
+    async fn start_with(tag: &str, ca_flagged: bool) -> Self {
         let dir = std::env::temp_dir().join(format!("peercall-tls-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let certified =
-            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .expect("self-signed certificate");
-        std::fs::write(dir.join("cert.pem"), certified.cert.pem()).expect("write cert");
-        std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).expect("write key");
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("params");
+        if ca_flagged {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        let key = rcgen::KeyPair::generate().expect("key pair");
+        let cert = params.self_signed(&key).expect("self-signed certificate");
+        std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write cert");
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write key");
         let mut config = ServerConfig::ephemeral();
         config.userlist_delay = Duration::from_millis(5);
         config.tls =
@@ -119,6 +129,28 @@ async fn login_userlist_and_relay_work_over_wss() {
             break;
         }
     }
+}
+
+#[tokio::test]
+async fn a_trusted_certificate_marked_as_a_ca_is_accepted_as_the_servers_own() {
+    let server = TlsServer::start_with("ca-flagged", true).await;
+    let mut alice = login(&server, "alice").await;
+    wait_userlist(&mut alice, &["alice"]).await;
+    // Without the pin it is refused like any unknown certificate.
+    connect(&server.url("/"), None).await.expect_err("an untrusted certificate must fail");
+}
+
+#[tokio::test]
+async fn bad_certificate_and_key_files_give_errors_that_name_the_file() {
+    let server = TlsServer::start("files").await;
+    let missing = server.dir.join("missing.pem");
+    let error = tls::server_config(&missing, &server.dir.join("key.pem")).expect_err("missing certificate");
+    assert!(error.to_string().contains("missing.pem"), "{error}");
+    // A certificate where the key should be: no key in the file.
+    let error = tls::server_config(&server.cert(), &server.cert()).expect_err("no key in a certificate file");
+    assert!(error.to_string().contains("private key"), "{error}");
+    let error = tls::client_config(Some(&missing)).expect_err("missing trusted certificate");
+    assert!(error.to_string().contains("missing.pem"), "{error}");
 }
 
 #[tokio::test]
