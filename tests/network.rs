@@ -25,6 +25,13 @@ async fn the_call_survives_a_signaling_server_restart() {
     wait_frames(&bob, 10).await;
 
     server.shutdown().await.expect("the server stops");
+    within(5, "alice to notice the server is gone", async {
+        let mut users = alice.users();
+        while !users.borrow_and_update().is_empty() {
+            users.changed().await.expect("engine alive");
+        }
+    })
+    .await;
     let before = (decoded(&alice), decoded(&bob));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = (decoded(&alice), decoded(&bob));

@@ -48,8 +48,10 @@ pub struct EngineConfig {
     pub video_source: VideoSourceFactory,
     /// Where outgoing audio comes from.
     pub audio_source: AudioSourceFactory,
-    /// How long ICE may stay `disconnected` before the call is given up.
+    /// How long ICE may stay `disconnected` (while we try ICE restarts) before the call is given up.
     pub disconnected_grace: Duration,
+    /// How long ICE stays `disconnected` before the caller restarts ICE (and again, as often, after that).
+    pub ice_restart_after: Duration,
     /// How long an unanswered call rings before it is given up.
     pub ring_timeout: Duration,
     /// How long offer/answer may stay without a working connection before the call is given up.
@@ -68,7 +70,8 @@ impl EngineConfig {
             peer: PeerSettings::default(),
             video_source: Arc::new(|| Box::new(PatternSource::new(640, 480, 30))),
             audio_source: Arc::new(|| Box::new(ToneSource::new(440.0, 0.25))),
-            disconnected_grace: Duration::from_secs(5),
+            disconnected_grace: Duration::from_secs(15),
+            ice_restart_after: Duration::from_secs(1),
             ring_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             trusted_cert: None,
@@ -321,6 +324,11 @@ struct ActiveCall {
     disconnected_since: Option<Instant>,
     /// The server told us the peer's signaling socket dropped while media still flowed.
     peer_signaling_lost: bool,
+    /// We placed the call: we make the offers, ICE restarts included (one side only, so no glare).
+    is_caller: bool,
+    /// When we last restarted ICE, and how often we have.
+    last_ice_restart: Option<Instant>,
+    ice_restarts: u32,
 }
 
 /// Candidates from a peer we have no call with yet, at most this many per peer and this many peers.
@@ -445,6 +453,7 @@ impl Driver {
             return self.emit(Event::Error(format!("could not start the call: {e}")));
         }
         call.offer_sent = true;
+        call.is_caller = true;
         self.call = Some(call);
         self.set_state(next);
         // MDN's page makes the offer in `onnegotiationneeded`. webrtc 0.21 queues that event inside its
@@ -515,6 +524,9 @@ impl Driver {
             connecting_since: None,
             disconnected_since: None,
             peer_signaling_lost: false,
+            is_caller: false,
+            last_ice_restart: None,
+            ice_restarts: 0,
         }
     }
 
@@ -545,6 +557,12 @@ impl Driver {
             }
             SignalingEvent::Disconnected { reason, retry_in } => {
                 self.emit(Event::SignalingLost { reason, retry_in });
+                // Without the server we don't know who is online; an old list would invite calls
+                // that can't be placed. The server sends a fresh one after the next login.
+                if !self.users_tx.borrow().is_empty() {
+                    self.users_tx.send_replace(Vec::new());
+                    self.emit(Event::UserList(Vec::new()));
+                }
             }
             SignalingEvent::Message(message) => self.on_message(message).await,
         }
@@ -790,6 +808,10 @@ impl Driver {
                     RTCIceConnectionState::Disconnected => {
                         call.disconnected_since.get_or_insert_with(Instant::now);
                     }
+                    RTCIceConnectionState::Failed if call.media_started => {
+                        // A call that worked may come back by ICE restart; the grace timer ends it if not.
+                        call.disconnected_since.get_or_insert_with(Instant::now);
+                    }
                     RTCIceConnectionState::Failed => {
                         self.end_call(EndReason::Failed("the network path failed (ICE)".into()), true).await;
                     }
@@ -835,6 +857,14 @@ impl Driver {
         Ok(())
     }
 
+    /// A new offer with fresh ICE credentials over signaling: how a call survives a network change.
+    async fn restart_ice(&mut self) -> Result<(), String> {
+        let call = self.call.as_ref().ok_or("no call")?;
+        let pc = call.pc.clone().ok_or("no peer connection")?;
+        pc.restart_ice().await.map_err(|e| e.to_string())?;
+        self.send_offer().await
+    }
+
     async fn start_media(&mut self) -> Result<(), String> {
         let call = self.call.as_ref().ok_or("no call")?;
         let rt = tokio::runtime::Handle::current();
@@ -874,6 +904,19 @@ impl Driver {
         let grace = if call.peer_signaling_lost { Duration::ZERO } else { self.config.disconnected_grace };
         if call.disconnected_since.is_some_and(|t| t.elapsed() > grace) {
             return self.end_call(EndReason::Failed("the connection was lost".into()), true).await;
+        }
+        let restart_due = call.is_caller
+            && call.disconnected_since.is_some_and(|t| t.elapsed() > self.config.ice_restart_after)
+            && call.last_ice_restart.is_none_or(|t| t.elapsed() > self.config.ice_restart_after * 4);
+        if restart_due {
+            call.last_ice_restart = Some(Instant::now());
+            call.ice_restarts += 1;
+            let attempt = call.ice_restarts;
+            self.emit(Event::Ice(format!("restarting (attempt {attempt})")));
+            if let Err(e) = self.restart_ice().await {
+                tracing::warn!(%e, "ICE restart failed; trying again later");
+            }
+            return;
         }
         let waiting = matches!(state, CallState::Calling { .. } | CallState::Ringing { .. });
         if waiting && call.started.elapsed() > self.config.ring_timeout {
@@ -938,6 +981,7 @@ impl Driver {
     /// Ends the call, if any: tells the peer when `notify`, stops media, closes the connection.
     async fn end_call(&mut self, reason: EndReason, notify: bool) {
         let Some(call) = self.call.take() else { return };
+        tracing::debug!(me = ?self.me(), peer = %call.peer, %reason, "call ends");
         if notify {
             let decline = reason == EndReason::WeDeclined;
             self.signaling.send(Message::HangUp {

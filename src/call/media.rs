@@ -225,6 +225,9 @@ pub fn start_audio_sender(
     Ok(())
 }
 
+/// At most this many lost audio frames in a row are rebuilt or concealed (100 ms).
+const MAX_CONCEALED_FRAMES: u16 = 5;
+
 /// Minimum spacing of our PLIs: one per round trip or so is plenty, a flood helps nobody.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
 /// How long a frame may wait for a missing packet (NACK retransmission) before we give it up.
@@ -341,8 +344,10 @@ fn decode_loop(
                 Counters::add(&counters.decode_us, frame.decode_time.as_micros() as u64);
                 let res = (frame.width as u64) << 32 | frame.height as u64;
                 counters.last_resolution.store(res, Ordering::Relaxed);
+                let now = now_us();
+                counters.frame_shown(now);
                 if let Some(stamp) = read_stamp(&frame) {
-                    counters.last_latency_us.store(stamp.age_us(now_us()), Ordering::Relaxed);
+                    counters.last_latency_us.store(stamp.age_us(now), Ordering::Relaxed);
                 }
                 // A picture decoded after the call ended must not reappear once the engine cleared it.
                 if *stop.borrow() {
@@ -377,20 +382,45 @@ async fn receive_audio(
             return;
         }
     };
+    let mut last_seq: Option<u16> = None;
     loop {
         let event = tokio::select! {
             _ = stop.changed() => return,
             event = track.poll() => event,
         };
         match event {
-            Some(TrackRemoteEvent::OnRtpPacket(packet)) => match decoder.decode(&packet.payload) {
-                Ok(pcm) => {
-                    Counters::add(&counters.audio_packets_received, 1);
-                    // Nobody listening is fine: the chunk is simply not kept.
-                    let _ = sinks.remote_audio.send(AudioChunk::from(pcm));
+            Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                let seq = packet.header.sequence_number;
+                // Frames lost just before this one: the last is rebuilt from this packet's FEC data,
+                // the others concealed, so playback has no holes (bursts beyond a few frames are
+                // left to the jitter buffer: there is nothing better to say about them).
+                let missing = last_seq.map(|l| seq.wrapping_sub(l).wrapping_sub(1)).unwrap_or(0);
+                if missing >= 0x8000 {
+                    continue; // late or duplicate: its place in the stream is already filled
                 }
-                Err(e) => tracing::debug!(%e, "an Opus packet could not be decoded"),
-            },
+                if (1..=MAX_CONCEALED_FRAMES).contains(&missing) {
+                    for i in 0..missing {
+                        let rebuilt = if i + 1 == missing {
+                            decoder.decode_fec(&packet.payload)
+                        } else {
+                            decoder.conceal()
+                        };
+                        if let Ok(pcm) = rebuilt {
+                            Counters::add(&counters.audio_concealed, 1);
+                            let _ = sinks.remote_audio.send(AudioChunk::from(pcm));
+                        }
+                    }
+                }
+                last_seq = Some(seq);
+                match decoder.decode(&packet.payload) {
+                    Ok(pcm) => {
+                        Counters::add(&counters.audio_packets_received, 1);
+                        // Nobody listening is fine: the chunk is simply not kept.
+                        let _ = sinks.remote_audio.send(AudioChunk::from(pcm));
+                    }
+                    Err(e) => tracing::debug!(%e, "an Opus packet could not be decoded"),
+                }
+            }
             Some(TrackRemoteEvent::OnEnded) | None => return,
             Some(_) => {}
         }

@@ -2,6 +2,7 @@
 //! (packetization-mode 1) and Opus, NACK both ways, RTCP reports, PLI/FIR delivered to the sender,
 //! and every event forwarded to the engine tagged with its call so stale events are told apart.
 
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Attribute, Interceptor, Packet as InterceptorPacket, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
@@ -149,6 +150,23 @@ pub async fn build(
     call_id: u64,
     events: mpsc::UnboundedSender<(u64, PeerEvent)>,
 ) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
+    match build_with(settings, call_id, events.clone(), MulticastDnsMode::QueryOnly).await {
+        Ok(pc) => Ok(pc),
+        Err(e) => {
+            // The mDNS socket needs a multicast route; hosts and network namespaces without one fail
+            // to build at all. Calls work without mDNS: only browsers' `.local` candidates go unresolved.
+            tracing::warn!(%e, "peer connection failed with mDNS on; trying without (no .local candidates)");
+            build_with(settings, call_id, events, MulticastDnsMode::Disabled).await
+        }
+    }
+}
+
+async fn build_with(
+    settings: &PeerSettings,
+    call_id: u64,
+    events: mpsc::UnboundedSender<(u64, PeerEvent)>,
+    mdns: MulticastDnsMode,
+) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
     let mut media_engine = MediaEngine::default();
     media_engine.register_codec(
         RTCRtpCodecParameters { rtp_codec: h264_codec(), payload_type: H264_PAYLOAD_TYPE },
@@ -179,6 +197,14 @@ pub async fn build(
     let setting_engine = SettingEngineBuilder::new()
         .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(56))
         .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+        // Notice a dead path in 2 s (the crate waits 5 s) so the caller can restart ICE while the
+        // people are still waiting, rather than after they have given up.
+        .with_ice_timeouts(
+            Some(Duration::from_secs(2)),
+            Some(Duration::from_secs(15)),
+            Some(Duration::from_secs(1)),
+        )
+        .with_multicast_dns_mode(mdns)
         .build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(config)

@@ -36,6 +36,23 @@ pub struct Counters {
     pub last_resolution: AtomicU64,
     /// Glass-to-glass latency of the last decoded synthetic frame, µs (0 when the far end is no pattern).
     pub last_latency_us: AtomicU64,
+    /// When the last picture was decoded (µs since the epoch), and the longest gap between two
+    /// pictures since the last stats sample: the freeze a person would see.
+    pub last_frame_at_us: AtomicU64,
+    /// See `last_frame_at_us`; reset by each stats sample.
+    pub max_frame_gap_us: AtomicU64,
+    /// 20 ms audio frames lost on the way and rebuilt (Opus FEC) or concealed (PLC).
+    pub audio_concealed: AtomicU64,
+}
+
+impl Counters {
+    /// Notes a decoded picture at `now_us`, for the freeze figure.
+    pub fn frame_shown(&self, now_us: u64) {
+        let previous = self.last_frame_at_us.swap(now_us, Ordering::Relaxed);
+        if previous != 0 {
+            self.max_frame_gap_us.fetch_max(now_us.saturating_sub(previous), Ordering::Relaxed);
+        }
+    }
 }
 
 impl Counters {
@@ -89,6 +106,10 @@ pub struct CallStats {
     pub decode_ms: f64,
     /// Glass-to-glass latency of the last synthetic frame, ms.
     pub latency_ms: Option<f64>,
+    /// Longest gap between two decoded pictures in the last second, ms (a freeze when large).
+    pub max_frame_gap_ms: f64,
+    /// Audio frames rebuilt by FEC or concealed so far.
+    pub audio_concealed: u64,
     /// Totals since the call started: keyframes sent, keyframe requests received, PLIs sent,
     /// frames decoded, keyframes decoded, frames lost, audio packets in.
     pub keyframes_sent: u64,
@@ -127,6 +148,7 @@ impl fmt::Display for CallStats {
         if let Some(l) = self.latency_ms {
             write!(f, " | glass-to-glass {l:.0} ms")?;
         }
+        write!(f, " | max gap {:.0} ms | audio concealed {}", self.max_frame_gap_ms, self.audio_concealed)?;
         write!(f, " | enc {:.1} ms dec {:.1} ms", self.encode_ms, self.decode_ms)
     }
 }
@@ -161,6 +183,8 @@ impl StatsMeter {
             encode_ms: per_frame_ms(d(5), d(0)),
             decode_ms: per_frame_ms(d(11), d(6)),
             latency_ms: (latency != 0).then(|| latency as f64 / 1000.0),
+            max_frame_gap_ms: counters.max_frame_gap_us.swap(0, Ordering::Relaxed) as f64 / 1000.0,
+            audio_concealed: counters.audio_concealed.load(Ordering::Relaxed),
             keyframes_sent: cur[1],
             keyframe_requests_received: cur[2],
             plis_sent: cur[8],

@@ -51,6 +51,19 @@ impl OpusDecoder {
         let n = self.inner.decode(packet, &mut self.pcm, false)?;
         Ok(&self.pcm[..n])
     }
+
+    /// Rebuilds the 20 ms lost just before `next_packet` from the in-band FEC data it carries
+    /// (libopus falls back to concealment when there is none).
+    pub fn decode_fec(&mut self, next_packet: &[u8]) -> Result<&[i16], AudioCodecError> {
+        let n = self.inner.decode(next_packet, &mut self.pcm[..AUDIO_FRAME_SAMPLES], true)?;
+        Ok(&self.pcm[..n])
+    }
+
+    /// Conceals 20 ms lost without any FEC to go on (packet-loss concealment).
+    pub fn conceal(&mut self) -> Result<&[i16], AudioCodecError> {
+        let n = self.inner.decode(&[], &mut self.pcm[..AUDIO_FRAME_SAMPLES], false)?;
+        Ok(&self.pcm[..n])
+    }
 }
 
 #[cfg(test)]
