@@ -208,7 +208,7 @@ fn calls_ride_out_packet_loss() {
         return;
     }
     let link = Link::new("loss", 41);
-    let (_server, _alice, bob) = call_across(&link);
+    let (_server, alice, bob) = call_across(&link);
     std::thread::sleep(Duration::from_secs(2));
     let mut table = Vec::new();
     for (percent, secs) in [(0u32, 10u64), (5, 10), (10, 20), (20, 10)] {
@@ -230,17 +230,23 @@ fn calls_ride_out_packet_loss() {
         let concealed = samples.last().map(|s| s.audio_concealed).unwrap_or(0.0)
             - samples.first().map(|s| s.audio_concealed).unwrap_or(0.0);
         let share = concealed / (n * 50.0) * 100.0;
-        table.push((percent, fps, freeze, share, kbps));
+        // The sender's encoder target at the end of the window (loss-based adaptation).
+        let target = alice
+            .lines_since(from)
+            .iter()
+            .rev()
+            .find_map(|l| number_before(l.split("(target ").nth(1)?, ")"));
+        table.push((percent, fps, freeze, share, kbps, target.unwrap_or(f64::NAN)));
         if percent == 10 {
             assert!(fps > 20.0, "at 10% loss bob decodes {fps:.1} fps");
             assert!(freeze < 1000.0, "at 10% loss the longest freeze is {freeze:.0} ms");
         }
     }
     link.set_loss(0);
-    eprintln!("\n| loss each way | fps received | longest freeze (ms) | audio concealed | video kbit/s |");
-    eprintln!("|---|---|---|---|---|");
-    for (p, fps, freeze, share, kbps) in table {
-        eprintln!("| {p}% | {fps:.1} | {freeze:.0} | {share:.1}% | {kbps:.0} |");
+    eprintln!("\n| loss each way | fps received | longest freeze (ms) | audio concealed | video kbit/s received | sender's target kbit/s |");
+    eprintln!("|---|---|---|---|---|---|");
+    for (p, fps, freeze, share, kbps, target) in table {
+        eprintln!("| {p}% | {fps:.1} | {freeze:.0} | {share:.1}% | {kbps:.0} | {target:.0} |");
     }
 }
 

@@ -970,6 +970,13 @@ impl Driver {
                         RTCStatsReportEntry::InboundRtp(inbound) => {
                             stats.packets_lost += inbound.received_rtp_stream_stats.packets_lost;
                         }
+                        RTCStatsReportEntry::RemoteInboundRtp(remote)
+                            if remote.received_rtp_stream_stats.rtp_stream_stats.kind
+                                == RtpCodecKind::Video =>
+                        {
+                            // The far side's receiver report on our video: what the bitrate follows.
+                            call.counters.loss_feedback.publish(remote.fraction_lost);
+                        }
                         _ => {}
                     }
                 }

@@ -3,6 +3,7 @@
 //! them (one watch flag) when the call ends.
 
 use super::peer::asks_for_keyframe;
+use super::rate::BitrateController;
 use super::stats::Counters;
 use crate::media::assembler::{Assembled, FrameAssembler};
 use crate::media::frame::{now_us, AudioChunk, I420Frame, RgbaFrame, AUDIO_FRAME_SAMPLES};
@@ -78,6 +79,8 @@ pub fn start_video_sender(
         let fps = source.fps().max(1);
         let frame_duration = Duration::from_secs(1) / fps;
         let mut encoder: Option<H264Encoder> = None;
+        let mut rate: Option<BitrateController> = None;
+        let mut reports_seen = 0;
         let mut black: Option<I420Frame> = None;
         let mut last_preview: Option<Instant> = None;
         while !*stop.borrow() {
@@ -96,7 +99,9 @@ pub fn start_video_sender(
                 preview.send_replace(Some(half_size_rgba(&frame)));
             }
             if encoder.as_ref().is_none() {
-                match H264Encoder::new(EncoderSettings::for_size(frame.width, frame.height, fps)) {
+                let settings = EncoderSettings::for_size(frame.width, frame.height, fps);
+                rate = Some(BitrateController::new(settings.bitrate_bps));
+                match H264Encoder::new(settings) {
                     Ok(e) => encoder = Some(e),
                     Err(e) => {
                         tracing::error!(%e, "video sending stopped");
@@ -107,6 +112,17 @@ pub fn start_video_sender(
             let Some(enc) = encoder.as_mut() else { return };
             if keyframe_wanted.swap(false, Ordering::Relaxed) {
                 enc.request_keyframe();
+            }
+            let report = counters.loss_feedback.take_new(&mut reports_seen);
+            if let (Some(fraction_lost), Some(rate)) = (report, rate.as_mut()) {
+                let before = rate.target_bps();
+                let target = rate.on_loss_report(fraction_lost);
+                if target != before {
+                    if let Err(e) = enc.set_bitrate(target) {
+                        tracing::warn!(%e, "could not change the video bitrate");
+                    }
+                }
+                counters.target_bitrate_bps.store(target as u64, Ordering::Relaxed);
             }
             match enc.encode(&frame) {
                 Ok(Some(encoded)) => {

@@ -5,6 +5,7 @@
 mod engine;
 pub mod media;
 pub mod peer;
+pub mod rate;
 pub mod state;
 pub mod stats;
 

@@ -43,6 +43,10 @@ pub struct Counters {
     pub max_frame_gap_us: AtomicU64,
     /// 20 ms audio frames lost on the way and rebuilt (Opus FEC) or concealed (PLC).
     pub audio_concealed: AtomicU64,
+    /// The video encoder's target bitrate after loss-based adaptation (0 until the first report).
+    pub target_bitrate_bps: AtomicU64,
+    /// The far side's latest report of our video loss, for the sender's bitrate controller.
+    pub loss_feedback: super::rate::LossFeedback,
 }
 
 impl Counters {
@@ -110,6 +114,8 @@ pub struct CallStats {
     pub max_frame_gap_ms: f64,
     /// Audio frames rebuilt by FEC or concealed so far.
     pub audio_concealed: u64,
+    /// The encoder's target after loss-based adaptation, kbit/s.
+    pub target_kbps: Option<f64>,
     /// Totals since the call started: keyframes sent, keyframe requests received, PLIs sent,
     /// frames decoded, keyframes decoded, frames lost, audio packets in.
     pub keyframes_sent: u64,
@@ -129,11 +135,11 @@ pub struct CallStats {
 
 impl fmt::Display for CallStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "out {:.0} fps {:.0} kbit/s | in {:.0} fps {:.0} kbit/s",
-            self.fps_out, self.kbps_out, self.fps_in, self.kbps_in
-        )?;
+        write!(f, "out {:.0} fps {:.0} kbit/s", self.fps_out, self.kbps_out)?;
+        if let Some(target) = self.target_kbps {
+            write!(f, " (target {target:.0})")?;
+        }
+        write!(f, " | in {:.0} fps {:.0} kbit/s", self.fps_in, self.kbps_in)?;
         if let Some((w, h)) = self.resolution_in {
             write!(f, " {w}x{h}")?;
         }
@@ -185,6 +191,10 @@ impl StatsMeter {
             latency_ms: (latency != 0).then(|| latency as f64 / 1000.0),
             max_frame_gap_ms: counters.max_frame_gap_us.swap(0, Ordering::Relaxed) as f64 / 1000.0,
             audio_concealed: counters.audio_concealed.load(Ordering::Relaxed),
+            target_kbps: match counters.target_bitrate_bps.load(Ordering::Relaxed) {
+                0 => None,
+                bps => Some(bps as f64 / 1000.0),
+            },
             keyframes_sent: cur[1],
             keyframe_requests_received: cur[2],
             plis_sent: cur[8],

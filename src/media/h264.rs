@@ -83,6 +83,27 @@ impl H264Encoder {
         self.settings
     }
 
+    /// Changes the target bitrate on the fly (no new keyframe, no new SPS).
+    pub fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), CodecError> {
+        let mut info = openh264_sys2::SBitrateInfo {
+            iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+            iBitrate: bitrate_bps.min(i32::MAX as u32) as i32,
+        };
+        // SAFETY: SetOption(ENCODER_OPTION_BITRATE) reads one SBitrateInfo through the pointer, which
+        // lives across the call; the encoder is initialised (we own it and have made it in `new`).
+        let rc = unsafe {
+            self.inner.raw_api().set_option(
+                openh264_sys2::ENCODER_OPTION_BITRATE,
+                (&mut info as *mut openh264_sys2::SBitrateInfo).cast(),
+            )
+        };
+        if rc != 0 {
+            return Err(CodecError::Encode(format!("openh264 refused bitrate {bitrate_bps} (code {rc})")));
+        }
+        self.settings.bitrate_bps = bitrate_bps;
+        Ok(())
+    }
+
     /// Makes the next frame an IDR (with SPS/PPS): the answer to PLI and FIR.
     pub fn request_keyframe(&mut self) {
         self.force_keyframe = true;
@@ -180,6 +201,30 @@ mod tests {
             let psnr = psnr_luma(&decoded, &sent);
             assert!(psnr > 30.0, "frame {n}: PSNR {psnr:.1} dB");
         }
+    }
+
+    #[test]
+    fn bitrate_changes_on_the_fly_and_the_output_follows() {
+        let mut enc = H264Encoder::new(EncoderSettings { bitrate_bps: 2_000_000, fps: 30 }).expect("encoder");
+        // Noise-like content makes the rate controller work for its bytes.
+        let frame = |n: u32| {
+            let mut f = render(Stamp { frame_no: n, capture_us: 0 }, 640, 480);
+            for (i, p) in f.data.iter_mut().enumerate() {
+                *p = p.wrapping_add(
+                    ((i as u32).wrapping_mul(2_654_435_761) ^ n.wrapping_mul(40_503)) as u8 >> 3,
+                );
+            }
+            f
+        };
+        let bytes = |enc: &mut H264Encoder, from: u32| -> usize {
+            (from..from + 60).filter_map(|n| enc.encode(&frame(n)).ok().flatten()).map(|e| e.data.len()).sum()
+        };
+        let high = bytes(&mut enc, 0);
+        enc.set_bitrate(200_000).expect("bitrate change");
+        assert_eq!(enc.settings().bitrate_bps, 200_000);
+        let _settle = bytes(&mut enc, 60);
+        let low = bytes(&mut enc, 120);
+        assert!(low * 2 < high, "at 200 kbit/s the encoder must spend far less: {low} vs {high} bytes");
     }
 
     #[test]
