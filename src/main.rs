@@ -4,6 +4,7 @@ use clap::Parser;
 use peercall::call::EngineConfig;
 use peercall::headless::{self, HeadlessPlan};
 use peercall::media::devices::{self, CameraSettings, MediaDevices, Selection};
+use peercall::signaling::protocol::IceServer;
 use peercall::ui::WindowOptions;
 use std::time::Duration;
 
@@ -81,6 +82,14 @@ struct Args {
     ice_transport_policy: String,
 }
 
+/// The `--ice-server` URLs as one server entry with the given credentials (none when no URL was given).
+fn cli_ice_servers(urls: &[String], username: &str, credential: &str) -> Vec<IceServer> {
+    if urls.is_empty() {
+        return Vec::new();
+    }
+    vec![IceServer { urls: urls.to_vec(), username: username.to_owned(), credential: credential.to_owned() }]
+}
+
 fn parse_video(s: &str) -> Result<(usize, usize, u32), String> {
     let err = || format!("expected WIDTHxHEIGHT@FPS like 1280x720@30, got {s:?}");
     let (size, fps) = s.split_once('@').ok_or_else(err)?;
@@ -145,6 +154,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             tone: args.tone,
             bind: args.bind,
             frame_stats: args.frame_stats,
+            ice_servers: cli_ice_servers(&args.ice_servers, &args.ice_username, &args.ice_credential),
+            relay_only: args.ice_transport_policy == "relay",
+            trusted_cert: args.trust_cert,
         });
     }
     let (w, h, fps) = args.video;
@@ -154,11 +166,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     config.auto_answer = args.auto_answer;
     config.trusted_cert = args.trust_cert;
     config.peer.bind_addrs = args.bind;
-    if !args.ice_servers.is_empty() {
+    for s in cli_ice_servers(&args.ice_servers, &args.ice_username, &args.ice_credential) {
         config.peer.ice_servers.push(webrtc::peer_connection::RTCIceServer {
-            urls: args.ice_servers,
-            username: args.ice_username,
-            credential: args.ice_credential,
+            urls: s.urls,
+            username: s.username,
+            credential: s.credential,
         });
     }
     config.peer.relay_only = args.ice_transport_policy == "relay";

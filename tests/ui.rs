@@ -28,6 +28,16 @@ struct Reaped(Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
+        // SIGTERM first: Xvfb then removes its /tmp/.X<n>-lock, which SIGKILL would leave behind
+        // (and after enough runs no display number would be free).
+        // SAFETY: kill(2) on our own child's pid; it has no memory-safety preconditions.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -18,6 +18,7 @@ use egui::{Key, ViewportCommand};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
+use webrtc::peer_connection::RTCIceServer;
 
 /// Height of the row of call controls under the video.
 const CONTROLS_HEIGHT: f32 = 44.0;
@@ -102,6 +103,14 @@ impl PeercallApp {
         let mut devices = DevicePanel::new(&self.settings, (w, h, fps), self.options.tone);
         devices.apply(&mut config);
         config.peer.bind_addrs = self.options.bind.clone();
+        let ice = self.settings.ice_servers.iter().chain(&self.options.ice_servers);
+        config.peer.ice_servers.extend(ice.map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone(),
+            credential: s.credential.clone(),
+        }));
+        config.peer.relay_only = self.settings.relay_only || self.options.relay_only;
+        config.trusted_cert = self.options.trusted_cert.clone();
         // Auto-answer is the window's business (it can change mid-session), not the engine's.
         config.auto_answer = false;
         let engine = {

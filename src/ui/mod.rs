@@ -46,6 +46,12 @@ pub struct WindowOptions {
     pub bind: Vec<String>,
     /// Print frame figures (fps, UI time per frame) every two seconds on stdout.
     pub frame_stats: bool,
+    /// STUN/TURN servers from the command line, besides the saved ones.
+    pub ice_servers: Vec<crate::signaling::protocol::IceServer>,
+    /// Relay-only from the command line (`--ice-transport-policy relay`).
+    pub relay_only: bool,
+    /// A certificate to trust for `wss://` servers (self-signed deployments).
+    pub trusted_cert: Option<std::path::PathBuf>,
 }
 
 /// Opens the window and runs until it is closed.

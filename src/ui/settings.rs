@@ -1,6 +1,7 @@
-//! What the window remembers between runs (name, server, auto-answer, devices), kept as JSON in the
+//! What the window remembers between runs (name, server, auto-answer, devices, ICE servers), kept as JSON in the
 //! platform's config dir (`~/.config/peercall/settings.json` on Linux).
 
+use crate::signaling::protocol::IceServer;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -26,6 +27,10 @@ pub struct Settings {
     pub microphone: Option<String>,
     /// See `camera`.
     pub speaker: Option<String>,
+    /// STUN/TURN servers to use besides those the signaling server hands out.
+    pub ice_servers: Vec<IceServer>,
+    /// Send media through TURN relays only.
+    pub relay_only: bool,
 }
 
 impl Default for Settings {
@@ -38,6 +43,8 @@ impl Default for Settings {
             camera: None,
             microphone: None,
             speaker: None,
+            ice_servers: Vec::new(),
+            relay_only: false,
         }
     }
 }
