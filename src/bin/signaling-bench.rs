@@ -4,9 +4,11 @@
 //! its own, opens N WebSocket clients spread over several loopback source addresses, logs them in,
 //! pairs them (client 2k calls 2k+1) and relays `new-ice-candidate` messages carrying a send
 //! timestamp: first at a fixed rate (latency), then as fast as the server relays (throughput).
+//! With --tls-cert/--tls-key the server serves wss and the clients speak TLS (figures for wss).
 //! It prints figures and never fails on a timing.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,12 +19,13 @@ use clap::Parser;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use peercall::signaling::server::raise_open_files_limit;
+use peercall::signaling::tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// Load generator for peercall's signaling server: login time, relayed messages/s, relay latency,
 /// server RSS per connection.
@@ -54,10 +57,16 @@ struct Args {
     /// The room (URL path) all clients join.
     #[arg(long, default_value = "/bench")]
     room: String,
+    /// Measure wss: the server serves this PEM certificate (with --tls-key) and the clients trust it.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
-type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
-type Stream = SplitStream<WebSocketStream<TcpStream>>;
+type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
+type Stream = SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>;
 
 /// What the clients share with the conductor.
 struct Bench {
@@ -100,7 +109,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let addr = match args.server {
         Some(addr) => addr,
         None => {
-            let server = ChildServer::start().await?;
+            let server = ChildServer::start(&args).await?;
             let addr = server.addr;
             child = Some(server);
             addr
@@ -125,14 +134,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let progress = tokio::spawn(report_progress(Arc::clone(&bench), started));
     let connecting = Arc::new(Semaphore::new(256));
+    // One TLS client config for all clients (wss), as one browser would share its trust store.
+    let connector = match &args.tls_cert {
+        Some(cert) => Some(Connector::Rustls(tls::client_config(Some(cert))?)),
+        None => None,
+    };
+    let scheme = if connector.is_some() { "wss" } else { "ws" };
     let mut logins = Vec::with_capacity(args.clients);
     for index in 0..args.clients {
-        let (bench, connecting) = (Arc::clone(&bench), Arc::clone(&connecting));
+        let (bench, connecting, connector) = (Arc::clone(&bench), Arc::clone(&connecting), connector.clone());
         let source = source_address(index, args.source_addrs);
-        let url = format!("ws://{addr}{}", args.room);
+        let url = format!("{scheme}://{addr}{}", args.room);
         logins.push(tokio::spawn(async move {
             let _permit = connecting.acquire().await;
-            login(index, source, addr, &url, bench).await
+            login(index, source, addr, &url, connector, bench).await
         }));
     }
     for login in logins {
@@ -168,7 +183,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let n = args.clients;
     println!(
-        "signaling-bench: {n} clients in room {:?}, {} load-generator threads, server {addr}",
+        "signaling-bench: {n} clients in room {:?}, {} load-generator threads, server {scheme}://{addr}",
         args.room, args.threads
     );
     println!();
@@ -207,6 +222,7 @@ async fn login(
     source: SocketAddr,
     server: SocketAddr,
     url: &str,
+    connector: Option<Connector>,
     bench: Arc<Bench>,
 ) -> anyhow::Result<()> {
     let socket = TcpSocket::new_v4()?;
@@ -214,9 +230,9 @@ async fn login(
     if socket.bind(source).is_err() {
         let socket = TcpSocket::new_v4()?;
         socket.bind(SocketAddr::new(source.ip(), 0)).with_context(|| format!("bind {}", source.ip()))?;
-        return connect_and_login(index, socket, server, url, bench).await;
+        return connect_and_login(index, socket, server, url, connector, bench).await;
     }
-    connect_and_login(index, socket, server, url, bench).await
+    connect_and_login(index, socket, server, url, connector, bench).await
 }
 
 /// The source address of client `index`: one of `addrs` loopback addresses, a port of its own.
@@ -231,13 +247,15 @@ async fn connect_and_login(
     socket: TcpSocket,
     server: SocketAddr,
     url: &str,
+    connector: Option<Connector>,
     bench: Arc<Bench>,
 ) -> anyhow::Result<()> {
     let source = socket.local_addr()?;
     let tcp = socket.connect(server).await.with_context(|| format!("connect from {source}"))?;
     tcp.set_nodelay(true)?;
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(4096);
-    let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await?;
+    // No connector: plain ws over the socket; a rustls connector: wss.
+    let (ws, _) = tokio_tungstenite::client_async_tls_with_config(url, tcp, Some(config), connector).await?;
     let (mut sink, mut stream) = ws.split();
     match stream.next().await {
         Some(Ok(Message::Text(text))) if text.contains(r#""type":"id""#) => {}
@@ -413,14 +431,18 @@ struct ChildServer {
 }
 
 impl ChildServer {
-    async fn start() -> anyhow::Result<Self> {
+    async fn start(args: &Args) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?.with_file_name("peercall-server");
         if !exe.exists() {
             bail!("{} not found: build it too (cargo build --release --bin peercall-server)", exe.display());
         }
         // Ask the kernel for a free port, then hand it to the server.
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            command.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        let child = command
             .args(["--listen", &addr.to_string()])
             // The bench measures relaying, not the per-client limiter: lift it (and queue limits)
             // for the saturation phase's bursts.
@@ -431,7 +453,15 @@ impl ChildServer {
             .with_context(|| format!("cannot start {}", exe.display()))?;
         let server = Self { child, addr };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !healthy(addr).await {
+        // A wss server does not answer plain HTTP: there, an open port is enough.
+        let up = || async {
+            if args.tls_cert.is_some() {
+                TcpStream::connect(addr).await.is_ok()
+            } else {
+                healthy(addr).await
+            }
+        };
+        while !up().await {
             if Instant::now() > deadline {
                 bail!("{} did not answer /healthz on {addr} within 10 s", exe.display());
             }
