@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`signaling`]: the JSON-over-WebSocket protocol ([`signaling::protocol`]), the server
-//!   ([`signaling::server`]) and the client the call engine uses ([`signaling::client`]).
+//!   ([`signaling::server`]), the client the call engine uses ([`signaling::client`]) and wss
+//!   certificates and trust ([`signaling::tls`]).
 //! - `call`: the call engine: peer connection, call state machine, stats. Knows nothing of windows.
 //! - `media`: sources (synthetic pattern and tone), codecs (H.264, Opus), frames.
 //! - [`headless`]: the windowless front end (`peercall --headless`): events and stats on stdout.

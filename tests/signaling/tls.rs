@@ -167,6 +167,22 @@ async fn a_client_that_does_not_trust_the_certificate_is_refused() {
 }
 
 #[tokio::test]
+async fn silent_and_plaintext_clients_do_not_hold_up_wss_clients() {
+    let server = TlsServer::start("stray").await;
+    let addr = server.handle.local_addr();
+    // A connection that never starts its handshake: it must not stall the accept loop.
+    let _silent = tokio::net::TcpStream::connect(addr).await.expect("tcp connect");
+    // A plain-HTTP client on the TLS port: its "handshake" fails and only its connection ends.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.expect("tcp connect");
+    plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut answer)).await.expect("closed in time");
+    assert!(!answer.starts_with(b"HTTP/1.1 200"), "no plaintext answer on the TLS port");
+    let mut alice = login(&server, "alice").await;
+    wait_userlist(&mut alice, &["alice"]).await;
+}
+
+#[tokio::test]
 async fn healthz_and_the_page_are_served_over_https() {
     let server = TlsServer::start("https").await;
     for (path, expect) in [("/healthz", "ok"), ("/team-a", "<html")] {
