@@ -113,18 +113,21 @@ pub fn render(stamp: Stamp, width: usize, height: usize) -> I420Frame {
         row.copy_from_slice(&v_row);
     }
 
-    // A white square bouncing through the picture area (even coordinates keep chroma aligned).
+    // A white square bouncing through the picture area (even coordinates keep chroma aligned);
+    // left out when the picture is too small to hold it below the stamp.
     let side = (height / 6).max(16) & !1;
-    let span_x = width.saturating_sub(side).max(1);
-    let span_y = (height - code_h).saturating_sub(side).max(1);
-    let sx = (stamp.frame_no as usize * 6 % span_x) & !1;
-    let sy = (code_h + stamp.frame_no as usize * 4 % span_y) & !1;
-    for row in yp.chunks_exact_mut(width).skip(sy).take(side) {
-        row[sx..sx + side].fill(WHITE);
-    }
-    for r in sy / 2..(sy + side) / 2 {
-        up[r * width / 2 + sx / 2..r * width / 2 + (sx + side) / 2].fill(128);
-        vp[r * width / 2 + sx / 2..r * width / 2 + (sx + side) / 2].fill(128);
+    if code_h + side <= height && side <= width {
+        let span_x = (width - side).max(1);
+        let span_y = (height - code_h - side).max(1);
+        let sx = (stamp.frame_no as usize * 6 % span_x) & !1;
+        let sy = (code_h + stamp.frame_no as usize * 4 % span_y) & !1;
+        for row in yp.chunks_exact_mut(width).skip(sy).take(side) {
+            row[sx..sx + side].fill(WHITE);
+        }
+        for r in sy / 2..(sy + side) / 2 {
+            up[r * width / 2 + sx / 2..r * width / 2 + (sx + side) / 2].fill(128);
+            vp[r * width / 2 + sx / 2..r * width / 2 + (sx + side) / 2].fill(128);
+        }
     }
 
     // The stamp: one block per bit, row-major from the top-left; chroma stays neutral (128).
@@ -189,11 +192,14 @@ pub struct PatternSource {
 }
 
 impl PatternSource {
-    /// A pattern of `width`×`height` (rounded down to multiples of 16, at least 64×64) at `fps`.
+    /// A pattern of `width`×`height` (rounded down to multiples of 16, and at least big enough for the
+    /// stamp and the moving square: 256×128) at `fps`.
     pub fn new(width: usize, height: usize, fps: u32) -> Self {
+        let width = (width / 16 * 16).max(256);
+        let min_height = stamp_rows(width) * BLOCK + 32;
         Self {
-            width: (width / 16 * 16).max(64),
-            height: (height / 16 * 16).max(64),
+            width,
+            height: (height / 16 * 16).max(min_height),
             fps: fps.clamp(1, 120),
             frame_no: 0,
             deadline: Instant::now(),
@@ -257,6 +263,16 @@ mod tests {
             assert_eq!(read_stamp(&rgba), Some(stamp), "{w}x{h}");
             assert!(psnr_luma(&rgba, &sent) > 40.0);
         }
+    }
+
+    #[test]
+    fn tiny_sizes_are_raised_to_what_the_stamp_needs_and_never_panic() {
+        let mut source = PatternSource::new(160, 120, 15);
+        let frame = source.next_frame().expect("a frame");
+        assert!(frame.width >= 256 && frame.height >= 128, "{}x{}", frame.width, frame.height);
+        assert!(read_stamp(&to_rgba(&frame)).is_some());
+        // Drawing below the minimum leaves the square out instead of panicking.
+        let _ = render(Stamp { frame_no: 3, capture_us: 0 }, 160, 64);
     }
 
     #[test]
