@@ -4,8 +4,13 @@
 //! - [`signaling`]: the JSON-over-WebSocket protocol ([`signaling::protocol`]), the server
 //!   ([`signaling::server`]), the client the call engine uses ([`signaling::client`]) and wss
 //!   certificates and trust ([`signaling::tls`]).
-//! - `call`: the call engine: peer connection, call state machine, stats. Knows nothing of windows.
-//! - `media`: sources (synthetic pattern and tone), codecs (H.264, Opus), frames.
+//! - [`call`]: the call engine, which knows nothing of windows: the driver task and its [`call::Engine`]
+//!   handle (`engine`), the pure call state machine ([`call::state`]), the peer connection with our codecs
+//!   and PLI delivery ([`call::peer`]), the send and receive pipelines ([`call::media`]), loss-based
+//!   bitrate ([`call::rate`]) and statistics ([`call::stats`]).
+//! - [`media`]: frames and sources ([`media::source`]: the synthetic stamped pattern and tone, and
+//!   cameras, microphones and speakers in [`media::devices`]), codecs ([`media::h264`],
+//!   [`media::opus_codec`]) and RTP frame assembly ([`media::assembler`]).
 //! - [`headless`]: the windowless front end (`peercall --headless`): events and stats on stdout.
 //! - [`ui`]: the eframe window, views only: sends the engine commands, draws its events and frames.
 
