@@ -176,10 +176,16 @@ impl Server {
                 Some(acceptor) => {
                     // The handshake runs on the connection's task: a slow or silent client must
                     // never hold up the accept loop.
-                    let (acceptor, router, shutdown) =
+                    let (acceptor, router, mut shutdown) =
                         (acceptor.clone(), router.clone(), shared.shutdown.clone());
                     tokio::spawn(async move {
-                        match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                        let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream));
+                        // A shutdown drops half-done handshakes at once rather than waiting them out.
+                        let handshake = tokio::select! {
+                            handshake = handshake => handshake,
+                            _ = shutdown.changed() => return,
+                        };
+                        match handshake {
                             Ok(Ok(stream)) => serve_http(stream, router, guard, shutdown).await,
                             Ok(Err(error)) => debug!(%error, "TLS handshake failed"),
                             Err(_) => debug!("TLS handshake timed out"),
