@@ -417,7 +417,7 @@ impl Driver {
             }
             Command::HangUp => self.end_call(EndReason::HungUp, true).await,
             Command::Chat(text) => {
-                let msg = Message::Chat { name: self.me(), text, id: None, date: Some(client::now_ms()) };
+                let msg = Message::Chat { name: self.me(), text, id: None, date: Some(protocol::now_ms()) };
                 self.signaling.send(msg);
             }
             Command::SetAudioMuted(muted) => self.controls.audio_muted.store(muted, Ordering::Relaxed),

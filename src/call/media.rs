@@ -294,6 +294,10 @@ async fn receive_video(
     }
     let mut assembler = FrameAssembler::new(MAX_FRAME_WAIT);
     let mut last_pli: Option<Instant> = None;
+    // One timer for the whole call (not one per packet): it wakes the loop when no packets come, so a
+    // wanted PLI still goes out.
+    let mut pli_tick = tokio::time::interval(PLI_INTERVAL);
+    pli_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Ask for a keyframe at the start, and whenever the decoder or the assembler lost the thread.
         if want_keyframe.load(Ordering::Relaxed) && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
@@ -305,8 +309,7 @@ async fn receive_video(
         }
         let event = tokio::select! {
             _ = stop.changed() => return,
-            // Wake up now and then even without packets, so a wanted PLI goes out.
-            _ = tokio::time::sleep(PLI_INTERVAL) => continue,
+            _ = pli_tick.tick() => continue,
             event = track.poll() => event,
         };
         match event {

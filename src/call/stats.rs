@@ -65,24 +65,29 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> [u64; 13] {
+    /// The counters that the per-second figures are differences of.
+    fn rates(&self) -> RateCounters {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        [
-            l(&self.frames_sent),
-            l(&self.keyframes_sent),
-            l(&self.keyframe_requests_received),
-            l(&self.video_bytes_sent),
-            l(&self.audio_packets_sent),
-            l(&self.encode_us),
-            l(&self.frames_decoded),
-            l(&self.frames_lost),
-            l(&self.plis_sent),
-            l(&self.video_bytes_received),
-            l(&self.audio_packets_received),
-            l(&self.decode_us),
-            l(&self.keyframes_decoded),
-        ]
+        RateCounters {
+            frames_sent: l(&self.frames_sent),
+            bytes_sent: l(&self.video_bytes_sent),
+            encode_us: l(&self.encode_us),
+            frames_decoded: l(&self.frames_decoded),
+            bytes_received: l(&self.video_bytes_received),
+            decode_us: l(&self.decode_us),
+        }
     }
+}
+
+/// What [`StatsMeter`] takes differences of, from one sample to the next.
+#[derive(Clone, Copy, Debug, Default)]
+struct RateCounters {
+    frames_sent: u64,
+    bytes_sent: u64,
+    encode_us: u64,
+    frames_decoded: u64,
+    bytes_received: u64,
+    decode_us: u64,
 }
 
 /// One second of a call, as the stats line and the window's overlay show it.
@@ -162,32 +167,35 @@ impl fmt::Display for CallStats {
 /// Turns successive counter snapshots into per-second figures.
 #[derive(Default)]
 pub struct StatsMeter {
-    last: Option<([u64; 13], std::time::Instant)>,
+    last: Option<(RateCounters, std::time::Instant)>,
 }
 
 impl StatsMeter {
     /// Figures since the previous call (the first call reports since the call started).
     pub fn sample(&mut self, counters: &Counters) -> CallStats {
         let now = std::time::Instant::now();
-        let cur = counters.snapshot();
-        let (prev, then) = self.last.unwrap_or(([0; 13], now - std::time::Duration::from_secs(1)));
+        let cur = counters.rates();
+        let (prev, then) =
+            self.last.unwrap_or((RateCounters::default(), now - std::time::Duration::from_secs(1)));
         self.last = Some((cur, now));
         let secs = now.duration_since(then).as_secs_f64().max(1e-3);
-        let d = |i: usize| cur[i].saturating_sub(prev[i]) as f64;
+        let d = |f: fn(&RateCounters) -> u64| f(&cur).saturating_sub(f(&prev)) as f64;
+        let (frames_out, frames_in) = (d(|c| c.frames_sent), d(|c| c.frames_decoded));
         let per_frame_ms = |us: f64, frames: f64| if frames > 0.0 { us / frames / 1000.0 } else { 0.0 };
+        let total = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let res = counters.last_resolution.load(Ordering::Relaxed);
         let latency = counters.last_latency_us.load(Ordering::Relaxed);
         CallStats {
-            fps_out: d(0) / secs,
-            fps_in: d(6) / secs,
-            kbps_out: d(3) * 8.0 / 1000.0 / secs,
-            kbps_in: d(9) * 8.0 / 1000.0 / secs,
+            fps_out: frames_out / secs,
+            fps_in: frames_in / secs,
+            kbps_out: d(|c| c.bytes_sent) * 8.0 / 1000.0 / secs,
+            kbps_in: d(|c| c.bytes_received) * 8.0 / 1000.0 / secs,
             rtt_ms: None,
             path: None,
             packets_lost: 0,
             resolution_in: (res != 0).then_some(((res >> 32) as u32, res as u32)),
-            encode_ms: per_frame_ms(d(5), d(0)),
-            decode_ms: per_frame_ms(d(11), d(6)),
+            encode_ms: per_frame_ms(d(|c| c.encode_us), frames_out),
+            decode_ms: per_frame_ms(d(|c| c.decode_us), frames_in),
             latency_ms: (latency != 0).then(|| latency as f64 / 1000.0),
             max_frame_gap_ms: counters.max_frame_gap_us.swap(0, Ordering::Relaxed) as f64 / 1000.0,
             audio_concealed: counters.audio_concealed.load(Ordering::Relaxed),
@@ -195,13 +203,13 @@ impl StatsMeter {
                 0 => None,
                 bps => Some(bps as f64 / 1000.0),
             },
-            keyframes_sent: cur[1],
-            keyframe_requests_received: cur[2],
-            plis_sent: cur[8],
-            frames_decoded: cur[6],
-            keyframes_decoded: cur[12],
-            frames_lost: cur[7],
-            audio_packets_in: cur[10],
+            keyframes_sent: total(&counters.keyframes_sent),
+            keyframe_requests_received: total(&counters.keyframe_requests_received),
+            plis_sent: total(&counters.plis_sent),
+            frames_decoded: cur.frames_decoded,
+            keyframes_decoded: total(&counters.keyframes_decoded),
+            frames_lost: total(&counters.frames_lost),
+            audio_packets_in: total(&counters.audio_packets_received),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! It speaks exactly what a page written for MDN's guide speaks: it offers the `json` subprotocol,
 //! waits for `id`, answers with `username` (name, id, date), and then sends and receives [`Message`]s.
 
-use super::protocol::Message;
+use super::protocol::{now_ms, Message};
 use super::tls;
 use futures_util::{SinkExt, StreamExt};
 use std::path::PathBuf;
@@ -196,12 +196,4 @@ async fn session(
             }
         }
     }
-}
-
-/// Milliseconds since the Unix epoch, as browsers put in `date`.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -204,6 +204,14 @@ pub enum Message {
     },
 }
 
+/// Milliseconds since the Unix epoch, as browsers' `Date.now()` puts in `id` and `date`.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 impl Message {
     /// The JSON text of this message.
     pub fn to_json(&self) -> String {

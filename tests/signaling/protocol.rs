@@ -1,6 +1,6 @@
 //! Every protocol rule of DESIGN.md §4, as MDN's webrtc-from-chat page would exercise it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -10,10 +10,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::support::{connect, login, users, TestServer, WAIT};
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as u64
-}
+use peercall::signaling::protocol::now_ms;
 
 fn names(list: &[&str]) -> Vec<Option<String>> {
     list.iter().map(|n| Some((*n).to_owned())).collect()

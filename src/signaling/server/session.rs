@@ -4,7 +4,7 @@
 //! others to theirs, so every byte a client receives is written by its own connection task.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -13,7 +13,7 @@ use super::message::{parse, strip_tags, ClientMessage, Rejection};
 use super::outbox::Outbox;
 use super::room::{ConnId, Room, UnknownTarget};
 use super::Limits;
-use crate::signaling::protocol::{reason, Message};
+use crate::signaling::protocol::{now_ms, reason, Message};
 use crate::signaling::turn::TurnConfig;
 
 /// The rate limit's decision on one incoming frame.
@@ -153,9 +153,4 @@ impl Session {
             Message::Error { reason: rejection.reason.to_owned(), text: Some(rejection.text.clone()) };
         self.outbox.push(error.to_json().into());
     }
-}
-
-/// Milliseconds since the epoch, as browsers' `Date.now()`.
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
