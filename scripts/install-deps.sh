@@ -18,6 +18,8 @@ if [[ "${1:-build}" == "test" ]]; then
   want+=(chromium)
   # The TURN test: coturn on loopback with use-auth-secret.
   want+=(coturn)
+  # The cluster tests: signaling nodes sharing a real Redis on loopback.
+  want+=(redis-server)
   # The network tests: packet loss by nftables rules inside network namespaces.
   want+=(nftables iproute2)
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

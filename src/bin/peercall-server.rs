@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use peercall::signaling::server::{raise_open_files_limit, Limits, Server, ServerConfig};
+use peercall::signaling::server::{raise_open_files_limit, ClusterConfig, Limits, Server, ServerConfig};
 use peercall::signaling::tls;
 use peercall::signaling::turn::TurnConfig;
 use tokio::signal::unix::{signal, SignalKind};
@@ -15,7 +15,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Peercall's signaling server: WebSocket, JSON messages as in MDN's "Signaling and video calling"
 /// guide. The URL path names the room: ws://HOST:6503/ is the lobby, ws://HOST:6503/team-a another
-/// room. With --tls-cert/--tls-key the same is served as wss:// and https://. GET /healthz answers 200.
+/// room. With --tls-cert/--tls-key the same is served as wss:// and https://. With --redis several
+/// servers share users and rooms. GET /healthz answers 200.
 /// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
@@ -67,6 +68,14 @@ struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert", env = "PEERCALL_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// Join a cluster: several nodes behind one address share users and rooms through this Redis,
+    /// e.g. redis://10.0.0.5:6379. Without it the server is one node and needs no Redis.
+    #[arg(long, value_name = "URL", env = "PEERCALL_REDIS")]
+    redis: Option<String>,
+    /// Seconds after its last heartbeat that a silent node counts as dead (its users leave, their
+    /// call partners get hang-up). Heartbeats go every third of this.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, requires = "redis")]
+    node_ttl: f64,
 }
 
 impl Args {
@@ -75,6 +84,16 @@ impl Args {
             .ok()
             .filter(|d| !d.is_zero())
             .context("--ping-interval must be a positive number of seconds")?;
+        let cluster = match &self.redis {
+            Some(url) => {
+                let node_ttl = Duration::try_from_secs_f64(self.node_ttl)
+                    .ok()
+                    .filter(|d| *d >= Duration::from_millis(300))
+                    .context("--node-ttl must be at least 0.3 seconds")?;
+                Some(ClusterConfig { heartbeat: node_ttl / 3, node_ttl, ..ClusterConfig::new(url.as_str()) })
+            }
+            None => None,
+        };
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
             _ => None,
@@ -101,6 +120,7 @@ impl Args {
                 })
             }),
             tls,
+            cluster,
         })
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! One test binary, one module per area (`cargo test --test signaling`).
 
+mod cluster;
 mod hardening;
 mod protocol;
 mod randomized;

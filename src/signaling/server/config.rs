@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::ClusterConfig;
 use crate::signaling::turn::TurnConfig;
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub struct ServerConfig {
     /// Serve wss (and https for `/healthz` and the page) with this certificate; plain ws when `None`.
     /// Build it from PEM files with [`crate::signaling::tls::server_config`].
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Share users and rooms with other nodes through Redis; one node on its own when `None`.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Per-client limits. Each one protects the server and the other clients from one client.
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             turn: None,
             tls: None,
+            cluster: None,
         }
     }
 }

@@ -135,7 +135,7 @@ where
                 match frame {
                     None => return End::Gone,
                     Some(Ok(WsMessage::Text(text))) => match session.admit(Instant::now()) {
-                        Admission::Admit => session.on_text(&text),
+                        Admission::Admit => session.on_text(&text).await,
                         Admission::Drop => {}
                         Admission::Flooding => return End::Flooding,
                     },

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use super::cluster::Health;
 use super::{upgrade, Shared};
 
 /// The server's routes.
@@ -19,9 +20,18 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new().route("/healthz", get(healthz)).fallback(room).with_state(shared)
 }
 
-/// Liveness for load balancers and scripts.
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Liveness for load balancers and scripts. A node cut off from its cluster's Redis still
+/// answers 200 (it serves its own clients) and says so.
+async fn healthz(State(shared): State<Arc<Shared>>) -> String {
+    match shared.rooms.directory().health() {
+        Health::Single => "ok\n".into(),
+        Health::Joined { node } => format!("ok\ncluster: joined (node {node}, redis up)\n"),
+        Health::Detached { node } => {
+            format!(
+                "ok\ncluster: detached (node {node}, redis unreachable: serving this node's clients only)\n"
+            )
+        }
+    }
 }
 
 /// Every other path: the WebSocket endpoint of the room the path names.

@@ -8,6 +8,8 @@
 //! - `session`: one client's protocol state; `message`: parsing and relaying without JSON trees.
 //! - `room`: rooms, names, calls, userlist coalescing; `outbox`: the bounded per-client queue;
 //!   `limits`: rate limit and name rules.
+//! - `cluster`: the directory behind the rooms: in-process for one node, Redis for several
+//!   ([`ServerConfig::cluster`]).
 //!
 //! # Embedding
 //! ```no_run
@@ -24,6 +26,7 @@
 //! channel and closes with 1001 "going away", and [`Server::run`] returns once each connection task
 //! has dropped its guard (or after [`SHUTDOWN_GRACE`]).
 
+mod cluster;
 mod config;
 mod connection;
 mod http;
@@ -53,6 +56,8 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+pub use cluster::{ClusterConfig, ClusterError};
+use cluster::{Directory, Link};
 pub use config::{Limits, ServerConfig};
 use room::Rooms;
 
@@ -73,6 +78,9 @@ pub enum ServerError {
         /// What the OS said.
         source: io::Error,
     },
+    /// The cluster's Redis is unreachable or its URL is wrong.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     /// The server task panicked or was cancelled.
     #[error("the server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -82,7 +90,7 @@ pub enum ServerError {
 #[derive(Debug)]
 struct Shared {
     config: Arc<ServerConfig>,
-    rooms: Rooms,
+    rooms: Arc<Rooms>,
     next_id: AtomicU64,
     /// Turns `true` when the server shuts down.
     shutdown: watch::Receiver<bool>,
@@ -121,8 +129,13 @@ pub struct ServerHandle {
 }
 
 impl Server {
-    /// Binds the listen address. Nothing is served until [`Server::run`] or [`Server::spawn`].
+    /// Binds the listen address, and joins the cluster if the config names one (an unreachable
+    /// Redis is an error). Nothing is served until [`Server::run`] or [`Server::spawn`].
     pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
+        let cluster = match &config.cluster {
+            Some(cluster) => Some(Link::connect(cluster.clone()).await?),
+            None => None,
+        };
         let listener =
             listen(config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let local_addr =
@@ -131,12 +144,16 @@ impl Server {
         let config = Arc::new(config);
         let start_ms =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
-        let shared = Arc::new(Shared {
-            rooms: Rooms::new(Arc::clone(&config)),
-            config,
-            next_id: AtomicU64::new(start_ms),
-            shutdown,
-        });
+        let directory = match &cluster {
+            Some((link, _)) => Directory::Redis(Arc::clone(link)),
+            None => Directory::InProcess,
+        };
+        let rooms = Arc::new(Rooms::new(Arc::clone(&config), directory));
+        if let Some((_, task)) = cluster {
+            // The link lives as long as the rooms; when the server is gone it leaves the cluster.
+            task.start(Arc::downgrade(&rooms)).await?;
+        }
+        let shared = Arc::new(Shared { rooms, config, next_id: AtomicU64::new(start_ms), shutdown });
         Ok(Self { listener, local_addr, shared, shutdown_tx })
     }
 

@@ -3,13 +3,19 @@
 //! The registry maps a room's name to its [`Room`]; it is locked only on join and leave. Each room
 //! has its own lock, taken on the hot path (relay) for a map lookup and a queue push. Lock order:
 //! registry, then room, then a client's [`Outbox`].
+//!
+//! A room holds this node's clients (members, with their outboxes) and, in a cluster, the other
+//! nodes' named clients as the [`Directory`] last read them. A name routes to either; the routing
+//! code is the same for one node and for many.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::cluster::wire::Envelope;
+use super::cluster::{Directory, NodeId};
 use super::message::RelayKind;
 use super::outbox::Outbox;
 use super::ServerConfig;
@@ -34,6 +40,7 @@ pub(super) struct UnknownTarget;
 pub(super) struct Rooms {
     rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
     config: Arc<ServerConfig>,
+    directory: Directory,
 }
 
 /// One room: its members in join order, their names and their calls.
@@ -41,17 +48,40 @@ pub(super) struct Rooms {
 pub(super) struct Room {
     name: Arc<str>,
     config: Arc<ServerConfig>,
+    directory: Directory,
     state: Mutex<RoomState>,
 }
 
 #[derive(Debug, Default)]
 struct RoomState {
+    /// This node's clients.
     members: BTreeMap<ConnId, Member>,
-    names: HashMap<Arc<str>, ConnId>,
+    /// Every name in the room, this node's and the other nodes'.
+    names: HashMap<Arc<str>, Route>,
+    /// The other nodes' named clients, by connection id (join order) and node.
+    remote: BTreeMap<(ConnId, NodeId), Arc<str>>,
     /// The number the next taken name gets appended (the MDN sample's `appendToMakeUnique`).
     suffix: u64,
     /// A userlist broadcast is already on its way.
     userlist_scheduled: bool,
+}
+
+/// Where a name lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Local(ConnId),
+    Remote(NodeId),
+}
+
+/// The other end of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Peer {
+    Local(ConnId),
+    /// A client on another node, addressed by name through its node.
+    Remote {
+        node: NodeId,
+        name: Arc<str>,
+    },
 }
 
 #[derive(Debug)]
@@ -59,7 +89,18 @@ struct Member {
     name: Option<Arc<str>>,
     outbox: Arc<Outbox>,
     /// Peers this member exchanged an offer or answer with, until one hangs up.
-    partners: Vec<ConnId>,
+    partners: Vec<Peer>,
+}
+
+/// A room's name and this node's named clients in it (id, name).
+pub(super) type RoomSnapshot = (Arc<str>, Vec<(ConnId, Arc<str>)>);
+
+/// A named client on another node, as the directory lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RemoteMember {
+    pub node: NodeId,
+    pub conn: ConnId,
+    pub name: Arc<str>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,37 +109,45 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Rooms {
-    pub(super) fn new(config: Arc<ServerConfig>) -> Self {
-        Self { rooms: Mutex::default(), config }
+    pub(super) fn new(config: Arc<ServerConfig>, directory: Directory) -> Self {
+        Self { rooms: Mutex::default(), config, directory }
+    }
+
+    pub(super) fn directory(&self) -> &Directory {
+        &self.directory
     }
 
     /// Adds a connection (without a name yet) to the room, creating the room if needed.
     pub(super) fn join(&self, room: &str, id: ConnId, outbox: Arc<Outbox>) -> Result<Arc<Room>, RoomFull> {
         let mut rooms = lock(&self.rooms);
-        let room = match rooms.get(room) {
-            Some(existing) => Arc::clone(existing),
+        let (room, created) = match rooms.get(room) {
+            Some(existing) => (Arc::clone(existing), false),
             None => {
                 let name: Arc<str> = Arc::from(room);
                 let created = Arc::new(Room {
                     name: Arc::clone(&name),
                     config: Arc::clone(&self.config),
+                    directory: self.directory.clone(),
                     state: Mutex::default(),
                 });
                 rooms.insert(name, Arc::clone(&created));
-                created
+                (created, true)
             }
         };
         let mut state = lock(&room.state);
-        if self.config.room_cap.is_some_and(|cap| state.members.len() >= cap) {
-            let empty = state.members.is_empty();
+        // The cap counts this node's clients: another node's count is not known at this instant.
+        if self.config.room_cap.is_some_and(|cap| state.members.len() + state.remote.len() >= cap) {
             drop(state);
-            if empty {
+            if created {
                 rooms.remove(room.name());
             }
             return Err(RoomFull);
         }
         state.members.insert(id, Member { name: None, outbox, partners: Vec::new() });
         drop(state);
+        if created {
+            self.directory.room_opened(room.name());
+        }
         Ok(room)
     }
 
@@ -110,15 +159,144 @@ impl Rooms {
         let Some(member) = state.members.remove(&id) else { return };
         if let Some(name) = &member.name {
             state.names.remove(name);
+            self.directory.announce(room.name(), id, None);
+            self.directory.release(room.name(), name, id);
         }
-        state.end_calls(id, member.name.as_deref(), member.partners);
+        room.end_calls(&mut state, id, member.name.as_deref(), member.partners);
         if state.members.is_empty() {
             if rooms.get(room.name()).is_some_and(|current| Arc::ptr_eq(current, room)) {
                 rooms.remove(room.name());
+                self.directory.room_closed(room.name());
             }
         } else {
             room.schedule_userlist(&mut state);
         }
+    }
+
+    fn get(&self, room: &str) -> Option<Arc<Room>> {
+        lock(&self.rooms).get(room).cloned()
+    }
+
+    /// Every room with clients on this node.
+    fn all(&self) -> Vec<Arc<Room>> {
+        lock(&self.rooms).values().cloned().collect()
+    }
+
+    /// A message relayed by another node to one of this node's clients.
+    pub(super) fn deliver(&self, envelope: Envelope) {
+        let Some(room) = self.get(&envelope.room) else { return };
+        let mut state = lock(&room.state);
+        let Some(&Route::Local(to)) = state.names.get(envelope.to.as_str()) else { return };
+        let from = Peer::Remote { node: NodeId::from(envelope.from_node), name: Arc::from(envelope.from) };
+        match envelope.kind {
+            RelayKind::Offer | RelayKind::Answer => state.link(to, from),
+            RelayKind::HangUp => state.unlink(to, &from),
+            RelayKind::Candidate => {}
+        }
+        if let Some(member) = state.members.get(&to) {
+            member.outbox.push(envelope.payload.into());
+        }
+    }
+
+    /// A chat message from a client on another node.
+    pub(super) fn deliver_chat(&self, room: &str, payload: Utf8Bytes) {
+        if let Some(room) = self.get(room) {
+            room.broadcast_local(&payload);
+        }
+    }
+
+    /// Replaces what the room knows of the other nodes' clients with the directory's current list.
+    pub(super) fn set_remote(&self, room: &str, members: Vec<RemoteMember>) {
+        let Some(room) = self.get(room) else { return };
+        let mut state = lock(&room.state);
+        let remote: BTreeMap<(ConnId, NodeId), Arc<str>> =
+            members.into_iter().map(|m| ((m.conn, m.node), m.name)).collect();
+        if remote == state.remote {
+            return;
+        }
+        state.names.retain(|_, route| matches!(route, Route::Local(_)));
+        for ((_, node), name) in &remote {
+            // A name held here wins: two holders only happen after a Redis outage, and this
+            // node's client is the one it can reach.
+            state.names.entry(Arc::clone(name)).or_insert_with(|| Route::Remote(Arc::clone(node)));
+        }
+        state.remote = remote;
+        room.schedule_userlist(&mut state);
+    }
+
+    /// Another node died: its clients leave every room and their call partners here get `hang-up`.
+    pub(super) fn node_gone(&self, node: &str) {
+        for room in self.all() {
+            let mut state = lock(&room.state);
+            let before = state.remote.len();
+            state.remote.retain(|(_, holder), _| &**holder != node);
+            state.names.retain(|_, route| !matches!(route, Route::Remote(holder) if &**holder == node));
+            let mut hang_ups = Vec::new();
+            for (&id, member) in &mut state.members {
+                member.partners.retain(|peer| match peer {
+                    Peer::Remote { node: holder, name } if &**holder == node => {
+                        hang_ups.push((id, Arc::clone(name)));
+                        false
+                    }
+                    _ => true,
+                });
+            }
+            for (id, gone) in hang_ups {
+                if let Some(member) = state.members.get(&id) {
+                    member.push_hang_up(&gone);
+                }
+            }
+            if state.remote.len() != before {
+                room.schedule_userlist(&mut state);
+            }
+        }
+    }
+
+    /// Redis is unreachable: the other nodes' clients can't be reached, so they leave the user
+    /// lists until the node rejoins. Calls keep their partners: media flows peer to peer.
+    pub(super) fn forget_remote(&self) {
+        for room in self.all() {
+            let mut state = lock(&room.state);
+            if state.remote.is_empty() {
+                continue;
+            }
+            state.remote.clear();
+            state.names.retain(|_, route| matches!(route, Route::Local(_)));
+            room.schedule_userlist(&mut state);
+        }
+    }
+
+    /// This node's rooms and their named clients: what a node publishes when it (re)joins.
+    pub(super) fn snapshot(&self) -> Vec<RoomSnapshot> {
+        self.all()
+            .into_iter()
+            .map(|room| {
+                let state = lock(&room.state);
+                let named = state
+                    .members
+                    .iter()
+                    .filter_map(|(&id, m)| Some((id, Arc::clone(m.name.as_ref()?))))
+                    .collect();
+                (Arc::clone(&room.name), named)
+            })
+            .collect()
+    }
+
+    /// Every other node this node's rooms refer to (their clients, or call partners).
+    pub(super) fn remote_nodes(&self) -> HashSet<NodeId> {
+        let mut nodes = HashSet::new();
+        for room in self.all() {
+            let state = lock(&room.state);
+            nodes.extend(state.remote.keys().map(|(_, node)| Arc::clone(node)));
+            for member in state.members.values() {
+                for peer in &member.partners {
+                    if let Peer::Remote { node, .. } = peer {
+                        nodes.insert(Arc::clone(node));
+                    }
+                }
+            }
+        }
+        nodes
     }
 }
 
@@ -131,63 +309,126 @@ impl Room {
     /// Registers `wanted` for connection `id`, or a free variant of it (`wanted` + a number, as the
     /// sample does). Returns the name given and whether it differs from `wanted`.
     /// A change of name ends the connection's calls, as its peers address it by the old name.
-    pub(super) fn register(self: &Arc<Self>, id: ConnId, wanted: &str) -> Option<(Arc<str>, bool)> {
+    pub(super) async fn register(self: &Arc<Self>, id: ConnId, wanted: &str) -> Option<(Arc<str>, bool)> {
+        {
+            let state = lock(&self.state);
+            let current = state.members.get(&id)?.name.clone();
+            if current.as_deref() == Some(wanted) {
+                return current.map(|name| (name, false));
+            }
+        }
+        // Across nodes the directory decides, atomically; alone (or cut off from Redis) the room does.
+        let claimed = self.directory.claim(&self.name, wanted, id).await;
         let mut guard = lock(&self.state);
         let state = &mut *guard;
-        let current = state.members.get(&id)?.name.clone();
-        if current.as_deref() == Some(wanted) {
-            return current.map(|name| (name, false));
-        }
-        let taken =
-            |names: &HashMap<Arc<str>, ConnId>, name: &str| names.get(name).is_some_and(|&owner| owner != id);
-        let mut name = wanted.to_owned();
-        while taken(&state.names, &name) {
-            state.suffix += 1;
-            name = format!("{wanted}{}", state.suffix);
-        }
+        let Some(current) = state.members.get(&id).map(|m| m.name.clone()) else {
+            // The client left while the claim was on its way.
+            if let Some(name) = claimed {
+                self.directory.release(&self.name, &name, id);
+            }
+            return None;
+        };
+        let free = |state: &RoomState, name: &str| match state.names.get(name) {
+            None => true,
+            Some(Route::Local(owner)) => *owner == id,
+            // The directory just gave us this name: whoever held it on another node is gone.
+            Some(Route::Remote(_)) => claimed.as_deref() == Some(name),
+        };
+        let name = match claimed {
+            Some(name) if free(state, &name) => name,
+            _ => {
+                let mut name = wanted.to_owned();
+                while !free(state, &name) {
+                    state.suffix += 1;
+                    name = format!("{wanted}{}", state.suffix);
+                }
+                name
+            }
+        };
         let renamed = name != wanted;
         let name: Arc<str> = Arc::from(name);
         if let Some(old) = &current {
             state.names.remove(old);
+            self.directory.release(&self.name, old, id);
         }
         let partners =
             state.members.get_mut(&id).map(|m| std::mem::take(&mut m.partners)).unwrap_or_default();
-        state.end_calls(id, current.as_deref(), partners);
-        state.names.insert(Arc::clone(&name), id);
+        self.end_calls(state, id, current.as_deref(), partners);
+        state.names.insert(Arc::clone(&name), Route::Local(id));
         if let Some(member) = state.members.get_mut(&id) {
             member.name = Some(Arc::clone(&name));
         }
+        self.directory.announce(&self.name, id, Some(&name));
         self.schedule_userlist(state);
         Some((name, renamed))
     }
 
-    /// Queues `payload` for the member named `target`, and keeps the call bookkeeping.
+    /// Queues `payload` for the member named `target`, here or on its node, and keeps the call
+    /// bookkeeping. `from_name` is the sender's registered name.
     pub(super) fn relay(
         &self,
         from: ConnId,
+        from_name: &str,
         kind: RelayKind,
         target: &str,
         payload: Utf8Bytes,
     ) -> Result<(), UnknownTarget> {
         let mut guard = lock(&self.state);
         let state = &mut *guard;
-        let &to = state.names.get(target).ok_or(UnknownTarget)?;
+        let route = state.names.get(target).ok_or(UnknownTarget)?.clone();
+        let peer = match &route {
+            Route::Local(to) => Peer::Local(*to),
+            Route::Remote(node) => Peer::Remote { node: Arc::clone(node), name: Arc::from(target) },
+        };
         match kind {
-            RelayKind::Offer | RelayKind::Answer => state.link(from, to),
-            RelayKind::HangUp => state.unlink(from, to),
+            RelayKind::Offer | RelayKind::Answer => state.link(from, peer.clone()),
+            RelayKind::HangUp => state.unlink(from, &peer),
             RelayKind::Candidate => {}
         }
-        if let Some(member) = state.members.get(&to) {
-            member.outbox.push(payload);
+        match route {
+            Route::Local(to) => {
+                if let Some(member) = state.members.get(&to) {
+                    member.outbox.push(payload);
+                }
+            }
+            Route::Remote(node) => {
+                self.directory.forward(&node, kind, &self.name, target, from_name, &payload)
+            }
         }
         Ok(())
     }
 
-    /// Queues `payload` for every connection in the room, the sender included (as the sample does).
+    /// Queues `payload` for every connection in the room on every node, the sender included (as
+    /// the sample does).
     pub(super) fn broadcast(&self, payload: &Utf8Bytes) {
+        self.broadcast_local(payload);
+        self.directory.publish_chat(&self.name, payload);
+    }
+
+    fn broadcast_local(&self, payload: &Utf8Bytes) {
         let state = lock(&self.state);
         for member in state.members.values() {
             member.outbox.push(payload.clone());
+        }
+    }
+
+    /// Tells each of `partners` that `gone` (known as `gone_name`) hung up, and forgets the calls.
+    fn end_calls(&self, state: &mut RoomState, gone: ConnId, gone_name: Option<&str>, partners: Vec<Peer>) {
+        for peer in partners {
+            match peer {
+                Peer::Local(peer) => {
+                    let Some(member) = state.members.get_mut(&peer) else { continue };
+                    member.partners.retain(|p| *p != Peer::Local(gone));
+                    if let Some(name) = gone_name {
+                        member.push_hang_up(name);
+                    }
+                }
+                Peer::Remote { node, name: target } => {
+                    let Some(name) = gone_name else { continue };
+                    let hang_up = hang_up_json(name, &target);
+                    self.directory.forward(&node, RelayKind::HangUp, &self.name, &target, name, &hang_up);
+                }
+            }
         }
     }
 
@@ -197,7 +438,7 @@ impl Room {
             return;
         }
         state.userlist_scheduled = true;
-        let delay = self.config.userlist_delay_for(state.members.len());
+        let delay = self.config.userlist_delay_for(state.members.len() + state.remote.len());
         let room = Arc::clone(self);
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -215,8 +456,12 @@ impl Room {
         }
         let mut state = lock(&self.state);
         state.userlist_scheduled = false;
-        let list =
-            UserList { kind: "userlist", users: state.members.values().map(|m| m.name.as_deref()).collect() };
+        // Join order across nodes, as near as ids tell it: each node's ids count up from its start.
+        let mut entries: Vec<(ConnId, Option<&str>)> =
+            state.members.iter().map(|(&id, m)| (id, m.name.as_deref())).collect();
+        entries.extend(state.remote.iter().map(|(&(id, _), name)| (id, Some(&**name))));
+        entries.sort_by_key(|&(id, _)| id);
+        let list = UserList { kind: "userlist", users: entries.into_iter().map(|(_, name)| name).collect() };
         let Ok(json) = serde_json::to_string(&list) else { return };
         let json = Utf8Bytes::from(json);
         for member in state.members.values() {
@@ -225,41 +470,56 @@ impl Room {
     }
 }
 
+impl Member {
+    /// Tells this member that `gone` hung up because it disconnected.
+    fn push_hang_up(&self, gone: &str) {
+        if let Some(target) = &self.name {
+            self.outbox.push(hang_up_json(gone, target).into());
+        }
+    }
+}
+
+fn hang_up_json(from: &str, target: &str) -> String {
+    Message::HangUp {
+        name: from.to_owned(),
+        target: target.to_owned(),
+        reason: Some(HANGUP_REASON_DISCONNECTED.to_owned()),
+    }
+    .to_json()
+}
+
 impl RoomState {
-    fn link(&mut self, a: ConnId, b: ConnId) {
-        if a == b {
+    /// Records a call between local member `me` and `peer` (both ways when `peer` is local too).
+    fn link(&mut self, me: ConnId, peer: Peer) {
+        if peer == Peer::Local(me) {
             return;
         }
-        for (me, peer) in [(a, b), (b, a)] {
-            if let Some(member) = self.members.get_mut(&me) {
-                if !member.partners.contains(&peer) && member.partners.len() < MAX_PARTNERS {
-                    member.partners.push(peer);
-                }
+        if let Peer::Local(other) = peer {
+            if let Some(member) = self.members.get_mut(&other) {
+                member.add_partner(Peer::Local(me));
             }
+        }
+        if let Some(member) = self.members.get_mut(&me) {
+            member.add_partner(peer);
         }
     }
 
-    fn unlink(&mut self, a: ConnId, b: ConnId) {
-        for (me, peer) in [(a, b), (b, a)] {
-            if let Some(member) = self.members.get_mut(&me) {
-                member.partners.retain(|&p| p != peer);
+    fn unlink(&mut self, me: ConnId, peer: &Peer) {
+        if let Peer::Local(other) = peer {
+            if let Some(member) = self.members.get_mut(other) {
+                member.partners.retain(|p| *p != Peer::Local(me));
             }
         }
+        if let Some(member) = self.members.get_mut(&me) {
+            member.partners.retain(|p| p != peer);
+        }
     }
+}
 
-    /// Tells each of `partners` that `gone` (known as `gone_name`) hung up, and forgets the calls.
-    fn end_calls(&mut self, gone: ConnId, gone_name: Option<&str>, partners: Vec<ConnId>) {
-        for peer in partners {
-            let Some(member) = self.members.get_mut(&peer) else { continue };
-            member.partners.retain(|&p| p != gone);
-            if let (Some(name), Some(target)) = (gone_name, &member.name) {
-                let hang_up = Message::HangUp {
-                    name: name.to_owned(),
-                    target: target.to_string(),
-                    reason: Some(HANGUP_REASON_DISCONNECTED.to_owned()),
-                };
-                member.outbox.push(hang_up.to_json().into());
-            }
+impl Member {
+    fn add_partner(&mut self, peer: Peer) {
+        if !self.partners.contains(&peer) && self.partners.len() < MAX_PARTNERS {
+            self.partners.push(peer);
         }
     }
 }

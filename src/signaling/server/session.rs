@@ -88,8 +88,8 @@ impl Session {
     }
 
     /// Handles one text message (already admitted by the rate limit).
-    pub(super) fn on_text(&mut self, text: &str) {
-        if let Err(rejection) = self.dispatch(text) {
+    pub(super) async fn on_text(&mut self, text: &str) {
+        if let Err(rejection) = self.dispatch(text).await {
             self.reply_error(&rejection);
         }
     }
@@ -99,9 +99,9 @@ impl Session {
         self.reply_error(&Rejection::new(reason::BINARY, "send JSON text frames, not binary ones"));
     }
 
-    fn dispatch(&mut self, text: &str) -> Result<(), Rejection> {
+    async fn dispatch(&mut self, text: &str) -> Result<(), Rejection> {
         match parse(text)? {
-            ClientMessage::Username { name } => self.register(&name),
+            ClientMessage::Username { name } => self.register(&name).await,
             ClientMessage::Chat { text } => {
                 let name = self.logged_in_name()?;
                 let chat = Message::Chat {
@@ -116,7 +116,7 @@ impl Session {
             ClientMessage::Relay { kind, target, fields } => {
                 let name = self.logged_in_name()?;
                 let payload = Utf8Bytes::from(fields.to_json_with_name(name));
-                self.room.relay(self.id, kind, &target, payload).map_err(|UnknownTarget| {
+                self.room.relay(self.id, name, kind, &target, payload).map_err(|UnknownTarget| {
                     let shown: String = target.chars().take(80).collect();
                     Rejection::new(reason::UNKNOWN_TARGET, format!("no user named {shown:?} in this room"))
                 })
@@ -124,9 +124,9 @@ impl Session {
         }
     }
 
-    fn register(&mut self, wanted: &str) -> Result<(), Rejection> {
+    async fn register(&mut self, wanted: &str) -> Result<(), Rejection> {
         check_name(wanted, self.max_name_chars).map_err(|why| Rejection::new(reason::BAD_NAME, why))?;
-        let Some((name, renamed)) = self.room.register(self.id, wanted) else { return Ok(()) };
+        let Some((name, renamed)) = self.room.register(self.id, wanted).await else { return Ok(()) };
         if renamed {
             let reply = Message::RejectUsername { id: self.id, name: name.to_string() };
             self.outbox.push(reply.to_json().into());
