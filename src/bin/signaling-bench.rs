@@ -5,6 +5,10 @@
 //! pairs them (client 2k calls 2k+1) and relays `new-ice-candidate` messages carrying a send
 //! timestamp: first at a fixed rate (latency), then as fast as the server relays (throughput).
 //! With --tls-cert/--tls-key the server serves wss and the clients speak TLS (figures for wss).
+//! With --nodes 2 it starts two servers sharing one Redis (its own `redis-server`, or --redis):
+//! client k logs in on node k mod 2, so every relayed message crosses nodes.
+//! A last phase creates fresh rooms and joins a pair of clients to each (one per node), as the
+//! codelab's "room create-and-join requests" (--room-pairs).
 //! It prints figures and never fails on a timing.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -63,6 +67,18 @@ struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Server nodes to start; more than one share users and rooms through Redis.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    nodes: u8,
+    /// The Redis of a multi-node run; without it the bench starts its own redis-server.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// Fresh rooms to create and join with a pair of clients each, in the last phase (0: skip).
+    #[arg(long, default_value_t = 2000)]
+    room_pairs: usize,
+    /// Room pairs joining at once in that phase.
+    #[arg(long, default_value_t = 256)]
+    room_concurrency: usize,
 }
 
 type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
@@ -105,17 +121,31 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let mut child = None;
-    let addr = match args.server {
-        Some(addr) => addr,
+    let mut redis = None;
+    let mut children = Vec::new();
+    let addrs: Vec<SocketAddr> = match args.server {
+        Some(addr) => vec![addr],
         None => {
-            let server = ChildServer::start(&args).await?;
-            let addr = server.addr;
-            child = Some(server);
-            addr
+            let redis_url = match (&args.redis, args.nodes) {
+                (_, 1) => None,
+                (Some(url), _) => Some(url.clone()),
+                (None, _) => {
+                    let own = RedisChild::start().await?;
+                    let url = own.url();
+                    redis = Some(own);
+                    Some(url)
+                }
+            };
+            for _ in 0..args.nodes {
+                children.push(ChildServer::start(&args, redis_url.as_deref()).await?);
+            }
+            children.iter().map(|c| c.addr).collect()
         }
     };
-    let rss_idle = child.as_ref().and_then(|c| rss_kib(c.pid(), "VmRSS:"));
+    let pids: Vec<u32> = children.iter().map(ChildServer::pid).collect();
+    // CPU counts Redis too: in a cluster it does part of the relaying.
+    let cpu_pids: Vec<u32> = pids.iter().copied().chain(redis.as_ref().map(|r| r.child.id())).collect();
+    let rss_idle = rss_total(&pids, "VmRSS:");
     let bench = Arc::new(Bench {
         epoch: Instant::now(),
         clients: args.clients,
@@ -144,6 +174,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for index in 0..args.clients {
         let (bench, connecting, connector) = (Arc::clone(&bench), Arc::clone(&connecting), connector.clone());
         let source = source_address(index, args.source_addrs);
+        // Neighbours (who relay to each other) sit on different nodes.
+        let addr = addrs[index % addrs.len()];
         let url = format!("{scheme}://{addr}{}", args.room);
         logins.push(tokio::spawn(async move {
             let _permit = connecting.acquire().await;
@@ -161,13 +193,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     progress.abort();
     // Let the last writes settle before weighing the idle connections.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_logged_in = child.as_ref().and_then(|c| rss_kib(c.pid(), "VmRSS:"));
+    let rss_logged_in = rss_total(&pids, "VmRSS:");
 
     // Phase 2: a fixed rate, for latency.
     let measure = Duration::from_secs_f64(args.duration.max(0.5));
-    let pid = child.as_ref().map(ChildServer::pid);
     let pacer = tokio::spawn(pace(Arc::clone(&bench), args.rate));
-    let fixed = measure_phase(&bench, measure, pid).await;
+    let fixed = measure_phase(&bench, measure, &cpu_pids).await;
     pacer.abort();
     // Let in-flight messages land and pacer credits drain before the next phase.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -178,42 +209,166 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for credits in &bench.credits {
         credits.add_permits(window);
     }
-    let saturated = measure_phase(&bench, measure, pid).await;
-    let rss_peak = child.as_ref().and_then(|c| rss_kib(c.pid(), "VmHWM:"));
+    let saturated = measure_phase(&bench, measure, &cpu_pids).await;
+    let rss_peak = rss_total(&pids, "VmHWM:");
+    // Stop the relay traffic before the room phase.
+    bench.windowed.store(false, Ordering::Release);
+    for credits in &bench.credits {
+        credits.close();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Phase 4: fresh rooms, a pair of clients joining each.
+    let rooms = if args.room_pairs > 0 {
+        Some(
+            room_phase(&addrs, args.room_pairs, args.room_concurrency, args.source_addrs, connector.clone())
+                .await?,
+        )
+    } else {
+        None
+    };
 
     let n = args.clients;
+    let servers: Vec<String> = addrs.iter().map(|addr| format!("{scheme}://{addr}")).collect();
+    let cluster = match (&redis, &args.redis, addrs.len()) {
+        (_, _, 1) => String::new(),
+        (Some(own), _, _) => format!(" sharing {}", own.url()),
+        (None, Some(url), _) => format!(" sharing {url}"),
+        (None, None, _) => String::new(),
+    };
     println!(
-        "signaling-bench: {n} clients in room {:?}, {} load-generator threads, server {scheme}://{addr}",
-        args.room, args.threads
+        "signaling-bench: {n} clients in room {:?}, {} load-generator threads, {} node(s) {}{cluster}",
+        args.room,
+        args.threads,
+        addrs.len(),
+        servers.join(" ")
     );
     println!();
     println!("| figure | value |");
     println!("|---|---|");
     println!(
-        "| login of {n} users (connect, `username`, own name seen in a `userlist`) | {:.2} s (all connected after {:.2} s; every client holding the full list after {:.2} s) |",
+        "| login of {n} users (connect, `username`, own name seen in a `userlist`) | {:.2} s, {:.0} logins/s (all connected after {:.2} s; every client holding the full list after {:.2} s) |",
         login_time.as_secs_f64(),
+        n as f64 / login_time.as_secs_f64(),
         connected.as_secs_f64(),
         converged.as_secs_f64()
     );
     if let (Some(idle), Some(full)) = (rss_idle, rss_logged_in) {
         let per = (full.saturating_sub(idle)) as f64 * 1024.0 / n as f64;
-        println!("| server RSS per idle logged-in connection | {:.2} KiB ({:.1} MiB before logins, {:.1} MiB after) |", per / 1024.0, idle as f64 / 1024.0, full as f64 / 1024.0);
+        println!("| server RSS per idle logged-in connection (nodes) | {:.2} KiB ({:.1} MiB before logins, {:.1} MiB after) |", per / 1024.0, idle as f64 / 1024.0, full as f64 / 1024.0);
     }
     println!("| relayed at a fixed {} msg/s (delivered) | {:.0} msg/s |", args.rate, fixed.rate);
     println!("| relay latency at {} msg/s: p50 / p99 / max | {} |", args.rate, fixed.latency());
+    let cpu_of = if redis.is_some() { "server CPU (nodes and Redis)" } else { "server CPU" };
     if let Some(cpu) = fixed.server_cpu {
-        println!("| server CPU at {} msg/s | {cpu:.2} cores |", args.rate);
+        println!("| {cpu_of} at {} msg/s | {cpu:.2} cores |", args.rate);
     }
     println!("| relayed at saturation (window {window} per client) | {:.0} msg/s |", saturated.rate);
     println!("| relay latency at saturation: p50 / p99 / max | {} |", saturated.latency());
     if let Some(cpu) = saturated.server_cpu {
-        println!("| server CPU at saturation | {cpu:.2} cores |");
+        println!("| {cpu_of} at saturation | {cpu:.2} cores |");
     }
     if let Some(peak) = rss_peak {
-        println!("| server peak RSS (VmHWM) | {:.1} MiB |", peak as f64 / 1024.0);
+        println!("| server peak RSS (VmHWM, nodes) | {:.1} MiB |", peak as f64 / 1024.0);
     }
-    drop(child);
+    if let Some(rooms) = rooms {
+        println!(
+            "| fresh rooms created and joined by a pair ({} at once{}) | {:.0} rooms/s ({} rooms in {:.2} s) |",
+            args.room_concurrency,
+            if addrs.len() > 1 { ", the two on different nodes" } else { "" },
+            rooms.pairs as f64 / rooms.elapsed.as_secs_f64(),
+            rooms.pairs,
+            rooms.elapsed.as_secs_f64()
+        );
+        println!(
+            "| room join, connect to both seeing each other: p50 / p99 / max | {} |",
+            rooms.latency.latency()
+        );
+    }
+    drop(children);
+    drop(redis);
     Ok(())
+}
+
+/// What the room phase measured.
+struct RoomPhase {
+    pairs: usize,
+    elapsed: Duration,
+    /// Per pair, from the first connect to both clients holding both names.
+    latency: Phase,
+}
+
+/// Creates `pairs` fresh rooms, each joined by two clients (on different nodes when there are
+/// several), `concurrency` rooms at a time; a room counts once both clients list both names.
+async fn room_phase(
+    addrs: &[SocketAddr],
+    pairs: usize,
+    concurrency: usize,
+    source_addrs: u8,
+    connector: Option<Connector>,
+) -> anyhow::Result<RoomPhase> {
+    let scheme = if connector.is_some() { "wss" } else { "ws" };
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(pairs);
+    for room in 0..pairs {
+        let (gate, connector) = (Arc::clone(&gate), connector.clone());
+        let ends = [addrs[0], addrs[1 % addrs.len()]];
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await;
+            let begun = Instant::now();
+            let join = |end: usize| {
+                let url = format!("{scheme}://{}/pair-{room}", ends[end]);
+                let source = IpAddr::V4(Ipv4Addr::new(
+                    127,
+                    0,
+                    0,
+                    2 + ((room * 2 + end) % usize::from(source_addrs.max(1))) as u8,
+                ));
+                join_room(source, ends[end], url, ["a", "b"][end], connector.clone())
+            };
+            let (a, b) = tokio::try_join!(join(0), join(1))?;
+            let took = begun.elapsed();
+            drop((a, b));
+            anyhow::Ok(took)
+        }));
+    }
+    let mut latencies_us = Vec::with_capacity(pairs);
+    for task in tasks {
+        let took = tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .context("a room join took over 60 s")???;
+        latencies_us.push(took.as_micros().min(u128::from(u32::MAX)) as u32);
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    Ok(RoomPhase { pairs, elapsed, latency: Phase { rate: 0.0, latencies_us, server_cpu: None } })
+}
+
+/// One client of a room pair: connects, registers `name`, and returns once a userlist holds both
+/// `a` and `b`.
+async fn join_room(
+    source: IpAddr,
+    server: SocketAddr,
+    url: String,
+    name: &str,
+    connector: Option<Connector>,
+) -> anyhow::Result<WebSocketStream<MaybeTlsStream<TcpStream>>> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0)).with_context(|| format!("bind {source}"))?;
+    let tcp = socket.connect(server).await.with_context(|| format!("connect to {server}"))?;
+    tcp.set_nodelay(true)?;
+    let (mut ws, _) = tokio_tungstenite::client_async_tls_with_config(url, tcp, None, connector).await?;
+    ws.send(Message::text(format!(r#"{{"type":"username","name":"{name}"}}"#))).await?;
+    while let Some(message) = ws.next().await {
+        if let Message::Text(text) = message? {
+            if text.starts_with(r#"{"type":"userlist""#) && text.contains(r#""a""#) && text.contains(r#""b""#)
+            {
+                return Ok(ws);
+            }
+        }
+    }
+    bail!("{server} closed the room connection")
 }
 
 /// One client: connect from `source`, read the id, register `u<index>`, then read and send until the end.
@@ -407,18 +562,17 @@ impl Phase {
 }
 
 /// One second of warm-up, then `time` of counting deliveries and latencies.
-async fn measure_phase(bench: &Bench, time: Duration, server: Option<u32>) -> Phase {
+async fn measure_phase(bench: &Bench, time: Duration, servers: &[u32]) -> Phase {
     tokio::time::sleep(Duration::from_secs(1)).await;
     bench.received.store(0, Ordering::Relaxed);
     bench.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).clear();
     bench.recording.store(true, Ordering::Release);
-    let cpu_before = server.and_then(cpu_seconds);
+    let cpu_before = cpu_total(servers);
     let started = Instant::now();
     tokio::time::sleep(time).await;
     bench.recording.store(false, Ordering::Release);
     let elapsed = started.elapsed().as_secs_f64();
-    let server_cpu =
-        cpu_before.zip(server.and_then(cpu_seconds)).map(|(before, after)| (after - before) / elapsed);
+    let server_cpu = cpu_before.zip(cpu_total(servers)).map(|(before, after)| (after - before) / elapsed);
     let mut latencies_us = std::mem::take(&mut *bench.latencies_us.lock().unwrap_or_else(|p| p.into_inner()));
     latencies_us.sort_unstable();
     Phase { rate: bench.received.load(Ordering::Relaxed) as f64 / elapsed, latencies_us, server_cpu }
@@ -431,7 +585,7 @@ struct ChildServer {
 }
 
 impl ChildServer {
-    async fn start(args: &Args) -> anyhow::Result<Self> {
+    async fn start(args: &Args, redis: Option<&str>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?.with_file_name("peercall-server");
         if !exe.exists() {
             bail!("{} not found: build it too (cargo build --release --bin peercall-server)", exe.display());
@@ -441,6 +595,9 @@ impl ChildServer {
         let mut command = Command::new(&exe);
         if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
             command.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        if let Some(url) = redis {
+            command.args(["--redis", url]);
         }
         let child = command
             .args(["--listen", &addr.to_string()])
@@ -493,6 +650,59 @@ async fn healthy(addr: SocketAddr) -> bool {
     let mut response = Vec::new();
     let _ = tcp.read_to_end(&mut response).await;
     response.starts_with(b"HTTP/1.1 200")
+}
+
+/// `redis-server` on a free loopback port, without persistence, for a multi-node run.
+struct RedisChild {
+    child: Child,
+    port: u16,
+}
+
+impl RedisChild {
+    async fn start() -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start redis-server (Debian: apt-get install redis-server), or pass --redis")?;
+        let redis = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("redis-server did not open port {port} within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds of all `pids` together; `None` when there are none (an outside server).
+fn cpu_total(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| cpu_seconds(pid)).sum()
+}
+
+/// A `kB` figure of /proc/<pid>/status summed over `pids`; `None` when there are none.
+fn rss_total(pids: &[u32], field: &str) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| rss_kib(pid, field)).sum()
 }
 
 /// User plus system CPU seconds of a process, from /proc/<pid>/stat.
