@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::Script;
 use tokio::sync::mpsc;
@@ -428,27 +428,39 @@ async fn serve(
     loop {
         let result = tokio::select! {
             biased;
-            message = live.stream.next() => match message {
-                Some(message) => {
-                    let Some(rooms) = rooms.upgrade() else { return Ended::Closed };
-                    on_message(link, &rooms, &message, &mut stale);
-                    Ok(())
-                }
-                None => return Ended::Lost("the subscription connection closed".into()),
-            },
+            // First: no load may hold the heartbeat back past the TTL, or the others take us for dead.
+            _ = heartbeat.tick() => check_nodes(link, &mut live.conn, rooms, Instant::now() >= judge_from).await,
             count = ops.recv_many(&mut batch, BATCH) => {
                 if count == 0 {
                     return Ended::Closed;
                 }
                 send(link, live, &mut batch, &mut stale).await
             }
-            _ = heartbeat.tick() => check_nodes(link, &mut live.conn, rooms, Instant::now() >= judge_from).await,
+            message = live.stream.next() => {
+                let Some(rooms) = rooms.upgrade() else { return Ended::Closed };
+                let mut message = message;
+                // What has already arrived, up to a batch, before the queue gets its turn again.
+                for _ in 0..BATCH {
+                    match message {
+                        Some(received) => on_message(link, &rooms, &received, &mut stale),
+                        None => return Ended::Lost("the subscription connection closed".into()),
+                    }
+                    match live.stream.next().now_or_never() {
+                        Some(next) => message = next,
+                        None => break,
+                    }
+                }
+                Ok(())
+            }
             // Only when nothing else is ready: a burst of changes to a room costs one read.
             () = std::future::ready(()), if !stale.is_empty() => {
                 let Some(rooms) = rooms.upgrade() else { return Ended::Closed };
                 let mut result = Ok(());
                 for room in std::mem::take(&mut stale) {
-                    result = result.and(refresh(link, &mut live.conn, &rooms, &room).await);
+                    result = refresh(link, &mut live.conn, &rooms, &room).await;
+                    if result.is_err() {
+                        break;
+                    }
                 }
                 result
             }
