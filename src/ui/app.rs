@@ -110,7 +110,10 @@ impl PeercallApp {
             credential: s.credential.clone(),
         }));
         config.peer.relay_only = self.settings.relay_only || self.options.relay_only;
-        config.trusted_cert = self.options.trusted_cert.clone();
+        // The command line wins over the saved setting.
+        let saved =
+            Some(self.settings.trusted_cert.trim()).filter(|p| !p.is_empty()).map(std::path::PathBuf::from);
+        config.trusted_cert = self.options.trusted_cert.clone().or(saved);
         // Auto-answer is the window's business (it can change mid-session), not the engine's.
         config.auto_answer = false;
         let engine = {

@@ -1,4 +1,5 @@
-//! What the window remembers between runs (name, server, auto-answer, devices, ICE servers), kept as JSON in the
+//! What the window remembers between runs (name, server, auto-answer, devices, ICE servers, a
+//! certificate to trust for wss), kept as JSON in the
 //! platform's config dir (`~/.config/peercall/settings.json` on Linux).
 
 use crate::signaling::protocol::IceServer;
@@ -31,6 +32,9 @@ pub struct Settings {
     pub ice_servers: Vec<IceServer>,
     /// Send media through TURN relays only.
     pub relay_only: bool,
+    /// A PEM certificate to trust for a `wss://` server with a self-signed certificate (empty: only
+    /// the public CAs).
+    pub trusted_cert: String,
 }
 
 impl Default for Settings {
@@ -45,6 +49,7 @@ impl Default for Settings {
             speaker: None,
             ice_servers: Vec::new(),
             relay_only: false,
+            trusted_cert: String::new(),
         }
     }
 }
@@ -107,6 +112,7 @@ mod tests {
         assert_eq!(s.name, "ada");
         assert_eq!(s.server, Settings::default().server);
         assert!(!s.auto_answer);
+        assert_eq!(s.trusted_cert, "", "no certificate to trust unless one was saved");
     }
 
     #[test]
@@ -115,6 +121,7 @@ mod tests {
             name: "grace".into(),
             auto_answer: true,
             speaker: Some("hdmi".into()),
+            trusted_cert: "/etc/peercall/server.pem".into(),
             ..Default::default()
         };
         let back: Settings =

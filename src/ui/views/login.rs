@@ -32,6 +32,17 @@ pub fn show(ui: &mut egui::Ui, settings: &mut Settings, notice: Option<&str>, ou
                 );
                 enter |= server.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 ui.small("An address on this machine uses the server built into Peercall.");
+                if settings.server.trim_start().starts_with("wss://") {
+                    ui.add_space(8.0);
+                    ui.label("Certificate to trust (optional)");
+                    let cert = ui.add(
+                        egui::TextEdit::singleline(&mut settings.trusted_cert)
+                            .hint_text("/path/to/server-cert.pem")
+                            .desired_width(width),
+                    );
+                    enter |= cert.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                    ui.small("For a server with a self-signed certificate; public ones need nothing here.");
+                }
                 ui.add_space(8.0);
                 ui.checkbox(&mut settings.auto_answer, "Answer calls automatically");
                 ui.add_space(16.0);
