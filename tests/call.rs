@@ -206,7 +206,7 @@ async fn candidates_that_arrive_before_the_offer_still_connect() {
     // carol's peer connection: receives bob's video, sends nothing but an audio track (bob answers it).
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let settings = PeerSettings { bind_addrs: vec!["127.0.0.1:0".into()], ..Default::default() };
-    let pc = peer::build(&settings, 1, tx).await.expect("carol's peer connection");
+    let pc = peer::build(&settings, 1, tx, Default::default()).await.expect("carol's peer connection");
     let audio = peer::local_track(RtpCodecKind::Audio, peer::opus_codec(), "carol").expect("track");
     pc.add_track(audio as std::sync::Arc<dyn TrackLocal>).await.expect("add track");
     pc.add_transceiver_from_kind(RtpCodecKind::Video, None).await.expect("video transceiver");

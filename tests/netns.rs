@@ -69,6 +69,21 @@ impl Link {
         }
     }
 
+    /// Makes alice's side of the link a bottleneck of `kbps` (`None`: lifts it): a token-bucket
+    /// queue (`tc tbf`) holding up to about 300 ms, dropping what overflows it, as a slow uplink does.
+    fn set_cap(&self, kbps: Option<u32>) {
+        let dev = format!("va-{}", self.a.trim_start_matches("pca-"));
+        let _ = Command::new("ip")
+            .args(["netns", "exec", &self.a, "tc", "qdisc", "del", "dev", &dev, "root"])
+            .output();
+        if let Some(kbps) = kbps {
+            sh(&format!(
+                "ip netns exec {} tc qdisc add dev {dev} root tbf rate {kbps}kbit burst 4kb latency 300ms",
+                self.a
+            ));
+        }
+    }
+
     fn set_up(&self, up: bool) {
         let state = if up { "up" } else { "down" };
         let dev = format!("vb-{}", self.b.trim_start_matches("pcb-"));
@@ -172,6 +187,11 @@ fn parse_stats(line: &str) -> Option<Sample> {
 
 /// Starts the server and alice in `a`, bob (auto-answer) in `b`; alice calls bob.
 fn call_across(link: &Link) -> (Proc, Proc, Proc) {
+    call_across_with(link, &[])
+}
+
+/// [`call_across`], with more arguments for alice (the sender under test).
+fn call_across_with(link: &Link, alice_args: &[&str]) -> (Proc, Proc, Proc) {
     let server_addr = format!("{}:6503", link.ip_a);
     let url = format!("ws://{server_addr}/");
     let server = Proc::start(&link.a, env!("CARGO_BIN_EXE_peercall-server"), &["--listen", &server_addr]);
@@ -184,11 +204,10 @@ fn call_across(link: &Link) -> (Proc, Proc, Proc) {
     );
     bob.wait_for("logged in as bob", Duration::from_secs(10));
     let alice_bind = format!("{}:0", link.ip_a);
-    let alice = Proc::start(
-        &link.a,
-        env!("CARGO_BIN_EXE_peercall"),
-        &["--headless", "--name", "alice", "--call", "bob", "--server", &url, "--bind", &alice_bind],
-    );
+    let mut args =
+        vec!["--headless", "--name", "alice", "--call", "bob", "--server", &url, "--bind", &alice_bind];
+    args.extend_from_slice(alice_args);
+    let alice = Proc::start(&link.a, env!("CARGO_BIN_EXE_peercall"), &args);
     if !bob.wait_for_quietly("call: in call with alice", Duration::from_secs(15)) {
         panic!(
             "no call: bob {:?}\nalice {:?}",
@@ -248,6 +267,88 @@ fn calls_ride_out_packet_loss() {
     for (p, fps, freeze, share, kbps, target) in table {
         eprintln!("| {p}% | {fps:.1} | {freeze:.0} | {share:.1}% | {kbps:.0} | {target:.0} |");
     }
+}
+
+/// The sender's encoder targets over a window (kbit/s), from its stats lines.
+fn targets(alice: &Proc, from: Instant) -> Vec<f64> {
+    alice.lines_since(from).iter().filter_map(|l| number_before(l.split("(target ").nth(1)?, ")")).collect()
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 {
+        f64::NAN
+    } else {
+        sum / n as f64
+    }
+}
+
+/// A bottleneck below what the call sends (a token-bucket queue on the sender's link): the sender's
+/// encoder target falls (and the picture shrinks) until video flows through it again, and the target
+/// climbs back once the bottleneck is gone. Prints the figures.
+#[test]
+fn a_bottleneck_makes_the_sender_back_off_and_recover() {
+    if let Some(why) = unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let link = Link::new("cap", 43);
+    let (_server, alice, bob) = call_across_with(&link, &["--video", "1280x720@30"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let from = Instant::now();
+    std::thread::sleep(Duration::from_secs(5));
+    let free: Vec<Sample> = bob.lines_since(from).iter().filter_map(|l| parse_stats(l)).collect();
+    assert!(!free.is_empty(), "bob prints stats: {:?}", bob.lines_since(from));
+    let free_kbps = mean(free.iter().map(|s| s.kbps_in));
+    let free_target = targets(&alice, from).last().copied().expect("alice prints her encoder target");
+    // Room for 60 % of the video that flows freely, plus audio (Opus with its RTP/UDP/IP headers,
+    // about 50 kbit/s): real congestion, and still a rate 720p can be coded at.
+    let cap = (free_kbps * 0.6) as u32 + 50;
+    link.set_cap(Some(cap));
+    std::thread::sleep(Duration::from_secs(12));
+    let capped_from = Instant::now();
+    std::thread::sleep(Duration::from_secs(8));
+    let capped: Vec<Sample> = bob.lines_since(capped_from).iter().filter_map(|l| parse_stats(l)).collect();
+    let capped_targets = targets(&alice, capped_from);
+    assert!(
+        !capped.is_empty() && !capped_targets.is_empty(),
+        "stats under the bottleneck: {:?}",
+        bob.lines_since(capped_from)
+    );
+    let (fps, kbps) = (mean(capped.iter().map(|s| s.fps_in)), mean(capped.iter().map(|s| s.kbps_in)));
+    let freeze = capped.iter().map(|s| s.max_gap_ms).fold(0.0, f64::max);
+    let capped_target = mean(capped_targets.iter().copied());
+    assert!(
+        capped_target < free_target * 0.5,
+        "under a {cap} kbit/s bottleneck the sender backs off: target {capped_target:.0} kbit/s ({free_target:.0} before); alice: {:?}",
+        alice.lines_since(capped_from)
+    );
+    assert!(
+        fps > 5.0,
+        "video keeps arriving under the bottleneck: {fps:.1} fps; bob: {:?}\nalice: {:?}",
+        bob.lines_since(capped_from),
+        alice.lines_since(capped_from)
+    );
+
+    link.set_cap(None);
+    let lifted = Instant::now();
+    std::thread::sleep(Duration::from_secs(15));
+    let recovered = targets(&alice, lifted + Duration::from_secs(10)).into_iter().fold(0.0, f64::max);
+    assert!(
+        recovered > capped_target * 1.5,
+        "with the bottleneck gone the target climbs again: {recovered:.0} kbit/s against {capped_target:.0} under it"
+    );
+    eprintln!("\n| 720p30 call, alice → bob | free | {cap} kbit/s bottleneck (last 8 of 20 s) | 10–15 s after lifting it |");
+    eprintln!("|---|---|---|---|");
+    eprintln!(
+        "| sender's encoder target (kbit/s) | {free_target:.0} | {capped_target:.0} | {recovered:.0} |"
+    );
+    eprintln!("| received (kbit/s) | {free_kbps:.0} | {kbps:.0} | |");
+    eprintln!(
+        "| fps received / longest freeze | {:.1} / {:.0} ms | {fps:.1} / {freeze:.0} ms | |",
+        mean(free.iter().map(|s| s.fps_in)),
+        free.iter().map(|s| s.max_gap_ms).fold(0.0, f64::max)
+    );
 }
 
 /// The link goes down for 3 s and comes back: the call recovers (ICE restart from the caller when ICE

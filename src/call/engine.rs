@@ -533,7 +533,9 @@ impl Driver {
     async fn open_peer_connection(&self, call: &mut ActiveCall) -> Result<(), webrtc::error::Error> {
         let mut settings = self.config.peer.clone();
         settings.ice_servers.extend(self.server_ice_servers.iter().cloned());
-        let pc = peer::build(&settings, call.id, self.peer_tx.clone()).await?;
+        let pc =
+            peer::build(&settings, call.id, self.peer_tx.clone(), Arc::clone(&call.counters.loss_feedback))
+                .await?;
         call.pc = Some(pc.clone());
         let stream_id = peer::new_stream_id();
         let video = peer::local_track(RtpCodecKind::Video, peer::h264_codec(), &stream_id)?;
@@ -969,13 +971,6 @@ impl Driver {
                         }
                         RTCStatsReportEntry::InboundRtp(inbound) => {
                             stats.packets_lost += inbound.received_rtp_stream_stats.packets_lost;
-                        }
-                        RTCStatsReportEntry::RemoteInboundRtp(remote)
-                            if remote.received_rtp_stream_stats.rtp_stream_stats.kind
-                                == RtpCodecKind::Video =>
-                        {
-                            // The far side's receiver report on our video: what the bitrate follows.
-                            call.counters.loss_feedback.publish(remote.fraction_lost);
                         }
                         _ => {}
                     }

@@ -3,7 +3,7 @@
 //! them (one watch flag) when the call ends.
 
 use super::peer::asks_for_keyframe;
-use super::rate::BitrateController;
+use super::rate::{picture_scale, BitrateController};
 use super::stats::Counters;
 use crate::media::assembler::{Assembled, FrameAssembler};
 use crate::media::frame::{now_us, AudioChunk, I420Frame, RgbaFrame, AUDIO_FRAME_SAMPLES};
@@ -81,6 +81,12 @@ pub fn start_video_sender(
         let mut encoder: Option<H264Encoder> = None;
         let mut rate: Option<BitrateController> = None;
         let mut reports_seen = 0;
+        // Video bytes sent and when, at the last loss report: what was really sent in between.
+        let mut last_report: Option<(Instant, u64)> = None;
+        // The picture is sent at 1/scale of its size each way (narrow links); a change of scale
+        // reinitialises the encoder, which then needs its target again.
+        let mut scale = 1;
+        let mut retarget = false;
         let mut black: Option<I420Frame> = None;
         let mut last_preview: Option<Instant> = None;
         while !*stop.borrow() {
@@ -115,8 +121,24 @@ pub fn start_video_sender(
             }
             let report = counters.loss_feedback.take_new(&mut reports_seen);
             if let (Some(fraction_lost), Some(rate)) = (report, rate.as_mut()) {
+                let now = (captured, counters.video_bytes_sent.load(Ordering::Relaxed));
+                let sent_bps = last_report.replace(now).and_then(|(at, bytes)| {
+                    let secs = now.0.duration_since(at).as_secs_f64();
+                    (secs > 0.1).then(|| ((now.1 - bytes) as f64 * 8.0 / secs) as u32)
+                });
                 let before = rate.target_bps();
-                let target = rate.on_loss_report(fraction_lost);
+                let target = rate.on_loss_report(fraction_lost, sent_bps);
+                let wanted = picture_scale(scale, target, rate.max_bps());
+                if wanted != scale {
+                    tracing::info!(
+                        target_kbps = target / 1000,
+                        from = scale,
+                        to = wanted,
+                        "video picture rescaled for the link"
+                    );
+                    scale = wanted;
+                    retarget = true;
+                }
                 if target != before {
                     if let Err(e) = enc.set_bitrate(target) {
                         tracing::warn!(%e, "could not change the video bitrate");
@@ -124,7 +146,17 @@ pub fn start_video_sender(
                 }
                 counters.target_bitrate_bps.store(target as u64, Ordering::Relaxed);
             }
-            match enc.encode(&frame) {
+            let shrunk = (scale > 1).then(|| frame.downscaled(scale));
+            let result = enc.encode(shrunk.as_ref().unwrap_or(&frame));
+            if std::mem::take(&mut retarget) {
+                // The encode above met the new size and reinitialised the encoder at its base rate.
+                if let Some(rate) = rate.as_ref() {
+                    if let Err(e) = enc.set_bitrate(rate.target_bps()) {
+                        tracing::warn!(%e, "could not change the video bitrate");
+                    }
+                }
+            }
+            match result {
                 Ok(Some(encoded)) => {
                     Counters::add(&counters.frames_sent, 1);
                     Counters::add(&counters.keyframes_sent, encoded.keyframe as u64);

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Counters shared by one call's media threads and tasks.
 #[derive(Default, Debug)]
@@ -46,7 +47,7 @@ pub struct Counters {
     /// The video encoder's target bitrate after loss-based adaptation (0 until the first report).
     pub target_bitrate_bps: AtomicU64,
     /// The far side's latest report of our video loss, for the sender's bitrate controller.
-    pub loss_feedback: super::rate::LossFeedback,
+    pub loss_feedback: Arc<super::rate::LossFeedback>,
 }
 
 impl Counters {

@@ -31,6 +31,23 @@ impl I420Frame {
         (y, u, &v[..chroma])
     }
 
+    /// This picture shrunk by `factor` (2, 4, ...) each way, each pixel the mean of the block it
+    /// covers; the size stays even. For a narrow link: a smaller picture at the same bitrate looks
+    /// better than a larger one starved of bits.
+    pub fn downscaled(&self, factor: usize) -> I420Frame {
+        let factor = factor.max(1);
+        let width = (self.width / factor) & !1;
+        let height = (self.height / factor) & !1;
+        let mut out = I420Frame::black(width.max(2), height.max(2));
+        let (width, height) = (out.width, out.height);
+        let (sy, su, sv) = self.planes();
+        let (dy, du, dv) = out.planes_mut();
+        shrink(sy, self.width, dy, width, height, factor);
+        shrink(su, self.width / 2, du, width / 2, height / 2, factor);
+        shrink(sv, self.width / 2, dv, width / 2, height / 2, factor);
+        out
+    }
+
     /// The Y, U and V planes, writable.
     pub fn planes_mut(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
         let luma = self.width * self.height;
@@ -38,6 +55,21 @@ impl I420Frame {
         let (y, rest) = self.data.split_at_mut(luma);
         let (u, v) = rest.split_at_mut(chroma);
         (y, u, &mut v[..chroma])
+    }
+}
+
+/// Box-filters one plane (`src`, `src_stride` wide) into `dst` (`width`×`height`), `factor`² source
+/// pixels to one.
+fn shrink(src: &[u8], src_stride: usize, dst: &mut [u8], width: usize, height: usize, factor: usize) {
+    let area = (factor * factor) as u32;
+    for y in 0..height {
+        for x in 0..width {
+            let mut sum = 0u32;
+            for row in src.chunks(src_stride).skip(y * factor).take(factor) {
+                sum += row.iter().skip(x * factor).take(factor).map(|&p| u32::from(p)).sum::<u32>();
+            }
+            dst[y * width + x] = ((sum + area / 2) / area) as u8;
+        }
     }
 }
 
@@ -104,4 +136,32 @@ pub fn now_us() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downscaling_averages_blocks_and_keeps_sizes_even() {
+        let mut frame = I420Frame::black(8, 4);
+        let (y, u, _) = frame.planes_mut();
+        // Left half of the luma white, right half black; chroma 100 in the left column pair.
+        for row in y.chunks_mut(8) {
+            row[..4].fill(235);
+        }
+        u[0] = 100;
+        u[1] = 100;
+        u[4] = 100;
+        u[5] = 100;
+        let half = frame.downscaled(2);
+        assert_eq!((half.width, half.height), (4, 2));
+        let (y, u, v) = half.planes();
+        assert_eq!(y, [235, 235, 16, 16, 235, 235, 16, 16]);
+        assert_eq!(u, [100, 128]);
+        assert_eq!(v, [128, 128]);
+        let quarter = I420Frame::black(1280, 720).downscaled(4);
+        assert_eq!((quarter.width, quarter.height), (320, 180));
+        assert_eq!(I420Frame::black(10, 6).downscaled(4).width % 2, 0);
+    }
 }
