@@ -63,6 +63,20 @@ impl Redis {
         }
     }
 
+    /// How many keys match `pattern` (`KEYS`, read as a RESP array header).
+    fn count_keys(&self, pattern: &str) -> usize {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        stream.write_all(format!("KEYS {pattern}\r\n").as_bytes()).expect("send KEYS");
+        let mut reply = [0u8; 4096];
+        let n = stream.read(&mut reply).expect("KEYS reply");
+        let text = String::from_utf8_lossy(&reply[..n]);
+        let header = text.strip_prefix('*').and_then(|rest| rest.split("\r\n").next());
+        header
+            .and_then(|count| count.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected KEYS reply {text:?}"))
+    }
+
     fn answers_ping(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
@@ -330,6 +344,36 @@ async fn nodes_survive_redis_stopping_and_resume_when_it_returns() {
     // Names are claimed again after the restart: a second "bob" on node a gets a variant.
     let bob_again = login(&a, "/", "bob").await;
     assert_ne!(bob_again.name, "bob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_shuts_down_takes_its_users_with_it_at_once() {
+    trace();
+    let redis = Redis::start();
+    // A long TTL: only a clean goodbye can clear the list within the wait below.
+    let slow = ClusterConfig { node_ttl: Duration::from_secs(60), ..cluster(&redis) };
+    let a = TestServer::with(|c| c.cluster = Some(slow.clone())).await;
+    let b = TestServer::with(|c| c.cluster = Some(slow)).await;
+    let mut alice = login(&a, "/", "alice").await;
+    let mut bob = login(&b, "/", "bob").await;
+    wait_users(&mut bob, &["alice", "bob"]).await;
+    alice
+        .send(json!({"type": "video-offer", "target": "bob", "sdp": {"type": "offer", "sdp": "v=0\r\n"}}))
+        .await;
+    assert_eq!(bob.recv_not_userlist().await["type"], "video-offer");
+    a.handle.shutdown().await.expect("node a stops cleanly");
+    let hang_up = bob.recv_not_userlist().await;
+    assert_eq!((hang_up["type"].as_str(), hang_up["name"].as_str()), (Some("hang-up"), Some("alice")));
+    wait_users(&mut bob, &["bob"]).await;
+    // And the name is free on the other node.
+    assert_eq!(login(&b, "/", "alice").await.name, "alice");
+    // The stopped node said goodbye (within a heartbeat) instead of beating on, or leaving its
+    // heartbeat key to expire.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.count_keys("peercall:alive:*") != 1 {
+        assert!(Instant::now() < deadline, "the stopped node's heartbeat key is still there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -329,6 +329,9 @@ async fn run(link: Arc<Link>, mut ops: mpsc::UnboundedReceiver<Op>, joined: Conn
         }
         let mut pause = RETRY_FIRST;
         live = loop {
+            if rooms.strong_count() == 0 {
+                return;
+            }
             // Down: writes have nowhere to go (a rejoin re-publishes everything), so drop them.
             tokio::select! {
                 op = ops.recv() => if op.is_none() { return },
@@ -426,6 +429,17 @@ async fn serve(
     let mut stale: HashSet<String> = HashSet::new();
     let mut batch = Vec::with_capacity(BATCH);
     loop {
+        // The link holds a sender of its own queue, so the queue never closes: the rooms going
+        // away (checked at least every heartbeat) is what ends it. Their last leaves go out first.
+        if rooms.strong_count() == 0 {
+            while let Ok(op) = ops.try_recv() {
+                batch.push(op);
+            }
+            if let Err(error) = send(link, live, &mut batch, &mut stale).await {
+                debug!(%error, "the last writes did not reach Redis");
+            }
+            return Ended::Closed;
+        }
         let result = tokio::select! {
             biased;
             // First: no load may hold the heartbeat back past the TTL, or the others take us for dead.
