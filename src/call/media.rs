@@ -124,7 +124,7 @@ pub fn start_video_sender(
                 let now = (captured, counters.video_bytes_sent.load(Ordering::Relaxed));
                 let sent_bps = last_report.replace(now).and_then(|(at, bytes)| {
                     let secs = now.0.duration_since(at).as_secs_f64();
-                    (secs > 0.1).then(|| ((now.1 - bytes) as f64 * 8.0 / secs) as u32)
+                    (secs > 0.1).then(|| (now.1.saturating_sub(bytes) as f64 * 8.0 / secs) as u32)
                 });
                 let before = rate.target_bps();
                 let target = rate.on_loss_report(fraction_lost, sent_bps);

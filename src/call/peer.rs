@@ -1,6 +1,7 @@
 //! Building a peer connection the way every Peercall call needs it: H.264 constrained baseline
-//! (packetization-mode 1) and Opus, NACK both ways, RTCP reports, PLI/FIR delivered to the sender,
-//! and every event forwarded to the engine tagged with its call so stale events are told apart.
+//! (packetization-mode 1) and Opus, NACK both ways (bounded), RTCP reports, PLI/FIR delivered to the
+//! sender, the far side's reception reports handed to the bitrate controller, and every event
+//! forwarded to the engine tagged with its call so stale events are told apart.
 
 use super::rate::LossFeedback;
 use rtc::ice::mdns::MulticastDnsMode;
