@@ -10,13 +10,21 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// One test at a time: each measures a call's media, and two calls coding video at once on 2 cores
+/// would measure each other.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Why these tests can't run here, if they can't.
 fn unavailable() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root: network namespaces need CAP_NET_ADMIN".into());
     }
-    for tool in ["ip", "nft"] {
+    for tool in ["ip", "nft", "tc"] {
         let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
         if !found.map(|o| o.status.success()).unwrap_or(false) {
             return Some(format!("`{tool}` is missing (make test-deps installs it)"));
@@ -226,6 +234,7 @@ fn calls_ride_out_packet_loss() {
         eprintln!("skipped: {why}");
         return;
     }
+    let _serial = one_at_a_time();
     let link = Link::new("loss", 41);
     let (_server, alice, bob) = call_across(&link);
     std::thread::sleep(Duration::from_secs(2));
@@ -292,6 +301,7 @@ fn a_bottleneck_makes_the_sender_back_off_and_recover() {
         eprintln!("skipped: {why}");
         return;
     }
+    let _serial = one_at_a_time();
     let link = Link::new("cap", 43);
     let (_server, alice, bob) = call_across_with(&link, &["--video", "1280x720@30"]);
     std::thread::sleep(Duration::from_secs(3));
@@ -359,6 +369,7 @@ fn a_three_second_outage_is_survived() {
         eprintln!("skipped: {why}");
         return;
     }
+    let _serial = one_at_a_time();
     let link = Link::new("down", 42);
     let (_server, alice, bob) = call_across(&link);
     std::thread::sleep(Duration::from_secs(3));
