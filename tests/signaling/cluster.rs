@@ -236,6 +236,25 @@ async fn a_name_is_unique_across_nodes_even_when_claimed_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_back_and_forth_keeps_the_name_claimed() {
+    trace();
+    let redis = Redis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut sam = connect(&a, "/").await;
+    // bob → carl → bob in one burst: the release of the first "bob" must not undo the last claim.
+    for name in ["bob", "carl", "bob"] {
+        sam.send(json!({"type": "username", "name": name})).await;
+    }
+    sam.send(json!({"type": "message", "text": "who am I"})).await;
+    let chat = sam.recv_until(|m| m["type"] == "message").await.0;
+    assert_eq!(chat["name"], "bob");
+    let other = login(&b, "/", "bob").await;
+    assert_ne!(other.name, "bob", "the name is still held by sam on node a");
+    let other_carl = login(&b, "/", "carl").await;
+    assert_eq!(other_carl.name, "carl", "sam's old name came free");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_leaves_the_lists_and_its_call_partners_get_hang_up() {
     trace();
     let redis = Redis::start();

@@ -1,8 +1,9 @@
 //! Rooms: who is in each room, under which name, who is in a call with whom, and the userlist fan-out.
 //!
-//! The registry maps a room's name to its [`Room`]; it is locked only on join and leave. Each room
-//! has its own lock, taken on the hot path (relay) for a map lookup and a queue push. Lock order:
-//! registry, then room, then a client's [`Outbox`].
+//! The registry maps a room's name to its [`Room`]; it is locked briefly on join and leave, and
+//! to find a room for what other nodes send. Each room has its own lock, taken on the hot path
+//! (relay) for a map lookup and a queue push. Lock order: registry, then room, then a client's
+//! [`Outbox`]. No lock is held across an `.await`.
 //!
 //! A room holds this node's clients (members, with their outboxes) and, in a cluster, the other
 //! nodes' named clients as the [`Directory`] last read them. A name routes to either; the routing
@@ -135,7 +136,8 @@ impl Rooms {
             }
         };
         let mut state = lock(&room.state);
-        // The cap counts this node's clients: another node's count is not known at this instant.
+        // The cap counts the clients this node knows of: its own and the other nodes' as last read
+        // (none yet in a room new to this node), so across nodes it is approximate.
         if self.config.room_cap.is_some_and(|cap| state.members.len() + state.remote.len() >= cap) {
             drop(state);
             if created {
@@ -187,7 +189,12 @@ impl Rooms {
         let Some(room) = self.get(&envelope.room) else { return };
         let mut state = lock(&room.state);
         let Some(&Route::Local(to)) = state.names.get(envelope.to.as_str()) else { return };
-        let from = Peer::Remote { node: NodeId::from(envelope.from_node), name: Arc::from(envelope.from) };
+        let node = NodeId::from(envelope.from_node);
+        let from_name: Arc<str> = Arc::from(envelope.from);
+        // The sender may have joined an instant ago, before this room re-read its members: its
+        // node is known now, so an answer to it can go back at once.
+        state.names.entry(Arc::clone(&from_name)).or_insert_with(|| Route::Remote(Arc::clone(&node)));
+        let from = Peer::Remote { node, name: from_name };
         match envelope.kind {
             RelayKind::Offer | RelayKind::Answer => state.link(to, from),
             RelayKind::HangUp => state.unlink(to, &from),
@@ -216,8 +223,8 @@ impl Rooms {
         }
         state.names.retain(|_, route| matches!(route, Route::Local(_)));
         for ((_, node), name) in &remote {
-            // A name held here wins: two holders only happen after a Redis outage, and this
-            // node's client is the one it can reach.
+            // A name held here wins: two holders are a fault (names decided during a Redis
+            // outage), and this node's client is the one it can reach.
             state.names.entry(Arc::clone(name)).or_insert_with(|| Route::Remote(Arc::clone(node)));
         }
         state.remote = remote;
@@ -334,17 +341,19 @@ impl Room {
             // The directory just gave us this name: whoever held it on another node is gone.
             Some(Route::Remote(_)) => claimed.as_deref() == Some(name),
         };
-        let name = match claimed {
-            Some(name) if free(state, &name) => name,
-            _ => {
-                let mut name = wanted.to_owned();
-                while !free(state, &name) {
-                    state.suffix += 1;
-                    name = format!("{wanted}{}", state.suffix);
-                }
-                name
+        let usable = claimed.as_deref().filter(|name| free(state, name)).map(str::to_owned);
+        if let (Some(unused), None) = (&claimed, &usable) {
+            // A claim we can't use (a name held here since a Redis outage) must not stay held.
+            self.directory.release(&self.name, unused, id);
+        }
+        let name = usable.unwrap_or_else(|| {
+            let mut name = wanted.to_owned();
+            while !free(state, &name) {
+                state.suffix += 1;
+                name = format!("{wanted}{}", state.suffix);
             }
-        };
+            name
+        });
         let renamed = name != wanted;
         let name: Arc<str> = Arc::from(name);
         if let Some(old) = &current {

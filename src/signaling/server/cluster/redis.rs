@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures_util::{FutureExt as _, StreamExt as _};
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::Script;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, timeout, Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
@@ -68,6 +68,24 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
+/// Removes a dead node's members from one room's hash, with their name claims, unless the node is
+/// alive after all (it may have rejoined since it was judged): the check and the removal are one
+/// step. KEYS: the member hash. ARGV: the dead node, its heartbeat key, the room's name-key prefix.
+const REAP_LUA: &str = r"
+if redis.call('EXISTS', ARGV[2]) == 1 then return -1 end
+local fields = redis.call('HGETALL', KEYS[1])
+local removed = 0
+for i = 1, #fields, 2 do
+  local field, name = fields[i], fields[i + 1]
+  if string.sub(field, 1, #ARGV[1] + 1) == ARGV[1] .. '/' then
+    redis.call('HDEL', KEYS[1], field)
+    if redis.call('GET', ARGV[3] .. name) == field then redis.call('DEL', ARGV[3] .. name) end
+    removed = removed + 1
+  end
+end
+return removed
+";
+
 /// A write for the link task to send.
 #[derive(Debug)]
 enum Op {
@@ -86,6 +104,14 @@ enum Op {
         name: String,
         conn: ConnId,
     },
+    /// A name claim, queued like every write so that it lands after this node's earlier releases
+    /// (a client renaming `bob` → `carl` → `bob` must not have its new claim deleted by the old release).
+    Claim {
+        room: String,
+        wanted: String,
+        conn: ConnId,
+        reply: oneshot::Sender<Option<String>>,
+    },
     Subscribe {
         room: String,
     },
@@ -102,6 +128,9 @@ pub(crate) struct Link {
     /// The command connection; `None` while Redis is unreachable.
     conn: RwLock<Option<MultiplexedConnection>>,
     up: AtomicBool,
+    /// Set by the heartbeat when it finds this node's heartbeat key gone while joined: another node
+    /// took it for dead (or Redis restarted) and removed its members; the link rejoins.
+    reaped: AtomicBool,
     ops: mpsc::UnboundedSender<Op>,
     claim: Script,
 }
@@ -157,7 +186,10 @@ enum Ended {
 
 impl Link {
     /// Connects to Redis: an unreachable Redis at start is an error (the operator asked for a cluster).
-    pub(crate) async fn connect(config: ClusterConfig) -> Result<(Arc<Link>, LinkTask), ClusterError> {
+    pub(crate) async fn connect(mut config: ClusterConfig) -> Result<(Arc<Link>, LinkTask), ClusterError> {
+        // Timers panic on zero and overflow on absurd lengths: keep both in a sane range.
+        config.heartbeat = config.heartbeat.clamp(Duration::from_millis(10), Duration::from_secs(3600));
+        config.node_ttl = config.node_ttl.clamp(config.heartbeat * 2, Duration::from_secs(3 * 3600));
         let url = config.redis_url.clone();
         let client = redis::Client::open(url.as_str())
             .map_err(|source| ClusterError::Url { url: url.clone(), source })?;
@@ -170,6 +202,7 @@ impl Link {
             client,
             conn: RwLock::new(Some(first.conn.clone())),
             up: AtomicBool::new(false),
+            reaped: AtomicBool::new(false),
             ops: ops_tx,
             claim: Script::new(CLAIM_LUA),
         });
@@ -202,15 +235,16 @@ impl Link {
         if !self.is_up() {
             return None;
         }
-        let mut redis = self.conn()?;
-        let result =
-            timeout(CLAIM_TIMEOUT, self.claim_with(&mut redis, room, wanted, conn, MAX_VARIANTS)).await;
-        match result {
+        let (reply, answer) = oneshot::channel();
+        self.queue(Op::Claim { room: room.to_owned(), wanted: wanted.to_owned(), conn, reply });
+        match timeout(CLAIM_TIMEOUT, answer).await {
             Ok(Ok(name)) => name,
-            Ok(Err(error)) => {
-                warn!(%error, "name claim failed in Redis; deciding on this node alone");
+            // The link dropped the claim: Redis went away meanwhile.
+            Ok(Err(_)) => {
+                warn!("name claim lost with the Redis connection; deciding on this node alone");
                 None
             }
+            // A late answer is released by the link (nobody is waiting for it).
             Err(_) => {
                 warn!("name claim timed out in Redis; deciding on this node alone");
                 None
@@ -296,16 +330,45 @@ async fn open(client: &redis::Client) -> Result<Connected, String> {
 
 impl LinkTask {
     /// Joins the cluster, then runs the link until the rooms are dropped (the server stopped).
-    /// Joining before the first client is served means no name is ever decided without Redis
-    /// while Redis is there.
+    /// Joining before the first client is served means names are claimed in Redis from the start.
     pub(crate) async fn start(self, rooms: Weak<Rooms>) -> Result<(), ClusterError> {
         let LinkTask { link, ops, mut first } = self;
         join(&link, &mut first, &rooms).await.map_err(|error| ClusterError::Unreachable {
             url: link.config.redis_url.clone(),
             why: error.to_string(),
         })?;
+        tokio::spawn(heartbeat(Arc::clone(&link), rooms.clone()));
         tokio::spawn(run(link, ops, first, rooms));
         Ok(())
+    }
+}
+
+/// Says this node is alive, every heartbeat, on a task of its own: nothing the link waits for (a
+/// rejoin, a large refresh, a reap) may hold it back past the TTL, or the others take the node for
+/// dead. Ends with the rooms.
+async fn heartbeat(link: Arc<Link>, rooms: Weak<Rooms>) {
+    let mut ticker = tokio::time::interval(link.config.heartbeat);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let key = format!("{}{}", wire::node_alive_key_prefix(), link.node);
+    let ttl_ms = link.config.node_ttl.as_millis() as u64;
+    while rooms.strong_count() > 0 {
+        ticker.tick().await;
+        if !link.is_up() {
+            continue;
+        }
+        let Some(mut redis) = link.conn() else { continue };
+        // GET: the key's value before this SET. None while joined means it expired or was deleted.
+        let before: redis::RedisResult<Option<String>> =
+            redis::cmd("SET").arg(&key).arg(1).arg("PX").arg(ttl_ms).arg("GET").query_async(&mut redis).await;
+        match before {
+            Ok(None) if link.is_up() => {
+                warn!(node = %link.node, "this node's heartbeat had lapsed (taken for dead, or Redis restarted): rejoining");
+                link.reaped.store(true, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            // The link notices a dead connection on its own.
+            Err(error) => debug!(%error, "heartbeat failed"),
+        }
     }
 }
 
@@ -370,6 +433,7 @@ async fn join(link: &Link, live: &mut Connected, rooms: &Weak<Rooms>) -> redis::
     }
     prune(link, &mut live.conn, &snapshot).await?;
     link.set_conn(Some(live.conn.clone()));
+    link.reaped.store(false, Ordering::Relaxed);
     link.up.store(true, Ordering::Relaxed);
     info!(node = %link.node, rooms = snapshot.len(), "joined the cluster");
     // Read every room's members now that this node's are back in.
@@ -440,9 +504,12 @@ async fn serve(
             }
             return Ended::Closed;
         }
+        if link.reaped.swap(false, Ordering::Relaxed) {
+            // Our members were removed from Redis: rejoining publishes them again.
+            return Ended::Lost("this node was taken for dead".into());
+        }
+        // Unbiased: neither the queue of writes nor the incoming messages can starve the other.
         let result = tokio::select! {
-            biased;
-            // First: no load may hold the heartbeat back past the TTL, or the others take us for dead.
             _ = heartbeat.tick() => check_nodes(link, &mut live.conn, rooms, Instant::now() >= judge_from).await,
             count = ops.recv_many(&mut batch, BATCH) => {
                 if count == 0 {
@@ -451,7 +518,8 @@ async fn serve(
                 send(link, live, &mut batch, &mut stale).await
             }
             message = live.stream.next() => {
-                let Some(rooms) = rooms.upgrade() else { return Ended::Closed };
+                // Gone rooms: the top of the loop flushes the last writes and ends.
+                let Some(rooms) = rooms.upgrade() else { continue };
                 let mut message = message;
                 // What has already arrived, up to a batch, before the queue gets its turn again.
                 for _ in 0..BATCH {
@@ -466,9 +534,9 @@ async fn serve(
                 }
                 Ok(())
             }
-            // Only when nothing else is ready: a burst of changes to a room costs one read.
+            // Often ready: a burst of changes to a room still costs one read, as it waits its turn.
             () = std::future::ready(()), if !stale.is_empty() => {
-                let Some(rooms) = rooms.upgrade() else { return Ended::Closed };
+                let Some(rooms) = rooms.upgrade() else { continue };
                 let mut result = Ok(());
                 for room in std::mem::take(&mut stale) {
                     result = refresh(link, &mut live.conn, &rooms, &room).await;
@@ -515,8 +583,22 @@ async fn send(
     stale: &mut HashSet<String>,
 ) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
+    let mut claims = Vec::new();
     for op in batch.drain(..) {
         match op {
+            Op::Claim { room, wanted, conn, reply } => {
+                let owner = wire::member_field(&link.node, conn);
+                pipe.cmd("EVAL")
+                    .arg(CLAIM_LUA)
+                    .arg(0)
+                    .arg(wire::name_key_prefix(&room))
+                    .arg(&wanted)
+                    .arg(&owner)
+                    .arg(wire::suffix_key(&room))
+                    .arg(wire::node_alive_key_prefix())
+                    .arg(MAX_VARIANTS);
+                claims.push((room, conn, reply));
+            }
             Op::Publish { channel, message } => {
                 pipe.publish(channel, message).ignore();
             }
@@ -533,6 +615,8 @@ async fn send(
             }
             Op::Unsubscribe { room } => {
                 live.sink.unsubscribe(wire::room_channel(&room)).await?;
+                // No member of ours is left there: nothing to clean up there if we die.
+                pipe.srem(wire::node_rooms_key(&link.node), &room).ignore();
                 stale.remove(&room);
             }
         }
@@ -541,7 +625,14 @@ async fn send(
         // Only subscriptions this time: Redis refuses an empty pipeline.
         return Ok(());
     }
-    pipe.query_async::<()>(&mut live.conn).await
+    // Every write but the claims is ignored: the answers are the claims', in order.
+    let claimed: Vec<Option<String>> = pipe.query_async(&mut live.conn).await?;
+    for ((room, conn, reply), name) in claims.into_iter().zip(claimed) {
+        if let Err(Some(late)) = reply.send(name) {
+            link.release(&room, &late, conn);
+        }
+    }
+    Ok(())
 }
 
 /// Gives up a name claim, if `owner` still holds it. Plain EVAL: releases are rare (a leave or a
@@ -608,7 +699,7 @@ async fn beat(link: &Link, redis: &mut MultiplexedConnection) -> redis::RedisRes
         .await
 }
 
-/// Heartbeat, then (once `judge`) finds dead nodes: this node's clients lose them (user lists,
+/// Once `judge`, finds dead nodes: this node's clients lose them (user lists,
 /// call partners), and their leftovers in Redis are cleaned.
 async fn check_nodes(
     link: &Link,
@@ -616,7 +707,6 @@ async fn check_nodes(
     rooms: &Weak<Rooms>,
     judge: bool,
 ) -> redis::RedisResult<()> {
-    beat(link, redis).await?;
     if !judge {
         return Ok(());
     }
@@ -653,19 +743,26 @@ async fn check_nodes(
 async fn reap(link: &Link, redis: &mut MultiplexedConnection, dead: &str) -> redis::RedisResult<()> {
     let rooms: Vec<String> =
         redis::cmd("SMEMBERS").arg(wire::node_rooms_key(dead)).query_async(redis).await?;
+    let alive_key = format!("{}{dead}", wire::node_alive_key_prefix());
     for room in &rooms {
-        let fields: Vec<(String, String)> =
-            redis::cmd("HGETALL").arg(wire::members_key(room)).query_async(redis).await?;
-        let mut pipe = redis::pipe();
-        for (field, name) in &fields {
-            if wire::parse_member_field(field).is_some_and(|(node, _)| node == dead) {
-                pipe.hdel(wire::members_key(room), field).ignore();
-                release_writes(&mut pipe, room, name, field);
-            }
+        let removed: i64 = redis::cmd("EVAL")
+            .arg(REAP_LUA)
+            .arg(1)
+            .arg(wire::members_key(room))
+            .arg(dead)
+            .arg(&alive_key)
+            .arg(wire::name_key_prefix(room))
+            .query_async(redis)
+            .await?;
+        if removed < 0 {
+            info!(node = %link.node, dead, "a node taken for dead is beating again: left alone");
+            return Ok(());
         }
-        pipe.publish(wire::room_channel(room), RoomEvent::Members { node: dead.to_owned() }.encode())
-            .ignore();
-        pipe.query_async::<()>(redis).await?;
+        redis::cmd("PUBLISH")
+            .arg(wire::room_channel(room))
+            .arg(RoomEvent::Members { node: dead.to_owned() }.encode())
+            .query_async::<()>(redis)
+            .await?;
     }
     redis::pipe()
         .del(wire::node_rooms_key(dead))
