@@ -166,13 +166,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     config.auto_answer = args.auto_answer;
     config.trusted_cert = args.trust_cert;
     config.peer.bind_addrs = args.bind;
-    for s in cli_ice_servers(&args.ice_servers, &args.ice_username, &args.ice_credential) {
-        config.peer.ice_servers.push(webrtc::peer_connection::RTCIceServer {
-            urls: s.urls,
-            username: s.username,
-            credential: s.credential,
-        });
-    }
+    let ice_servers = cli_ice_servers(&args.ice_servers, &args.ice_username, &args.ice_credential);
+    config.peer.ice_servers.extend(ice_servers.into_iter().map(Into::into));
     config.peer.relay_only = args.ice_transport_policy == "relay";
     let (camera, mic) = (selection(&args.camera), selection(&args.mic));
     let media = (camera != Selection::Synthetic || mic != Selection::Synthetic).then(|| {

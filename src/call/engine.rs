@@ -579,6 +579,11 @@ impl Driver {
             }
             Message::UserList { users } => {
                 let users: Vec<String> = users.into_iter().flatten().collect();
+                if let Some(call) = self.call.as_mut().filter(|c| users.contains(&c.peer)) {
+                    // The peer is back on the server: its hang-up would reach us again, so a later
+                    // ICE outage gets the usual grace (and a restart) rather than none.
+                    call.peer_signaling_lost = false;
+                }
                 self.users_tx.send_replace(users.clone());
                 self.emit(Event::UserList(users));
             }
@@ -604,10 +609,7 @@ impl Driver {
             Message::IceServers { ice_servers } => {
                 // Used from the next call on; TURN credentials from the server are short-lived and
                 // arrive again with every login.
-                self.server_ice_servers = ice_servers
-                    .into_iter()
-                    .map(|s| RTCIceServer { urls: s.urls, username: s.username, credential: s.credential })
-                    .collect();
+                self.server_ice_servers = ice_servers.into_iter().map(RTCIceServer::from).collect();
             }
             Message::Id { .. } | Message::Username { .. } => {}
         }

@@ -83,9 +83,9 @@ pub fn start_video_sender(
         let mut reports_seen = 0;
         // Video bytes sent and when, at the last loss report: what was really sent in between.
         let mut last_report: Option<(Instant, u64)> = None;
-        // The picture is sent at 1/scale of its size each way (narrow links); a change of scale
-        // reinitialises the encoder, which then needs its target again.
+        // The picture is sent at 1/scale of its size each way (narrow links).
         let mut scale = 1;
+        // The encoder's target changed, or its picture size did (which resets its target).
         let mut retarget = false;
         let mut black: Option<I420Frame> = None;
         let mut last_preview: Option<Instant> = None;
@@ -129,7 +129,8 @@ pub fn start_video_sender(
                 let before = rate.target_bps();
                 let target = rate.on_loss_report(fraction_lost, sent_bps);
                 let wanted = picture_scale(scale, target, rate.max_bps());
-                if wanted != scale {
+                let rescaled = wanted != scale;
+                if rescaled {
                     tracing::info!(
                         target_kbps = target / 1000,
                         from = scale,
@@ -137,19 +138,14 @@ pub fn start_video_sender(
                         "video picture rescaled for the link"
                     );
                     scale = wanted;
-                    retarget = true;
                 }
-                if target != before {
-                    if let Err(e) = enc.set_bitrate(target) {
-                        tracing::warn!(%e, "could not change the video bitrate");
-                    }
-                }
+                retarget |= target != before || rescaled;
                 counters.target_bitrate_bps.store(target as u64, Ordering::Relaxed);
             }
             let shrunk = (scale > 1).then(|| frame.downscaled(scale));
             let result = enc.encode(shrunk.as_ref().unwrap_or(&frame));
+            // After the encode: a frame of a new size reinitialises the encoder at its base rate.
             if std::mem::take(&mut retarget) {
-                // The encode above met the new size and reinitialised the encoder at its base rate.
                 if let Some(rate) = rate.as_ref() {
                     if let Err(e) = enc.set_bitrate(rate.target_bps()) {
                         tracing::warn!(%e, "could not change the video bitrate");

@@ -163,6 +163,14 @@ fn rand_ssrc() -> u32 {
     t.wrapping_mul(2_654_435_761).wrapping_add(COUNTER.fetch_add(0x9E37_79B9, Ordering::Relaxed)) | 1
 }
 
+/// A STUN/TURN server as the signaling protocol, the settings and the command line carry it, in the
+/// form the peer connection takes.
+impl From<crate::signaling::protocol::IceServer> for RTCIceServer {
+    fn from(server: crate::signaling::protocol::IceServer) -> Self {
+        RTCIceServer { urls: server.urls, username: server.username, credential: server.credential }
+    }
+}
+
 /// Builds a peer connection whose events go to `events`, each tagged with `call_id`. The far side's
 /// reports on our video go to `loss` (the bitrate controller's input).
 pub async fn build(

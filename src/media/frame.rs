@@ -42,9 +42,10 @@ impl I420Frame {
         let (width, height) = (out.width, out.height);
         let (sy, su, sv) = self.planes();
         let (dy, du, dv) = out.planes_mut();
-        shrink(sy, self.width, dy, width, height, factor);
-        shrink(su, self.width / 2, du, width / 2, height / 2, factor);
-        shrink(sv, self.width / 2, dv, width / 2, height / 2, factor);
+        let (source, chroma) = ((self.width, self.height), (self.width / 2, self.height / 2));
+        shrink(sy, source, dy, (width, height), factor);
+        shrink(su, chroma, du, (width / 2, height / 2), factor);
+        shrink(sv, chroma, dv, (width / 2, height / 2), factor);
         out
     }
 
@@ -58,17 +59,31 @@ impl I420Frame {
     }
 }
 
-/// Box-filters one plane (`src`, `src_stride` wide) into `dst` (`width`×`height`), `factor`² source
-/// pixels to one.
-fn shrink(src: &[u8], src_stride: usize, dst: &mut [u8], width: usize, height: usize, factor: usize) {
-    let area = (factor * factor) as u32;
+/// Box-filters one plane (`src_width`×`src_height`) into `dst` (`width`×`height`): each output pixel
+/// is the mean of the `factor`×`factor` block it covers, clipped to the source (a minimum-size output
+/// may reach past a tiny source's edge; it then repeats the last row or column).
+fn shrink(
+    src: &[u8],
+    (src_width, src_height): (usize, usize),
+    dst: &mut [u8],
+    (width, height): (usize, usize),
+    factor: usize,
+) {
+    let span = |i: usize, limit: usize| {
+        let start = (i * factor).min(limit - 1);
+        start..((i + 1) * factor).clamp(start + 1, limit)
+    };
     for y in 0..height {
+        let rows = span(y, src_height);
         for x in 0..width {
-            let mut sum = 0u32;
-            for row in src.chunks(src_stride).skip(y * factor).take(factor) {
-                sum += row.iter().skip(x * factor).take(factor).map(|&p| u32::from(p)).sum::<u32>();
-            }
-            dst[y * width + x] = ((sum + area / 2) / area) as u8;
+            let cols = span(x, src_width);
+            let count = (rows.len() * cols.len()) as u32;
+            let sum: u32 = rows
+                .clone()
+                .flat_map(|row| &src[row * src_width + cols.start..row * src_width + cols.end])
+                .map(|&p| u32::from(p))
+                .sum();
+            dst[y * width + x] = ((sum + count / 2) / count) as u8;
         }
     }
 }
@@ -162,6 +177,13 @@ mod tests {
         assert_eq!(v, [128, 128]);
         let quarter = I420Frame::black(1280, 720).downscaled(4);
         assert_eq!((quarter.width, quarter.height), (320, 180));
-        assert_eq!(I420Frame::black(10, 6).downscaled(4).width % 2, 0);
+        // A source too small for the factor still gives a correct (minimum-size) picture.
+        let tiny = I420Frame::black(10, 6).downscaled(4);
+        assert_eq!((tiny.width, tiny.height), (2, 2));
+        let (y, u, v) = tiny.planes();
+        assert!(
+            y.iter().all(|&p| p == 16) && u == [128] && v == [128],
+            "black stays black: {y:?} {u:?} {v:?}"
+        );
     }
 }

@@ -18,7 +18,6 @@ use egui::{Key, ViewportCommand};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use webrtc::peer_connection::RTCIceServer;
 
 /// Height of the row of call controls under the video.
 const CONTROLS_HEIGHT: f32 = 44.0;
@@ -104,11 +103,7 @@ impl PeercallApp {
         devices.apply(&mut config);
         config.peer.bind_addrs = self.options.bind.clone();
         let ice = self.settings.ice_servers.iter().chain(&self.options.ice_servers);
-        config.peer.ice_servers.extend(ice.map(|s| RTCIceServer {
-            urls: s.urls.clone(),
-            username: s.username.clone(),
-            credential: s.credential.clone(),
-        }));
+        config.peer.ice_servers.extend(ice.cloned().map(Into::into));
         config.peer.relay_only = self.settings.relay_only || self.options.relay_only;
         // The command line wins over the saved setting.
         let saved =

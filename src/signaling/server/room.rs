@@ -385,14 +385,17 @@ impl Room {
         let mut guard = lock(&self.state);
         let state = &mut *guard;
         let route = state.names.get(target).ok_or(UnknownTarget)?.clone();
-        let peer = match &route {
-            Route::Local(to) => Peer::Local(*to),
-            Route::Remote(node) => Peer::Remote { node: Arc::clone(node), name: Arc::from(target) },
-        };
-        match kind {
-            RelayKind::Offer | RelayKind::Answer => state.link(from, peer.clone()),
-            RelayKind::HangUp => state.unlink(from, &peer),
-            RelayKind::Candidate => {}
+        // Candidates, the bulk of the traffic, need no call bookkeeping.
+        if kind != RelayKind::Candidate {
+            let peer = match &route {
+                Route::Local(to) => Peer::Local(*to),
+                Route::Remote(node) => Peer::Remote { node: Arc::clone(node), name: Arc::from(target) },
+            };
+            if kind == RelayKind::HangUp {
+                state.unlink(from, &peer);
+            } else {
+                state.link(from, peer);
+            }
         }
         match route {
             Route::Local(to) => {

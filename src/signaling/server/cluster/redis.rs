@@ -7,9 +7,9 @@
 //! - a heartbeat key per node, with an expiry: gone means the node is dead;
 //! - one channel per node (relayed messages to its clients) and one per room (member changes, chat).
 //!
-//! One task owns the pub/sub connection, the heartbeat and the queue of writes; claims go straight
-//! from the session over a shared multiplexed connection, as the session waits for the answer.
-//! Writes are queued and sent in pipelines: one relayed message is one `PUBLISH` among many.
+//! One task owns the pub/sub connection and the queue of writes, name claims included (so they land
+//! in order with releases; the session waits for its claim's answer). Writes are sent in pipelines:
+//! one relayed message is one `PUBLISH` among many. The heartbeat has a task of its own.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use futures_util::{FutureExt as _, StreamExt as _};
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::Script;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, timeout, Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
@@ -132,7 +131,6 @@ pub(crate) struct Link {
     /// took it for dead (or Redis restarted) and removed its members; the link rejoins.
     reaped: AtomicBool,
     ops: mpsc::UnboundedSender<Op>,
-    claim: Script,
 }
 
 impl fmt::Debug for Link {
@@ -204,7 +202,6 @@ impl Link {
             up: AtomicBool::new(false),
             reaped: AtomicBool::new(false),
             ops: ops_tx,
-            claim: Script::new(CLAIM_LUA),
         });
         Ok((Arc::clone(&link), LinkTask { link, ops, first }))
     }
@@ -252,23 +249,18 @@ impl Link {
         }
     }
 
-    async fn claim_with(
-        &self,
-        redis: &mut MultiplexedConnection,
-        room: &str,
-        wanted: &str,
-        conn: ConnId,
-        variants: u32,
-    ) -> redis::RedisResult<Option<String>> {
-        self.claim
+    /// The claim script's call: `wanted` or, up to `variants` tries, a free variant of it.
+    fn claim_cmd(&self, room: &str, wanted: &str, conn: ConnId, variants: u32) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CLAIM_LUA)
+            .arg(0)
             .arg(wire::name_key_prefix(room))
             .arg(wanted)
             .arg(wire::member_field(&self.node, conn))
             .arg(wire::suffix_key(room))
-            .arg(wire::node_alive_key_prefix())
-            .arg(variants)
-            .invoke_async(redis)
-            .await
+            .arg(wire::NODE_ALIVE_KEY_PREFIX)
+            .arg(variants);
+        cmd
     }
 
     pub(crate) fn release(&self, room: &str, name: &str, conn: ConnId) {
@@ -288,15 +280,8 @@ impl Link {
         from: &str,
         payload: &str,
     ) {
-        let envelope = Envelope {
-            kind,
-            room: room.to_owned(),
-            to: to.to_owned(),
-            from: from.to_owned(),
-            from_node: self.node.to_string(),
-            payload: payload.to_owned(),
-        };
-        self.queue(Op::Publish { channel: wire::node_channel(node), message: envelope.encode() });
+        let message = wire::encode_envelope(kind, [room, to, from, &self.node], payload);
+        self.queue(Op::Publish { channel: wire::node_channel(node), message });
     }
 
     pub(crate) fn publish_chat(&self, room: &str, payload: &str) {
@@ -349,7 +334,7 @@ impl LinkTask {
 async fn heartbeat(link: Arc<Link>, rooms: Weak<Rooms>) {
     let mut ticker = tokio::time::interval(link.config.heartbeat);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let key = format!("{}{}", wire::node_alive_key_prefix(), link.node);
+    let key = wire::node_alive_key(&link.node);
     let ttl_ms = link.config.node_ttl.as_millis() as u64;
     while rooms.strong_count() > 0 {
         ticker.tick().await;
@@ -422,7 +407,8 @@ async fn join(link: &Link, live: &mut Connected, rooms: &Weak<Rooms>) -> redis::
     for (room, members) in &snapshot {
         live.sink.subscribe(wire::room_channel(room)).await?;
         for (conn, name) in members {
-            let claimed = link.claim_with(&mut live.conn, room, name, *conn, 1).await?;
+            let claimed: Option<String> =
+                link.claim_cmd(room, name, *conn, 1).query_async(&mut live.conn).await?;
             if claimed.as_deref() != Some(&**name) {
                 warn!(room = %room, name = %name, "after the Redis outage another node's client holds this name too");
             }
@@ -587,16 +573,7 @@ async fn send(
     for op in batch.drain(..) {
         match op {
             Op::Claim { room, wanted, conn, reply } => {
-                let owner = wire::member_field(&link.node, conn);
-                pipe.cmd("EVAL")
-                    .arg(CLAIM_LUA)
-                    .arg(0)
-                    .arg(wire::name_key_prefix(&room))
-                    .arg(&wanted)
-                    .arg(&owner)
-                    .arg(wire::suffix_key(&room))
-                    .arg(wire::node_alive_key_prefix())
-                    .arg(MAX_VARIANTS);
+                pipe.add_command(link.claim_cmd(&room, &wanted, conn, MAX_VARIANTS));
                 claims.push((room, conn, reply));
             }
             Op::Publish { channel, message } => {
@@ -688,7 +665,7 @@ async fn beat(link: &Link, redis: &mut MultiplexedConnection) -> redis::RedisRes
     let ttl_ms = link.config.node_ttl.as_millis() as u64;
     redis::pipe()
         .cmd("SET")
-        .arg(format!("{}{}", wire::node_alive_key_prefix(), link.node))
+        .arg(wire::node_alive_key(&link.node))
         .arg(1)
         .arg("PX")
         .arg(ttl_ms)
@@ -722,7 +699,7 @@ async fn check_nodes(
     let nodes: Vec<String> = nodes.into_iter().collect();
     let mut pipe = redis::pipe();
     for node in &nodes {
-        pipe.exists(format!("{}{node}", wire::node_alive_key_prefix()));
+        pipe.exists(wire::node_alive_key(node));
     }
     let alive: Vec<bool> = pipe.query_async(redis).await?;
     for (node, alive) in nodes.iter().zip(alive) {
@@ -743,7 +720,7 @@ async fn check_nodes(
 async fn reap(link: &Link, redis: &mut MultiplexedConnection, dead: &str) -> redis::RedisResult<()> {
     let rooms: Vec<String> =
         redis::cmd("SMEMBERS").arg(wire::node_rooms_key(dead)).query_async(redis).await?;
-    let alive_key = format!("{}{dead}", wire::node_alive_key_prefix());
+    let alive_key = wire::node_alive_key(dead);
     for room in &rooms {
         let removed: i64 = redis::cmd("EVAL")
             .arg(REAP_LUA)
@@ -779,7 +756,7 @@ async fn reap(link: &Link, redis: &mut MultiplexedConnection, dead: &str) -> red
 /// so nobody waits for it to expire.
 async fn leave(link: &Link, live: &mut Connected) {
     let result = redis::pipe()
-        .del(format!("{}{}", wire::node_alive_key_prefix(), link.node))
+        .del(wire::node_alive_key(&link.node))
         .ignore()
         .del(wire::node_rooms_key(&link.node))
         .ignore()

@@ -31,18 +31,6 @@ pub(crate) struct Envelope {
 }
 
 impl Envelope {
-    pub(crate) fn encode(&self) -> String {
-        let mut out = String::with_capacity(self.payload.len() + 64);
-        out.push(kind_char(self.kind));
-        for field in [&self.room, &self.to, &self.from, &self.from_node] {
-            out.push_str(&field.len().to_string());
-            out.push(':');
-            out.push_str(field);
-        }
-        out.push_str(&self.payload);
-        out
-    }
-
     /// Reads an envelope; `None` for anything malformed (a foreign publisher on our channel).
     pub(crate) fn decode(text: &str) -> Option<Self> {
         let kind = kind_from_char(text.chars().next()?)?;
@@ -58,6 +46,21 @@ impl Envelope {
         let (room, to, from, from_node) = (field()?, field()?, field()?, field()?);
         Some(Self { kind, room, to, from, from_node, payload: rest.to_owned() })
     }
+}
+
+/// An envelope's wire text from borrowed parts (room, to, from, from-node), written once: the relay
+/// path encodes each cross-node message straight from the client's bytes, without an [`Envelope`].
+pub(crate) fn encode_envelope(kind: RelayKind, fields: [&str; 4], payload: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out =
+        String::with_capacity(payload.len() + fields.iter().map(|f| f.len() + 6).sum::<usize>() + 1);
+    out.push(kind_char(kind));
+    for field in fields {
+        // Writing into a String cannot fail.
+        let _ = write!(out, "{}:{field}", field.len());
+    }
+    out.push_str(payload);
+    out
 }
 
 fn kind_char(kind: RelayKind) -> char {
@@ -157,9 +160,12 @@ pub(crate) fn suffix_key(room: &str) -> String {
     format!("{PREFIX}suffix:{}", room_part(room))
 }
 
+/// Heartbeat keys start with this; the claim script appends a claim holder's node to check it.
+pub(crate) const NODE_ALIVE_KEY_PREFIX: &str = "peercall:alive:";
+
 /// Exists while the node is alive: refreshed every heartbeat, expires when the node dies.
-pub(crate) fn node_alive_key_prefix() -> String {
-    format!("{PREFIX}alive:")
+pub(crate) fn node_alive_key(node: &str) -> String {
+    format!("{NODE_ALIVE_KEY_PREFIX}{node}")
 }
 
 /// The set of every node that has announced itself.
@@ -176,6 +182,10 @@ pub(crate) fn node_rooms_key(node: &str) -> String {
 mod tests {
     use super::*;
 
+    fn encode(e: &Envelope) -> String {
+        encode_envelope(e.kind, [&e.room, &e.to, &e.from, &e.from_node], &e.payload)
+    }
+
     #[test]
     fn envelopes_round_trip_with_awkward_fields() {
         let envelope = Envelope {
@@ -186,7 +196,7 @@ mod tests {
             from_node: "n1".into(),
             payload: r#"{"type":"new-ice-candidate","candidate":{"candidate":"1:2"}}"#.into(),
         };
-        assert_eq!(Envelope::decode(&envelope.encode()), Some(envelope));
+        assert_eq!(Envelope::decode(&encode(&envelope)), Some(envelope));
         for kind in [RelayKind::Offer, RelayKind::Answer, RelayKind::HangUp] {
             let e = Envelope {
                 kind,
@@ -196,7 +206,7 @@ mod tests {
                 from_node: "n".into(),
                 payload: String::new(),
             };
-            assert_eq!(Envelope::decode(&e.encode()), Some(e));
+            assert_eq!(Envelope::decode(&encode(&e)), Some(e));
         }
     }
 
