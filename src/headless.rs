@@ -53,9 +53,8 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
         let event = tokio::select! {
             _ = tokio::signal::ctrl_c() => {
                 println!("interrupted: hanging up");
-                engine.send(Command::Shutdown);
-                // Give the hang-up a moment to reach the server before the process goes.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // Returns once the hang-up has gone out and the server connection is closed.
+                engine.shutdown().await;
                 return Ok(());
             }
             _ = hang_up => {
@@ -89,8 +88,7 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
                 }
             }
             Event::CallEnded { .. } if plan.exit_after_call => {
-                engine.send(Command::Shutdown);
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                engine.shutdown().await;
                 return Ok(());
             }
             _ => {}

@@ -4,10 +4,13 @@
 //! - [`signaling`]: the JSON-over-WebSocket protocol ([`signaling::protocol`]), the server
 //!   ([`signaling::server`]), the client the call engine uses ([`signaling::client`]) and wss
 //!   certificates and trust ([`signaling::tls`]).
-//! - [`call`]: the call engine, which knows nothing of windows: the driver task and its [`call::Engine`]
-//!   handle (`engine`), the pure call state machine ([`call::state`]), the peer connection with our codecs
-//!   and PLI delivery ([`call::peer`]), the send and receive pipelines ([`call::media`]), loss-based
-//!   bitrate ([`call::rate`]) and statistics ([`call::stats`]).
+//! - [`call`]: the call engine, which knows nothing of windows: the [`call::Engine`] handle, its
+//!   commands and events (`api`), its settings (`config`) and typed errors ([`call::error`]); the pure
+//!   call machine ([`call::machine`]: inputs and `now` in, actions out, timers polled) and the one
+//!   driver task that carries its actions out (`driver`); the peer connection with our codecs and
+//!   PLI delivery ([`call::peer`]), the send and receive pipelines with their controls ([`call::media`]),
+//!   loss-based bitrate ([`call::rate`]), the call slot users see ([`call::state`]) and statistics
+//!   ([`call::stats`]).
 //! - [`media`]: frames and sources ([`media::source`]: the synthetic stamped pattern and tone, and
 //!   cameras, microphones and speakers in [`media::devices`]), codecs ([`media::h264`],
 //!   [`media::opus_codec`]) and RTP frame assembly ([`media::assembler`]).

@@ -172,7 +172,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (camera, mic) = (selection(&args.camera), selection(&args.mic));
     let media = (camera != Selection::Synthetic || mic != Selection::Synthetic).then(|| {
         let media = MediaDevices::new(camera, mic, CameraSettings { width: w as u32, height: h as u32, fps });
-        media.apply(&mut config);
+        config.video_source = media.video_factory();
+        config.audio_source = media.audio_factory();
         media
     });
     let plan = HeadlessPlan {

@@ -128,14 +128,14 @@ async fn a_third_caller_gets_busy_and_calling_someone_gone_is_an_error() {
     .await;
     carol.send(Command::Call("dave".into()));
     let error = wait_event(&mut carol_events, "an error about dave", |e| match e {
-        Event::Error(text) => Some(text.clone()),
+        Event::Error(error) => Some(error.to_string()),
         _ => None,
     })
     .await;
     assert!(error.contains("dave") && error.contains("not online"), "{error}");
     carol.send(Command::Call("carol".into()));
     let error = wait_event(&mut carol_events, "an error about calling yourself", |e| match e {
-        Event::Error(text) => Some(text.clone()),
+        Event::Error(error) => Some(error.to_string()),
         _ => None,
     })
     .await;
@@ -176,7 +176,7 @@ async fn a_keyframe_request_produces_an_idr_from_the_sender() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn candidates_that_arrive_before_the_offer_still_connect() {
     use futures_util::{SinkExt, StreamExt};
-    use peercall::call::media::{receive_track, Sinks};
+    use peercall::call::media::{receive_track, CallMedia, Sinks};
     use peercall::call::peer::{self, PeerEvent, PeerSettings};
     use peercall::signaling::protocol::{IceCandidate, Message, SessionDescription};
     use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
@@ -299,21 +299,19 @@ async fn candidates_that_arrive_before_the_offer_still_connect() {
     )
     .await;
     // And media flows: carol decodes bob's pattern.
-    let sinks = Sinks {
-        remote_video: tokio::sync::watch::channel(None).0,
-        remote_audio: tokio::sync::broadcast::channel(16).0,
-        local_video: tokio::sync::watch::channel(None).0,
-    };
-    let mut video = sinks.remote_video.subscribe();
-    let counters = std::sync::Arc::new(peercall::call::Counters::default());
+    let sinks = Sinks::new();
+    const CALL: u64 = 1;
+    sinks.begin_call(CALL);
+    let mut video = sinks.remote_video();
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let media =
+        CallMedia { call: CALL, controls: Default::default(), counters: Default::default(), stop: stop_rx };
     within(10, "a decoded frame from bob at carol", async {
         loop {
             tokio::select! {
                 event = rx.recv() => {
                     if let Some((_, PeerEvent::Track(track))) = event {
-                        let (sinks, counters, stop) = (sinks.clone(), counters.clone(), stop_rx.clone());
-                        tokio::spawn(receive_track(track, sinks, counters, Default::default(), stop));
+                        tokio::spawn(receive_track(track, sinks.clone(), media.clone()));
                     }
                 }
                 changed = video.changed() => {

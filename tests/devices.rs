@@ -120,7 +120,8 @@ fn onset(samples: &[i16], rate: u32, level: f64) -> Option<usize> {
 /// Alice, taking her media from `devices`, and Bob (synthetic, answering by himself), both online.
 async fn alice_with_devices_and_bob(url: &str, devices: &MediaDevices) -> (Engine, Engine) {
     let mut alice_config = config("alice", url);
-    devices.apply(&mut alice_config);
+    alice_config.video_source = devices.video_factory();
+    alice_config.audio_source = devices.audio_factory();
     let alice = Engine::start(alice_config);
     let mut bob_config = config("bob", url);
     bob_config.auto_answer = true;

@@ -166,9 +166,7 @@ async fn measure(width: usize, height: usize, args: &Args) -> anyhow::Result<Fig
         cpu_per_sec: cpu / elapsed,
         peak_rss_mb: peak_rss_bytes() as f64 / 1e6,
     };
-    alice.send(Command::Shutdown);
-    bob.send(Command::Shutdown);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::join!(alice.shutdown(), bob.shutdown());
     server.shutdown().await?;
     eprintln!(
         "{}: setup {:?} ms, {} latency samples",

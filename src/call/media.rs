@@ -2,8 +2,9 @@
 //! frame assembly → decoders → listeners. The engine starts them when the connection is up and stops
 //! them (one watch flag) when the call ends.
 
+use super::machine::CallId;
 use super::peer::asks_for_keyframe;
-use super::rate::{picture_scale, BitrateController};
+use super::rate::{picture_scale, BitrateController, LossFeedback};
 use super::stats::Counters;
 use crate::media::assembler::{Assembled, FrameAssembler};
 use crate::media::frame::{now_us, AudioChunk, I420Frame, RgbaFrame, AUDIO_FRAME_SAMPLES};
@@ -14,7 +15,7 @@ use crate::media::source::{AudioSource, VideoSource};
 use rtc::media::Sample;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
@@ -23,13 +24,34 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
-/// Switches the user flips during a call; read by the sender threads on every frame.
+/// What steers one call's media while it runs: set by the user, the engine and the far side's
+/// feedback, and read by the media threads at every frame. What happened is counted in [`Counters`].
 #[derive(Default, Debug)]
 pub struct MediaControls {
     /// Send silence instead of the microphone.
     pub audio_muted: AtomicBool,
     /// Send black frames instead of the camera.
     pub video_off: AtomicBool,
+    /// Ask the far side for a keyframe (the video receiver sends the PLI): set on loss, on decoder
+    /// errors and by the user's refresh; cleared when a keyframe arrives.
+    pub keyframe_wanted: AtomicBool,
+    /// The far side's reports of our video loss, for the sender's bitrate controller.
+    pub loss_feedback: Arc<LossFeedback>,
+    /// The bitrate the video encoder aims at now, bit/s (0 until the first report changes it).
+    pub target_bitrate_bps: AtomicU64,
+}
+
+/// One call's media: which call it is, what steers it, what it counts, and when it stops.
+#[derive(Clone)]
+pub struct CallMedia {
+    /// The call, so that a picture decoded after it ended is dropped ([`Sinks::show_remote`]).
+    pub call: CallId,
+    /// What steers it.
+    pub controls: Arc<MediaControls>,
+    /// What it counts.
+    pub counters: Arc<Counters>,
+    /// Turns `true` when the call ends.
+    pub stop: watch::Receiver<bool>,
 }
 
 /// Where decoded media goes: the latest picture (a window only ever wants that one) and every
@@ -37,12 +59,65 @@ pub struct MediaControls {
 #[derive(Clone)]
 pub struct Sinks {
     /// The latest decoded remote picture; `None` when there is no call.
-    pub remote_video: watch::Sender<Option<RgbaFrame>>,
+    remote_video: watch::Sender<Option<RgbaFrame>>,
+    /// The call whose pictures may be shown now (0: none). Read and written only under the watch's
+    /// lock, so a decoder that finishes a frame as its call ends can never show it afterwards.
+    showing: Arc<AtomicU64>,
     /// Decoded remote audio, 20 ms mono 48 kHz chunks.
     pub remote_audio: broadcast::Sender<AudioChunk>,
     /// A half-size preview of what we send, a few times a second while someone watches; `None` when
     /// no video is going out.
     pub local_video: watch::Sender<Option<RgbaFrame>>,
+}
+
+impl Sinks {
+    /// Sinks with no call yet.
+    pub fn new() -> Self {
+        Self {
+            remote_video: watch::channel(None).0,
+            showing: Arc::default(),
+            remote_audio: broadcast::channel(256).0,
+            local_video: watch::channel(None).0,
+        }
+    }
+
+    /// A listener for the latest remote picture.
+    pub fn remote_video(&self) -> watch::Receiver<Option<RgbaFrame>> {
+        self.remote_video.subscribe()
+    }
+
+    /// From now on pictures of `call` are shown.
+    pub fn begin_call(&self, call: CallId) {
+        self.remote_video.send_modify(|slot| {
+            self.showing.store(call, Ordering::Relaxed);
+            *slot = None;
+        });
+    }
+
+    /// Shows `frame` if its call is still the one shown: the one place where late pictures are dropped.
+    pub fn show_remote(&self, call: CallId, frame: RgbaFrame) {
+        self.remote_video.send_if_modified(|slot| {
+            let current = self.showing.load(Ordering::Relaxed) == call;
+            if current {
+                *slot = Some(frame);
+            }
+            current
+        });
+    }
+
+    /// No picture is shown until the next call begins.
+    pub fn end_call(&self) {
+        self.remote_video.send_modify(|slot| {
+            self.showing.store(0, Ordering::Relaxed);
+            *slot = None;
+        });
+    }
+}
+
+impl Default for Sinks {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Everything a sender thread needs to write to its track.
@@ -68,11 +143,10 @@ pub fn start_video_sender(
     rt: Handle,
     target: TrackTarget,
     mut source: Box<dyn VideoSource>,
-    controls: Arc<MediaControls>,
-    counters: Arc<Counters>,
+    media: CallMedia,
     preview: watch::Sender<Option<RgbaFrame>>,
-    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let CallMedia { controls, counters, stop, .. } = media;
     let keyframe_wanted = Arc::new(AtomicBool::new(true));
     spawn_keyframe_watch(&rt, target.track.clone(), keyframe_wanted.clone(), counters.clone(), stop.clone());
     std::thread::Builder::new().name("video-send".into()).spawn(move || {
@@ -119,7 +193,7 @@ pub fn start_video_sender(
             if keyframe_wanted.swap(false, Ordering::Relaxed) {
                 enc.request_keyframe();
             }
-            let report = counters.loss_feedback.take_new(&mut reports_seen);
+            let report = controls.loss_feedback.take_new(&mut reports_seen);
             if let (Some(fraction_lost), Some(rate)) = (report, rate.as_mut()) {
                 let now = (captured, counters.video_bytes_sent.load(Ordering::Relaxed));
                 let sent_bps = last_report.replace(now).and_then(|(at, bytes)| {
@@ -140,7 +214,7 @@ pub fn start_video_sender(
                     scale = wanted;
                 }
                 retarget |= target != before || rescaled;
-                counters.target_bitrate_bps.store(target as u64, Ordering::Relaxed);
+                controls.target_bitrate_bps.store(target as u64, Ordering::Relaxed);
             }
             let shrunk = (scale > 1).then(|| frame.downscaled(scale));
             let result = enc.encode(shrunk.as_ref().unwrap_or(&frame));
@@ -236,10 +310,9 @@ pub fn start_audio_sender(
     rt: Handle,
     target: TrackTarget,
     mut source: Box<dyn AudioSource>,
-    controls: Arc<MediaControls>,
-    counters: Arc<Counters>,
-    stop: watch::Receiver<bool>,
+    media: CallMedia,
 ) -> std::io::Result<()> {
+    let CallMedia { controls, counters, stop, .. } = media;
     std::thread::Builder::new().name("audio-send".into()).spawn(move || {
         let mut encoder = match OpusEncoder::new(32_000) {
             Ok(e) => e,
@@ -278,45 +351,25 @@ const PLI_INTERVAL: Duration = Duration::from_millis(300);
 const MAX_FRAME_WAIT: Duration = Duration::from_millis(250);
 
 /// Handles one remote track until it ends or the call stops.
-/// `want_keyframe` is the receiver's flag for "ask the sender for a keyframe": set here on loss and
-/// decoder errors, and by the user's refresh command.
-pub async fn receive_track(
-    track: Arc<dyn TrackRemote>,
-    sinks: Sinks,
-    counters: Arc<Counters>,
-    want_keyframe: Arc<AtomicBool>,
-    stop: watch::Receiver<bool>,
-) {
+pub async fn receive_track(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMedia) {
     match track.kind().await {
-        RtpCodecKind::Video => receive_video(track, sinks, counters, want_keyframe, stop).await,
-        RtpCodecKind::Audio => receive_audio(track, sinks, counters, stop).await,
+        RtpCodecKind::Video => receive_video(track, sinks, media).await,
+        RtpCodecKind::Audio => receive_audio(track, sinks, media.counters, media.stop).await,
         _ => {}
     }
 }
 
-async fn receive_video(
-    track: Arc<dyn TrackRemote>,
-    sinks: Sinks,
-    counters: Arc<Counters>,
-    want_keyframe: Arc<AtomicBool>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMedia) {
+    let (controls, counters, mut stop) = (media.controls.clone(), media.counters.clone(), media.stop.clone());
+    let want_keyframe = &controls.keyframe_wanted;
     want_keyframe.store(true, Ordering::Relaxed);
     let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
     // The decoder runs on its own thread: a 720p decode takes milliseconds we don't take from the runtime.
     let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(4);
-    let decoder_ok = {
-        let want_keyframe = want_keyframe.clone();
-        let counters = counters.clone();
-        std::thread::Builder::new()
-            .name("video-decode".into())
-            .spawn({
-                let stop = stop.clone();
-                move || decode_loop(frames_rx, sinks.remote_video, want_keyframe, counters, stop)
-            })
-            .is_ok()
-    };
-    if !decoder_ok {
+    let decoder = std::thread::Builder::new()
+        .name("video-decode".into())
+        .spawn(move || decode_loop(frames_rx, sinks, media));
+    if decoder.is_err() {
         tracing::error!("could not start the video decoder thread");
         return;
     }
@@ -365,13 +418,8 @@ async fn receive_video(
     }
 }
 
-fn decode_loop(
-    frames: std::sync::mpsc::Receiver<bytes::Bytes>,
-    out: watch::Sender<Option<RgbaFrame>>,
-    want_keyframe: Arc<AtomicBool>,
-    counters: Arc<Counters>,
-    stop: watch::Receiver<bool>,
-) {
+fn decode_loop(frames: std::sync::mpsc::Receiver<bytes::Bytes>, sinks: Sinks, media: CallMedia) {
+    let (want_keyframe, counters) = (&media.controls.keyframe_wanted, &media.counters);
     let mut decoder = match H264Decoder::new() {
         Ok(d) => d,
         Err(e) => {
@@ -396,11 +444,7 @@ fn decode_loop(
                 if let Some(stamp) = read_stamp(&frame) {
                     counters.last_latency_us.store(stamp.age_us(now), Ordering::Relaxed);
                 }
-                // A picture decoded after the call ended must not reappear once the engine cleared it.
-                if *stop.borrow() {
-                    return;
-                }
-                out.send_replace(Some(frame));
+                sinks.show_remote(media.call, frame);
             }
             Ok(None) => {
                 if !is_idr {

@@ -1,14 +1,24 @@
 //! The call engine: owns signaling, the peer connection, media and the call state, and knows nothing
 //! of windows. Its users (the window, the headless CLI, tests, benchmarks) hold an [`Engine`] handle,
 //! send [`Command`]s and read [`Event`]s, the latest remote picture and the remote audio.
+//!
+//! Inside, the call logic is a pure state machine ([`machine`]: inputs and `now` in, actions out,
+//! timers polled) and one driver task (`driver`) carries out what it asks with the real peer
+//! connection ([`peer`]), media pipelines ([`media`]) and signaling client.
 
-mod engine;
+mod api;
+mod config;
+mod driver;
+pub mod error;
+pub mod machine;
 pub mod media;
 pub mod peer;
 pub mod rate;
 pub mod state;
 pub mod stats;
 
-pub use engine::{Command, EndReason, Engine, EngineConfig, Event};
+pub use api::{Command, EndReason, Engine, Event};
+pub use config::EngineConfig;
+pub use error::{CallError, EngineError};
 pub use state::CallState;
 pub use stats::{CallStats, Counters};

@@ -1,8 +1,10 @@
 //! Call statistics: lock-free counters the media threads bump, and the once-a-second summary.
 
+use super::media::MediaControls;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::time::{Duration, Instant};
+use webrtc::peer_connection::{PeerConnection, RTCStatsReportEntry, StatsSelector};
 
 /// Counters shared by one call's media threads and tasks.
 #[derive(Default, Debug)]
@@ -44,10 +46,6 @@ pub struct Counters {
     pub max_frame_gap_us: AtomicU64,
     /// 20 ms audio frames lost on the way and rebuilt (Opus FEC) or concealed (PLC).
     pub audio_concealed: AtomicU64,
-    /// The video encoder's target bitrate after loss-based adaptation (0 until the first report).
-    pub target_bitrate_bps: AtomicU64,
-    /// The far side's latest report of our video loss, for the sender's bitrate controller.
-    pub loss_feedback: Arc<super::rate::LossFeedback>,
 }
 
 impl Counters {
@@ -168,16 +166,16 @@ impl fmt::Display for CallStats {
 /// Turns successive counter snapshots into per-second figures.
 #[derive(Default)]
 pub struct StatsMeter {
-    last: Option<(RateCounters, std::time::Instant)>,
+    last: Option<(RateCounters, Instant)>,
 }
 
 impl StatsMeter {
-    /// Figures since the previous call (the first call reports since the call started).
-    pub fn sample(&mut self, counters: &Counters) -> CallStats {
-        let now = std::time::Instant::now();
+    /// Figures since the previous call (the first call reports since the call started); the
+    /// encoder's target comes from the call's `controls`.
+    pub fn sample(&mut self, counters: &Counters, controls: &MediaControls) -> CallStats {
+        let now = Instant::now();
         let cur = counters.rates();
-        let (prev, then) =
-            self.last.unwrap_or((RateCounters::default(), now - std::time::Duration::from_secs(1)));
+        let (prev, then) = self.last.unwrap_or((RateCounters::default(), now - Duration::from_secs(1)));
         self.last = Some((cur, now));
         let secs = now.duration_since(then).as_secs_f64().max(1e-3);
         let d = |f: fn(&RateCounters) -> u64| f(&cur).saturating_sub(f(&prev)) as f64;
@@ -200,7 +198,7 @@ impl StatsMeter {
             latency_ms: (latency != 0).then(|| latency as f64 / 1000.0),
             max_frame_gap_ms: counters.max_frame_gap_us.swap(0, Ordering::Relaxed) as f64 / 1000.0,
             audio_concealed: counters.audio_concealed.load(Ordering::Relaxed),
-            target_kbps: match counters.target_bitrate_bps.load(Ordering::Relaxed) {
+            target_kbps: match controls.target_bitrate_bps.load(Ordering::Relaxed) {
                 0 => None,
                 bps => Some(bps as f64 / 1000.0),
             },
@@ -211,6 +209,41 @@ impl StatsMeter {
             keyframes_decoded: total(&counters.keyframes_decoded),
             frames_lost: total(&counters.frames_lost),
             audio_packets_in: total(&counters.audio_packets_received),
+        }
+    }
+}
+
+/// Adds what only the peer connection knows to `stats`: the selected pair's round trip and kind
+/// (direct or relayed) and the packets lost on the way in. The engine's one task must never wedge
+/// on a stats call, so a report slower than 300 ms is skipped (`stats` keeps its counters' figures).
+pub async fn add_transport_stats(pc: &dyn PeerConnection, stats: &mut CallStats) {
+    let report =
+        tokio::time::timeout(Duration::from_millis(300), pc.get_stats(Instant::now(), StatsSelector::None));
+    let Ok(report) = report.await else {
+        tracing::warn!("the peer connection's stats took over 300 ms; skipped");
+        return;
+    };
+    for entry in report.iter() {
+        match entry {
+            RTCStatsReportEntry::Transport(transport) => {
+                let Some(RTCStatsReportEntry::IceCandidatePair(pair)) =
+                    report.get(&transport.selected_candidate_pair_id)
+                else {
+                    continue;
+                };
+                stats.rtt_ms = Some(pair.current_round_trip_time * 1000.0);
+                // webrtc 0.21 names the pair's candidate `candidate:X` but files the candidate's
+                // own stats under `RTCLocalIceCandidate_candidate:X`.
+                let id = &pair.local_candidate_id;
+                let local = report.get(id).or_else(|| report.get(&format!("RTCLocalIceCandidate_{id}")));
+                if let Some(RTCStatsReportEntry::LocalCandidate(local)) = local {
+                    stats.path = Some(local.candidate_type.to_string());
+                }
+            }
+            RTCStatsReportEntry::InboundRtp(inbound) => {
+                stats.packets_lost += inbound.received_rtp_stream_stats.packets_lost;
+            }
+            _ => {}
         }
     }
 }

@@ -37,3 +37,8 @@ pub(crate) fn pace(deadline: &mut std::time::Instant, period: std::time::Duratio
         *deadline += period;
     }
 }
+
+/// Makes a fresh video source for each call (a call's media thread owns its source).
+pub type VideoSourceFactory = std::sync::Arc<dyn Fn() -> Box<dyn VideoSource> + Send + Sync>;
+/// Makes a fresh audio source for each call.
+pub type AudioSourceFactory = std::sync::Arc<dyn Fn() -> Box<dyn AudioSource> + Send + Sync>;

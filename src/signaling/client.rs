@@ -48,19 +48,31 @@ impl SignalingHandle {
     }
 }
 
+/// The client's task, to wait for: once every [`SignalingHandle`] is dropped it sends what was
+/// queued, closes the socket and finishes.
+pub struct SignalingTask(tokio::task::JoinHandle<()>);
+
+impl SignalingTask {
+    /// Resolves when the client has finished (a panic inside it counts as finished).
+    pub async fn finished(&mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
+
 /// Starts the client task for `url` (`ws://` or `wss://`) under `name`. For `wss://`, the server's
 /// certificate must chain to a public CA or to a certificate in the PEM file `trusted_cert` (a
-/// self-signed deployment). It runs until the handle and the event receiver are both dropped.
+/// self-signed deployment). It runs until every handle is dropped (then it flushes and closes) or
+/// the event receiver is.
 pub fn spawn(
     url: String,
     name: String,
     trusted_cert: Option<PathBuf>,
-) -> (SignalingHandle, mpsc::UnboundedReceiver<SignalingEvent>) {
+) -> (SignalingHandle, mpsc::UnboundedReceiver<SignalingEvent>, SignalingTask) {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let target = Target { url, trusted_cert };
-    tokio::spawn(run(target, name, out_rx, ev_tx));
-    (SignalingHandle { tx: out_tx }, ev_rx)
+    let task = tokio::spawn(run(target, name, out_rx, ev_tx));
+    (SignalingHandle { tx: out_tx }, ev_rx, SignalingTask(task))
 }
 
 /// Where to connect and whom to trust there.
@@ -189,7 +201,12 @@ async fn session(
                 }
             }
             outgoing = out_rx.recv() => {
-                let Some(message) = outgoing else { return SessionEnd::OwnerGone };
+                let Some(message) = outgoing else {
+                    // Everything queued went out before the channel reported its end: now say
+                    // goodbye, so the server drops us from the room at once rather than at a timeout.
+                    let _ = sink.close().await;
+                    return SessionEnd::OwnerGone;
+                };
                 if let Err(e) = sink.send(WsMessage::text(message.to_json())).await {
                     return SessionEnd::Dropped(format!("signaling connection lost: {e}"));
                 }

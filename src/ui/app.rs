@@ -11,7 +11,7 @@ use super::ring::Ringer;
 use super::settings::Settings;
 use super::views::{self, video::VideoTexture};
 use super::WindowOptions;
-use crate::call::{CallState, Command, Engine, EngineConfig, Event};
+use crate::call::{CallState, Command, Engine, EngineConfig, EngineError, Event};
 use crate::media::frame::RgbaFrame;
 use eframe::egui;
 use egui::{Key, ViewportCommand};
@@ -109,8 +109,8 @@ impl PeercallApp {
         let saved =
             Some(self.settings.trusted_cert.trim()).filter(|p| !p.is_empty()).map(std::path::PathBuf::from);
         config.trusted_cert = self.options.trusted_cert.clone().or(saved);
-        // Auto-answer is the window's business (it can change mid-session), not the engine's.
-        config.auto_answer = false;
+        // The engine answers by itself; the checkbox switches it mid-session (`SetAutoAnswer`).
+        config.auto_answer = self.settings.auto_answer;
         let engine = {
             let _runtime = self.rt.enter();
             Engine::start(config)
@@ -166,6 +166,9 @@ impl PeercallApp {
             UiCommand::SetAutoAnswer(on) => {
                 self.settings.auto_answer = on;
                 self.save_settings();
+                if let Some(session) = &self.session {
+                    session.engine.send(Command::SetAutoAnswer(on));
+                }
             }
             in_room => {
                 if let Some(session) = self.session.as_mut() {
@@ -265,9 +268,6 @@ impl eframe::App for PeercallApp {
         };
         let now = Instant::now();
         for event in session.bridge.events.try_iter() {
-            if let (Event::IncomingCall { .. }, true) = (&event, auto_answer) {
-                session.engine.send(Command::Accept);
-            }
             session.model.apply(event, now);
         }
         let ringing = matches!(session.model.call, CallState::Ringing { .. }) && !auto_answer;
@@ -294,11 +294,6 @@ impl eframe::App for PeercallApp {
                 let frame = session.local_rx.borrow_and_update().clone();
                 session.local.update(&ctx, frame.as_ref());
             }
-            if session.model.call.is_idle() {
-                // A decoder may finish one last frame after the call ended: never show it.
-                session.remote.update(&ctx, None);
-                session.local.update(&ctx, None);
-            }
         }
         let mut commands = Vec::new();
         self.keys(&ctx, &mut commands);
@@ -316,13 +311,13 @@ impl eframe::App for PeercallApp {
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
-        let was_in_call = self.session.as_ref().is_some_and(|s| !s.model.call.is_idle());
-        self.leave();
+        let engine = self.session.take().map(|s| s.engine);
+        self.ringer.set(false);
         let embedded = self.embedded.take();
         self.rt.block_on(async move {
-            if was_in_call {
-                // Let the hang-up reach the server before the process goes.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some(engine) = engine {
+                // The hang-up reaches the server and the socket closes before the process goes.
+                let _ = tokio::time::timeout(Duration::from_secs(3), engine.shutdown()).await;
             }
             if let Some(server) = embedded {
                 let _ = tokio::time::timeout(Duration::from_secs(1), server.shutdown()).await;
@@ -358,7 +353,7 @@ impl Session {
             }
         };
         if !self.engine.send(engine_command) {
-            let stopped = Event::Error("the call engine has stopped: leave and join again".into());
+            let stopped = Event::Error(EngineError::Stopped);
             self.model.apply(stopped, Instant::now());
         }
     }

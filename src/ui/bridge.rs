@@ -1,7 +1,7 @@
 //! Carries the engine's output to the UI thread without it ever waiting: a task forwards events into
 //! a std channel and wakes the window; new pictures only wake it (the UI takes the latest one itself).
 
-use crate::call::{Engine, Event};
+use crate::call::{Engine, EngineError, Event};
 use eframe::egui;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -37,7 +37,7 @@ pub fn start(rt: &Handle, engine: &Engine, ctx: egui::Context) -> Bridge {
                         }
                     }
                     Err(RecvError::Lagged(n)) => {
-                        let _ = tx.send(Event::Error(format!("the window fell behind and missed {n} events")));
+                        let _ = tx.send(Event::Error(EngineError::MissedEvents(n)));
                     }
                     Err(RecvError::Closed) => return,
                 },

@@ -68,7 +68,8 @@ impl DevicePanel {
 
     /// Makes the engine's sources come from these devices.
     pub fn apply(&self, config: &mut EngineConfig) {
-        self.media.apply(config);
+        config.video_source = self.media.video_factory();
+        config.audio_source = self.media.audio_factory();
     }
 
     /// Plays `engine`'s remote audio on the speaker the settings name.

@@ -128,7 +128,7 @@ impl Model {
                 self.notice = Some(ended_notice(&peer, &reason));
             }
             Event::Stats(stats) => self.stats = Some(stats),
-            Event::Error(text) => self.notice = Some(Notice { text, is_error: true }),
+            Event::Error(error) => self.notice = Some(Notice { text: error.to_string(), is_error: true }),
         }
     }
 

@@ -2,7 +2,8 @@
 //! standing in when a device is missing, fails to open, or vanishes mid-call, and a notice in words
 //! saying which source is in use and why.
 //!
-//! [`MediaDevices`] hands the engine source factories ([`MediaDevices::apply`]); each call gets a
+//! [`MediaDevices`] hands the engine source factories ([`MediaDevices::video_factory`],
+//! [`MediaDevices::audio_factory`]); each call gets a
 //! source that holds the chosen device. Choosing another device during a call
 //! ([`MediaDevices::set_camera`], [`MediaDevices::set_microphone`]) needs no engine command and no
 //! renegotiation: the running source notices the change at its next frame and reopens. The window
@@ -14,10 +15,9 @@ use super::camera::{list_cameras, Camera, CameraSettings};
 use super::clock::DeviceClock;
 use super::microphone::Microphone;
 use super::{list_microphones, DeviceError};
-use crate::call::EngineConfig;
 use crate::media::frame::I420Frame;
 use crate::media::pattern::PatternSource;
-use crate::media::source::{AudioSource, VideoSource};
+use crate::media::source::{AudioSource, AudioSourceFactory, VideoSource, VideoSourceFactory};
 use crate::media::tone::ToneSource;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -222,20 +222,24 @@ impl MediaDevices {
         self.shared.microphone_clock.lock().ok().and_then(|c| c.clone())
     }
 
-    /// Makes `config` take its video and audio from these devices.
-    pub fn apply(&self, config: &mut EngineConfig) {
+    /// Makes a video source from these devices for each call (what the engine's config takes).
+    pub fn video_factory(&self) -> VideoSourceFactory {
         let shared = self.shared.clone();
-        config.video_source = Arc::new(move || Box::new(DeviceVideo::open(shared.clone())));
-        let shared = self.shared.clone();
-        config.audio_source = Arc::new(move || Box::new(DeviceAudio::open(shared.clone())));
+        Arc::new(move || Box::new(DeviceVideo::open(shared.clone())))
     }
 
-    /// A video source for one call (what [`apply`](Self::apply)'s factory makes).
+    /// Makes an audio source from these devices for each call (what the engine's config takes).
+    pub fn audio_factory(&self) -> AudioSourceFactory {
+        let shared = self.shared.clone();
+        Arc::new(move || Box::new(DeviceAudio::open(shared.clone())))
+    }
+
+    /// A video source for one call (what [`video_factory`](Self::video_factory)'s factory makes).
     pub fn video_source(&self) -> Box<dyn VideoSource> {
         Box::new(DeviceVideo::open(self.shared.clone()))
     }
 
-    /// An audio source for one call (what [`apply`](Self::apply)'s factory makes).
+    /// An audio source for one call (what [`audio_factory`](Self::audio_factory)'s factory makes).
     pub fn audio_source(&self) -> Box<dyn AudioSource> {
         Box::new(DeviceAudio::open(self.shared.clone()))
     }
