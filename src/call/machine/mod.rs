@@ -8,16 +8,20 @@
 //! made of them as [`PeerInput`]s. So once [`Action::ApplyOffer`] or [`Action::ApplyAnswer`] is
 //! queued, candidates queued after it reach a connection that has the remote description.
 
+mod action;
 mod call;
+mod input;
 #[cfg(test)]
 mod tests;
 
+pub use self::action::Action;
 use self::call::{Call, Phase, Role, Sdp};
+pub use self::input::{Input, PeerInput};
 use super::error::{CallError, EngineError};
 use super::state::CallState;
 use super::{Command, EndReason, Event};
 use crate::signaling::client::SignalingEvent;
-use crate::signaling::protocol::{self, IceCandidate, IceServer, Message, SessionDescription};
+use crate::signaling::protocol::{self, IceCandidate, Message, SessionDescription};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use webrtc::peer_connection::{RTCIceConnectionState, RTCPeerConnectionState};
@@ -53,111 +57,6 @@ pub const RESTART_SPACING: u32 = 4;
 /// many per peer and this many peers, so a stranger cannot fill our memory.
 const EARLY_CANDIDATES_PER_PEER: usize = 64;
 const EARLY_CANDIDATE_PEERS: usize = 16;
-
-/// What happens to the machine.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Input {
-    /// The user asks for something.
-    Command(Command),
-    /// The signaling client connected, dropped, or brought a message.
-    Signaling(SignalingEvent),
-    /// A call's peer connection reports.
-    Peer {
-        /// Which call's connection.
-        call: CallId,
-        /// What it reports.
-        event: PeerInput,
-    },
-    /// The time [`CallMachine::poll_timeout`] named has come (early or late is harmless).
-    Timeout,
-}
-
-/// What a peer connection reports back: its own events, and the outcome of the actions asked of it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PeerInput {
-    /// [`Action::MakeOffer`] made this local offer (already set as the local description).
-    LocalOffer(String),
-    /// [`Action::ApplyOffer`] made this local answer (already set as the local description).
-    LocalAnswer(String),
-    /// A local ICE candidate to trickle to the far side.
-    LocalCandidate(IceCandidate),
-    /// ICE moved.
-    Ice(RTCIceConnectionState),
-    /// The connection as a whole moved.
-    Connection(RTCPeerConnectionState),
-    /// An ICE restart's offer could not be made; a later restart tries again.
-    RestartFailed(String),
-    /// An action failed in a way that ends the call.
-    Failed(CallError),
-}
-
-/// What the machine asks its driver to do, in order.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Action {
-    /// Send a message to the signaling server.
-    Signal(Message),
-    /// Build the call's peer connection with our tracks.
-    OpenPeer {
-        /// The call.
-        call: CallId,
-    },
-    /// Make an offer, set it as the local description, report [`PeerInput::LocalOffer`].
-    MakeOffer {
-        /// The call.
-        call: CallId,
-        /// With fresh ICE credentials (how a call survives a network change).
-        ice_restart: bool,
-    },
-    /// Set the far side's offer, make and set an answer, report [`PeerInput::LocalAnswer`].
-    ApplyOffer {
-        /// The call.
-        call: CallId,
-        /// The offer's SDP.
-        sdp: String,
-    },
-    /// Set the far side's answer.
-    ApplyAnswer {
-        /// The call.
-        call: CallId,
-        /// The answer's SDP.
-        sdp: String,
-    },
-    /// Add a remote ICE candidate.
-    AddCandidate {
-        /// The call.
-        call: CallId,
-        /// The candidate.
-        candidate: IceCandidate,
-    },
-    /// The connection is up: start sending and receiving media.
-    StartMedia {
-        /// The call.
-        call: CallId,
-    },
-    /// Stop the call's media and close its peer connection.
-    ClosePeer {
-        /// The call.
-        call: CallId,
-    },
-    /// Ask the far side for a keyframe.
-    RequestKeyframe {
-        /// The call.
-        call: CallId,
-    },
-    /// Report the call's statistics ([`Event::Stats`]).
-    SampleStats {
-        /// The call.
-        call: CallId,
-    },
-    /// Send silence instead of the microphone (or stop).
-    SetAudioMuted(bool),
-    /// Send black instead of the camera (or stop).
-    SetVideoOff(bool),
-    /// STUN/TURN servers the signaling server handed out, for the next peer connections.
-    UseIceServers(Vec<IceServer>),
-    /// Tell the engine's users.
-    Emit(Event),
-}
 
 /// The engine's call logic: one call slot, the room's users, and what arrives early.
 #[derive(Debug)]

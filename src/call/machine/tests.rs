@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::call::Command;
+use crate::signaling::protocol::IceServer;
 
 const NAME_OF_BOB: &str = "bob";
 

@@ -1,0 +1,193 @@
+//! The receive pipelines: RTP → frame assembly (PLI on loss) → decoder thread → the sinks, and
+//! Opus packets → decoder (FEC and concealment for lost frames) → the audio sink.
+
+use super::{CallMedia, Sinks};
+use crate::call::stats::Counters;
+use crate::media::assembler::{Assembled, FrameAssembler};
+use crate::media::frame::{now_us, AudioChunk};
+use crate::media::h264::H264Decoder;
+use crate::media::opus_codec::OpusDecoder;
+use crate::media::pattern::read_stamp;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+
+/// At most this many lost audio frames in a row are rebuilt or concealed (100 ms).
+const MAX_CONCEALED_FRAMES: u16 = 5;
+
+/// Minimum spacing of our PLIs: one per round trip or so is plenty, a flood helps nobody.
+const PLI_INTERVAL: Duration = Duration::from_millis(300);
+/// How long a frame may wait for a missing packet (NACK retransmission) before we give it up.
+const MAX_FRAME_WAIT: Duration = Duration::from_millis(250);
+
+/// Handles one remote track until it ends or the call stops.
+pub async fn receive_track(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMedia) {
+    match track.kind().await {
+        RtpCodecKind::Video => receive_video(track, sinks, media).await,
+        RtpCodecKind::Audio => receive_audio(track, sinks, media.counters, media.stop).await,
+        _ => {}
+    }
+}
+
+async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMedia) {
+    let (controls, counters, mut stop) = (media.controls.clone(), media.counters.clone(), media.stop.clone());
+    let want_keyframe = &controls.keyframe_wanted;
+    want_keyframe.store(true, Ordering::Relaxed);
+    let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+    // The decoder runs on its own thread: a 720p decode takes milliseconds we don't take from the runtime.
+    let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(4);
+    let decoder = std::thread::Builder::new()
+        .name("video-decode".into())
+        .spawn(move || decode_loop(frames_rx, sinks, media));
+    if decoder.is_err() {
+        tracing::error!("could not start the video decoder thread");
+        return;
+    }
+    let mut assembler = FrameAssembler::new(MAX_FRAME_WAIT);
+    let mut last_pli: Option<Instant> = None;
+    // One timer for the whole call (not one per packet): it wakes the loop when no packets come, so a
+    // wanted PLI still goes out.
+    let mut pli_tick = tokio::time::interval(PLI_INTERVAL);
+    pli_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // Ask for a keyframe at the start, and whenever the decoder or the assembler lost the thread.
+        if want_keyframe.load(Ordering::Relaxed) && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
+            last_pli = Some(Instant::now());
+            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+            if track.write_rtcp(vec![Box::new(pli)]).await.is_ok() {
+                Counters::add(&counters.plis_sent, 1);
+            }
+        }
+        let event = tokio::select! {
+            _ = stop.changed() => return,
+            _ = pli_tick.tick() => continue,
+            event = track.poll() => event,
+        };
+        match event {
+            Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                Counters::add(&counters.video_bytes_received, packet.payload.len() as u64);
+                for out in assembler.push(Instant::now(), packet) {
+                    match out {
+                        Assembled::Frame { data, .. } => {
+                            if frames_tx.try_send(data).is_err() {
+                                // The decoder is behind: dropping breaks references, so get a keyframe.
+                                Counters::add(&counters.frames_lost, 1);
+                                want_keyframe.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        Assembled::Lost => {
+                            Counters::add(&counters.frames_lost, 1);
+                            want_keyframe.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            Some(TrackRemoteEvent::OnEnded) | None => return,
+            Some(_) => {}
+        }
+    }
+}
+
+fn decode_loop(frames: std::sync::mpsc::Receiver<bytes::Bytes>, sinks: Sinks, media: CallMedia) {
+    let (want_keyframe, counters) = (&media.controls.keyframe_wanted, &media.counters);
+    let mut decoder = match H264Decoder::new() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(%e, "video receiving stopped");
+            return;
+        }
+    };
+    while let Ok(access_unit) = frames.recv() {
+        let is_idr = crate::media::h264::contains_idr(&access_unit);
+        if is_idr {
+            want_keyframe.store(false, Ordering::Relaxed);
+        }
+        match decoder.decode(&access_unit) {
+            Ok(Some(frame)) => {
+                Counters::add(&counters.frames_decoded, 1);
+                Counters::add(&counters.keyframes_decoded, frame.keyframe as u64);
+                Counters::add(&counters.decode_us, frame.decode_time.as_micros() as u64);
+                let res = (frame.width as u64) << 32 | frame.height as u64;
+                counters.last_resolution.store(res, Ordering::Relaxed);
+                let now = now_us();
+                counters.frame_shown(now);
+                if let Some(stamp) = read_stamp(&frame) {
+                    counters.last_latency_us.store(stamp.age_us(now), Ordering::Relaxed);
+                }
+                sinks.show_remote(media.call, frame);
+            }
+            Ok(None) => {
+                if !is_idr {
+                    want_keyframe.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(%e, "decoder error; asking for a keyframe");
+                Counters::add(&counters.frames_lost, 1);
+                want_keyframe.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+async fn receive_audio(
+    track: Arc<dyn TrackRemote>,
+    sinks: Sinks,
+    counters: Arc<Counters>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut decoder = match OpusDecoder::new() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(%e, "audio receiving stopped");
+            return;
+        }
+    };
+    let mut last_seq: Option<u16> = None;
+    loop {
+        let event = tokio::select! {
+            _ = stop.changed() => return,
+            event = track.poll() => event,
+        };
+        match event {
+            Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                let seq = packet.header.sequence_number;
+                // Frames lost just before this one: the last is rebuilt from this packet's FEC data,
+                // the others concealed, so playback has no holes (bursts beyond a few frames are
+                // left to the jitter buffer: there is nothing better to say about them).
+                let missing = last_seq.map(|l| seq.wrapping_sub(l).wrapping_sub(1)).unwrap_or(0);
+                if missing >= 0x8000 {
+                    continue; // late or duplicate: its place in the stream is already filled
+                }
+                if (1..=MAX_CONCEALED_FRAMES).contains(&missing) {
+                    for i in 0..missing {
+                        let rebuilt = if i + 1 == missing {
+                            decoder.decode_fec(&packet.payload)
+                        } else {
+                            decoder.conceal()
+                        };
+                        if let Ok(pcm) = rebuilt {
+                            Counters::add(&counters.audio_concealed, 1);
+                            let _ = sinks.remote_audio.send(AudioChunk::from(pcm));
+                        }
+                    }
+                }
+                last_seq = Some(seq);
+                match decoder.decode(&packet.payload) {
+                    Ok(pcm) => {
+                        Counters::add(&counters.audio_packets_received, 1);
+                        // Nobody listening is fine: the chunk is simply not kept.
+                        let _ = sinks.remote_audio.send(AudioChunk::from(pcm));
+                    }
+                    Err(e) => tracing::debug!(%e, "an Opus packet could not be decoded"),
+                }
+            }
+            Some(TrackRemoteEvent::OnEnded) | None => return,
+            Some(_) => {}
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The sender threads: camera or pattern → H.264 → video track (with PLI → IDR, loss-based bitrate
+//! and picture size), and microphone or tone → Opus → audio track.
+
+use super::{CallMedia, TrackTarget};
+use crate::call::peer::asks_for_keyframe;
+use crate::call::rate::{picture_scale, BitrateController};
+use crate::call::stats::Counters;
+use crate::media::frame::{now_us, I420Frame, RgbaFrame, AUDIO_FRAME_SAMPLES};
+use crate::media::h264::{EncoderSettings, H264Encoder};
+use crate::media::opus_codec::OpusEncoder;
+use crate::media::source::{AudioSource, VideoSource};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+
+/// Starts the video sender thread. It owns the source and the encoder; a PLI/FIR from the far side
+/// (watched by a task on the track) makes the next frame an IDR.
+pub fn start_video_sender(
+    rt: Handle,
+    target: TrackTarget,
+    mut source: Box<dyn VideoSource>,
+    media: CallMedia,
+    preview: watch::Sender<Option<RgbaFrame>>,
+) -> std::io::Result<()> {
+    let CallMedia { controls, counters, stop, .. } = media;
+    let keyframe_wanted = Arc::new(AtomicBool::new(true));
+    spawn_keyframe_watch(&rt, target.track.clone(), keyframe_wanted.clone(), counters.clone(), stop.clone());
+    std::thread::Builder::new().name("video-send".into()).spawn(move || {
+        let fps = source.fps().max(1);
+        let frame_duration = Duration::from_secs(1) / fps;
+        let mut encoder: Option<H264Encoder> = None;
+        let mut rate: Option<BitrateController> = None;
+        let mut reports_seen = 0;
+        // Video bytes sent and when, at the last loss report: what was really sent in between.
+        let mut last_report: Option<(Instant, u64)> = None;
+        // The picture is sent at 1/scale of its size each way (narrow links).
+        let mut scale = 1;
+        // The encoder's target changed, or its picture size did (which resets its target).
+        let mut retarget = false;
+        let mut black: Option<I420Frame> = None;
+        let mut last_preview: Option<Instant> = None;
+        while !*stop.borrow() {
+            let Some(mut frame) = source.next_frame() else { break };
+            let captured = Instant::now();
+            if controls.video_off.load(Ordering::Relaxed) {
+                let b = black.get_or_insert_with(|| I420Frame::black(frame.width, frame.height));
+                if b.width != frame.width || b.height != frame.height {
+                    *b = I420Frame::black(frame.width, frame.height);
+                }
+                frame.data.copy_from_slice(&b.data);
+            }
+            // The preview costs a conversion, so only while a window watches, and at most PREVIEW_FPS.
+            if preview.receiver_count() > 0 && last_preview.is_none_or(|t| t.elapsed() >= PREVIEW_INTERVAL) {
+                last_preview = Some(captured);
+                preview.send_replace(Some(half_size_rgba(&frame)));
+            }
+            if encoder.as_ref().is_none() {
+                let settings = EncoderSettings::for_size(frame.width, frame.height, fps);
+                rate = Some(BitrateController::new(settings.bitrate_bps));
+                match H264Encoder::new(settings) {
+                    Ok(e) => encoder = Some(e),
+                    Err(e) => {
+                        tracing::error!(%e, "video sending stopped");
+                        return;
+                    }
+                }
+            }
+            let Some(enc) = encoder.as_mut() else { return };
+            if keyframe_wanted.swap(false, Ordering::Relaxed) {
+                enc.request_keyframe();
+            }
+            let report = controls.loss_feedback.take_new(&mut reports_seen);
+            if let (Some(fraction_lost), Some(rate)) = (report, rate.as_mut()) {
+                let now = (captured, counters.video_bytes_sent.load(Ordering::Relaxed));
+                let sent_bps = last_report.replace(now).and_then(|(at, bytes)| {
+                    let secs = now.0.duration_since(at).as_secs_f64();
+                    (secs > 0.1).then(|| (now.1.saturating_sub(bytes) as f64 * 8.0 / secs) as u32)
+                });
+                let before = rate.target_bps();
+                let target = rate.on_loss_report(fraction_lost, sent_bps);
+                let wanted = picture_scale(scale, target, rate.max_bps());
+                let rescaled = wanted != scale;
+                if rescaled {
+                    tracing::info!(
+                        target_kbps = target / 1000,
+                        from = scale,
+                        to = wanted,
+                        "video picture rescaled for the link"
+                    );
+                    scale = wanted;
+                }
+                retarget |= target != before || rescaled;
+                controls.target_bitrate_bps.store(target as u64, Ordering::Relaxed);
+            }
+            let shrunk = (scale > 1).then(|| frame.downscaled(scale));
+            let result = enc.encode(shrunk.as_ref().unwrap_or(&frame));
+            // After the encode: a frame of a new size reinitialises the encoder at its base rate.
+            if std::mem::take(&mut retarget) {
+                if let Some(rate) = rate.as_ref() {
+                    if let Err(e) = enc.set_bitrate(rate.target_bps()) {
+                        tracing::warn!(%e, "could not change the video bitrate");
+                    }
+                }
+            }
+            match result {
+                Ok(Some(encoded)) => {
+                    Counters::add(&counters.frames_sent, 1);
+                    Counters::add(&counters.keyframes_sent, encoded.keyframe as u64);
+                    Counters::add(&counters.video_bytes_sent, encoded.data.len() as u64);
+                    Counters::add(&counters.encode_us, encoded.encode_time.as_micros() as u64);
+                    if !target.write(&rt, encoded.data, frame_duration, captured) {
+                        tracing::debug!("video track refused a sample (not bound yet or closing)");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%e, "a video frame could not be encoded"),
+            }
+        }
+        preview.send_replace(None);
+    })?;
+    Ok(())
+}
+
+/// Spacing of local preview frames (~15 fps): a corner thumbnail needs no more.
+const PREVIEW_INTERVAL: Duration = Duration::from_millis(66);
+
+/// A half-size RGBA copy of an I420 frame: one pixel per 2×2 block, which is exactly one chroma
+/// sample, so the conversion touches a quarter of the pixels and needs no chroma interpolation.
+fn half_size_rgba(frame: &I420Frame) -> RgbaFrame {
+    let started = Instant::now();
+    let (w, h) = (frame.width / 2, frame.height / 2);
+    let (yp, up, vp) = frame.planes();
+    let mut pixels = Vec::with_capacity(w * h * 4);
+    for row in 0..h {
+        for col in 0..w {
+            let y = yp[2 * row * frame.width + 2 * col] as f32 - 16.0;
+            let u = up[row * w + col] as f32 - 128.0;
+            let v = vp[row * w + col] as f32 - 128.0;
+            // BT.601 studio range, as the decoder converts.
+            let c = |x: f32| x.clamp(0.0, 255.0) as u8;
+            pixels.extend_from_slice(&[
+                c(1.164 * y + 1.596 * v),
+                c(1.164 * y - 0.392 * u - 0.813 * v),
+                c(1.164 * y + 2.017 * u),
+                255,
+            ]);
+        }
+    }
+    RgbaFrame {
+        width: w,
+        height: h,
+        pixels: pixels.into(),
+        keyframe: false,
+        decoded_at_us: now_us(),
+        decode_time: started.elapsed(),
+    }
+}
+
+/// Watches the local video track for PLI/FIR from the far side.
+fn spawn_keyframe_watch(
+    rt: &Handle,
+    track: Arc<TrackLocalStaticSample>,
+    keyframe_wanted: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    mut stop: watch::Receiver<bool>,
+) {
+    rt.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                event = track.poll() => match event {
+                    Some(TrackLocalEvent::OnRtcpPacket(packets)) if asks_for_keyframe(&packets) => {
+                        Counters::add(&counters.keyframe_requests_received, 1);
+                        keyframe_wanted.store(true, Ordering::Relaxed);
+                    }
+                    Some(_) => {}
+                    None => return,
+                },
+            }
+        }
+    });
+}
+
+/// Starts the audio sender thread: 20 ms chunks from the source, Opus, onto the track.
+pub fn start_audio_sender(
+    rt: Handle,
+    target: TrackTarget,
+    mut source: Box<dyn AudioSource>,
+    media: CallMedia,
+) -> std::io::Result<()> {
+    let CallMedia { controls, counters, stop, .. } = media;
+    std::thread::Builder::new().name("audio-send".into()).spawn(move || {
+        let mut encoder = match OpusEncoder::new(32_000) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(%e, "audio sending stopped");
+                return;
+            }
+        };
+        let mut pcm = vec![0i16; AUDIO_FRAME_SAMPLES];
+        while !*stop.borrow() {
+            if !source.next_chunk(&mut pcm) {
+                break;
+            }
+            let captured = Instant::now();
+            if controls.audio_muted.load(Ordering::Relaxed) {
+                pcm.fill(0);
+            }
+            match encoder.encode(&pcm) {
+                Ok(packet) => {
+                    Counters::add(&counters.audio_packets_sent, 1);
+                    target.write(&rt, packet, Duration::from_millis(20), captured);
+                }
+                Err(e) => tracing::warn!(%e, "an audio frame could not be encoded"),
+            }
+        }
+    })?;
+    Ok(())
+}
