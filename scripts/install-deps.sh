@@ -8,14 +8,16 @@ want=(
   libclang-dev     # bindgen for nokhwa's v4l2 bindings
   cmake            # the opus crate builds its bundled libopus with CMake
   nasm             # openh264's assembly: ~3x faster encode
+  libvpx-dev       # VP8/VP9 (env-libvpx-sys links it through pkg-config)
   pkg-config
 )
 if [[ "${1:-build}" == "test" ]]; then
   # The window test: a virtual X server, screenshots, typing and clicking (xdotool), and Mesa's
   # software GL (llvmpipe) for glow.
   want+=(xvfb xauth imagemagick x11-utils xdotool libgl1-mesa-dri libegl1 libglx-mesa0 libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2)
-  # The browser interop test: Debian's Chromium, driven by playwright-core under Node.
-  want+=(chromium)
+  # The browser interop tests: Debian's Chromium, driven by playwright-core under Node, and
+  # Firefox ESR, driven by puppeteer-core over WebDriver BiDi.
+  want+=(chromium firefox-esr)
   # The TURN test: coturn on loopback with use-auth-secret.
   want+=(coturn)
   # The cluster tests: signaling nodes sharing a real Redis on loopback.
@@ -42,9 +44,10 @@ if ((${#missing[@]} > 0)); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# playwright-core drives the system Chromium; it never downloads a browser of its own.
+# playwright-core and puppeteer-core drive the system's browsers; neither downloads a browser of its own.
 browser_tests="$(dirname "$0")/../tests/browser"
-if [[ "${1:-build}" == "test" && ! -d "$browser_tests/node_modules/playwright-core" ]]; then
-  echo "install-deps: installing playwright-core for the browser tests" >&2
+if [[ "${1:-build}" == "test" && ( ! -d "$browser_tests/node_modules/playwright-core" \
+      || ! -d "$browser_tests/node_modules/puppeteer-core" ) ]]; then
+  echo "install-deps: installing playwright-core and puppeteer-core for the browser tests" >&2
   (cd "$browser_tests" && npm ci --no-audit --no-fund --silent)
 fi

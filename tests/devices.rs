@@ -560,32 +560,5 @@ fn figures_for_the_720p_conversion_path() {
 
 /// RGBA of an I420 frame, for the pattern's PSNR helper (which compares decoded RGBA with I420).
 fn rgba_of(frame: &I420Frame) -> peercall::media::frame::RgbaFrame {
-    let (y, u, v) = frame.planes();
-    let planar = yuv::YuvPlanarImage {
-        y_plane: y,
-        y_stride: frame.width as u32,
-        u_plane: u,
-        u_stride: frame.width as u32 / 2,
-        v_plane: v,
-        v_stride: frame.width as u32 / 2,
-        width: frame.width as u32,
-        height: frame.height as u32,
-    };
-    let mut px = vec![0u8; frame.width * frame.height * 4];
-    yuv::yuv420_to_rgba(
-        &planar,
-        &mut px,
-        frame.width as u32 * 4,
-        yuv::YuvRange::Limited,
-        yuv::YuvStandardMatrix::Bt601,
-    )
-    .expect("to RGBA");
-    peercall::media::frame::RgbaFrame {
-        width: frame.width,
-        height: frame.height,
-        pixels: px.into(),
-        keyframe: false,
-        decoded_at_us: 0,
-        decode_time: Duration::ZERO,
-    }
+    frame.to_rgba().expect("to RGBA")
 }

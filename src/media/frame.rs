@@ -88,6 +88,108 @@ fn shrink(
     }
 }
 
+/// Borrowed I420 planes with their strides: a decoder's picture in its own buffers, or an [`I420Frame`].
+#[derive(Clone, Copy, Debug)]
+pub struct I420View<'a> {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Y plane, `y_stride` bytes a row.
+    pub y: &'a [u8],
+    /// U plane, `uv_stride` bytes a row, half height (rounded up).
+    pub u: &'a [u8],
+    /// V plane, like U.
+    pub v: &'a [u8],
+    /// Bytes from one Y row to the next.
+    pub y_stride: usize,
+    /// Bytes from one U (or V) row to the next.
+    pub uv_stride: usize,
+}
+
+/// The picture could not be converted (planes too small for the size they claim).
+#[derive(Debug, thiserror::Error)]
+#[error("I420 to RGBA conversion failed: {0}")]
+pub struct ConvertError(String);
+
+/// The colour conversion every decoded picture and preview goes through: BT.601 limited ("studio")
+/// range, which is what openh264 and libvpx decode to and what browsers assume for untagged
+/// WebRTC video. `chroma` says whether U and V are at half resolution (420) or full (444, used
+/// by the half-size preview, which takes one chroma sample per output pixel).
+fn yuv_to_rgba(view: &I420View<'_>, chroma: Chroma) -> Result<Vec<u8>, ConvertError> {
+    use yuv::{YuvPlanarImage, YuvRange, YuvStandardMatrix};
+    let (width, height) = (view.width, view.height);
+    let image = YuvPlanarImage {
+        y_plane: view.y,
+        y_stride: view.y_stride as u32,
+        u_plane: view.u,
+        u_stride: view.uv_stride as u32,
+        v_plane: view.v,
+        v_stride: view.uv_stride as u32,
+        width: width as u32,
+        height: height as u32,
+    };
+    let mut rgba = vec![0u8; width * height * 4];
+    let (range, matrix) = (YuvRange::Limited, YuvStandardMatrix::Bt601);
+    let stride = width as u32 * 4;
+    match chroma {
+        Chroma::Half => yuv::yuv420_to_rgba(&image, &mut rgba, stride, range, matrix),
+        Chroma::Full => yuv::yuv444_to_rgba(&image, &mut rgba, stride, range, matrix),
+    }
+    .map_err(|e| ConvertError(e.to_string()))?;
+    Ok(rgba)
+}
+
+#[derive(Clone, Copy)]
+enum Chroma {
+    Half,
+    Full,
+}
+
+impl I420View<'_> {
+    /// This picture in RGBA (see [`yuv_to_rgba`] for the colour conversion).
+    pub fn to_rgba(&self) -> Result<Vec<u8>, ConvertError> {
+        yuv_to_rgba(self, Chroma::Half)
+    }
+}
+
+impl I420Frame {
+    /// The planes as a view.
+    pub fn view(&self) -> I420View<'_> {
+        let (y, u, v) = self.planes();
+        I420View {
+            width: self.width,
+            height: self.height,
+            y,
+            u,
+            v,
+            y_stride: self.width,
+            uv_stride: self.width / 2,
+        }
+    }
+
+    /// This picture in RGBA, for a window or a test.
+    pub fn to_rgba(&self) -> Result<RgbaFrame, ConvertError> {
+        let started = std::time::Instant::now();
+        let pixels = self.view().to_rgba()?;
+        Ok(RgbaFrame::new(self.width, self.height, pixels, started.elapsed()))
+    }
+
+    /// A half-size RGBA copy: one pixel per 2×2 block, which is exactly one chroma sample, so the
+    /// conversion touches a quarter of the pixels and needs no chroma interpolation (the local preview).
+    pub fn to_rgba_half(&self) -> Result<RgbaFrame, ConvertError> {
+        let started = std::time::Instant::now();
+        let (w, h) = (self.width / 2, self.height / 2);
+        let (yp, u, v) = self.planes();
+        // Every other luma sample of every other row: the one at each chroma sample's top-left.
+        let y: Vec<u8> =
+            (0..h).flat_map(|row| yp[2 * row * self.width..].iter().step_by(2).take(w)).copied().collect();
+        let view = I420View { width: w, height: h, y: &y, u, v, y_stride: w, uv_stride: self.width / 2 };
+        let pixels = yuv_to_rgba(&view, Chroma::Full)?;
+        Ok(RgbaFrame::new(w, h, pixels, started.elapsed()))
+    }
+}
+
 impl openh264::formats::YUVSource for I420Frame {
     fn dimensions(&self) -> (usize, usize) {
         (self.width, self.height)
@@ -128,6 +230,18 @@ pub struct RgbaFrame {
 }
 
 impl RgbaFrame {
+    /// A picture made now (not from a keyframe), which took `took` to make.
+    pub fn new(width: usize, height: usize, pixels: Vec<u8>, took: std::time::Duration) -> Self {
+        Self {
+            width,
+            height,
+            pixels: pixels.into(),
+            keyframe: false,
+            decoded_at_us: now_us(),
+            decode_time: took,
+        }
+    }
+
     /// BT.601 studio-range luma of a pixel, as the encoder saw it (inverse of the decoder's conversion).
     pub fn luma(&self, x: usize, y: usize) -> f32 {
         let i = (y * self.width + x) * 4;
@@ -185,5 +299,79 @@ mod tests {
             y.iter().all(|&p| p == 16) && u == [128] && v == [128],
             "black stays black: {y:?} {u:?} {v:?}"
         );
+    }
+
+    /// The float conversion this replaced (written by hand twice before: the preview and the pattern
+    /// test): BT.601 studio range.
+    fn reference(y: u8, u: u8, v: u8) -> [u8; 3] {
+        let c = 1.164 * (y as f32 - 16.0);
+        let (u, v) = (u as f32 - 128.0, v as f32 - 128.0);
+        let q = |x: f32| x.round().clamp(0.0, 255.0) as u8;
+        [q(c + 1.596 * v), q(c - 0.392 * u - 0.813 * v), q(c + 2.017 * u)]
+    }
+
+    /// A 64x64 frame whose 2x2 blocks walk through Y 16–235 and every U/V pair on a 16-step grid.
+    fn colour_sweep() -> I420Frame {
+        let mut frame = I420Frame::black(64, 64);
+        let (y, u, v) = frame.planes_mut();
+        for (i, p) in y.iter_mut().enumerate() {
+            *p = 16 + (i * 7 % 220) as u8;
+        }
+        for (i, (pu, pv)) in u.iter_mut().zip(v.iter_mut()).enumerate() {
+            *pu = 16 + (i % 15 * 16) as u8;
+            *pv = 16 + (i / 15 % 15 * 16) as u8;
+        }
+        frame
+    }
+
+    #[test]
+    fn rgba_is_bt601_studio_range_within_2_of_the_old_conversion() {
+        let frame = colour_sweep();
+        let (yp, up, vp) = frame.planes();
+        let rgba = frame.to_rgba().expect("converts");
+        let half = frame.to_rgba_half().expect("converts");
+        assert_eq!((half.width, half.height), (32, 32));
+        for row in 0..64 {
+            for col in 0..64 {
+                let ci = row / 2 * 32 + col / 2;
+                let want = reference(yp[row * 64 + col], up[ci], vp[ci]);
+                let o = (row * 64 + col) * 4;
+                for (k, (&got, &want)) in rgba.pixels[o..o + 3].iter().zip(&want).enumerate() {
+                    assert!(got.abs_diff(want) <= 2, "({col},{row}) channel {k}: {got} vs {want}");
+                }
+                assert_eq!(rgba.pixels[o + 3], 255);
+                if row % 2 == 0 && col % 2 == 0 {
+                    let h = (row / 2 * 32 + col / 2) * 4;
+                    for (&got, &want) in half.pixels[h..h + 3].iter().zip(&want) {
+                        assert!(got.abs_diff(want) <= 2, "half ({col},{row}): {got} vs {want}");
+                    }
+                }
+            }
+        }
+        // Studio white and black are full white and black; the primaries come out as primaries.
+        for ((y, u, v), want) in [
+            ((235, 128, 128), [255, 255, 255]),
+            ((16, 128, 128), [0, 0, 0]),
+            ((81, 90, 240), [255, 0, 0]),
+            ((41, 240, 110), [0, 0, 255]),
+        ] {
+            let mut f = I420Frame::black(2, 2);
+            let (py, pu, pv) = f.planes_mut();
+            py.fill(y);
+            pu.fill(u);
+            pv.fill(v);
+            let got = f.to_rgba().expect("converts");
+            for (&g, &w) in got.pixels[..3].iter().zip(&want) {
+                assert!(g.abs_diff(w) <= 2, "Y{y} U{u} V{v}: {:?} vs {want:?}", &got.pixels[..3]);
+            }
+        }
+    }
+
+    #[test]
+    fn short_planes_are_an_error_not_a_panic() {
+        let frame = I420Frame::black(16, 16);
+        let (y, u, v) = frame.planes();
+        let view = I420View { width: 32, height: 32, y, u, v, y_stride: 32, uv_stride: 16 };
+        assert!(view.to_rgba().is_err());
     }
 }

@@ -1,12 +1,12 @@
 //! Media: frames, sources (synthetic pattern and tone; cameras, microphones and speakers in
-//! `devices`), codecs (H.264, Opus) and RTP frame assembly.
+//! `devices`), video codecs behind one seam (`codec`: H.264, VP8, VP9), Opus, and RTP frame assembly.
 //!
 //! Nothing here knows about calls or the network: the call engine feeds packets in and takes frames out.
 
 pub mod assembler;
+pub mod codec;
 pub mod devices;
 pub mod frame;
-pub mod h264;
 pub mod opus_codec;
 pub mod pattern;
 pub mod source;

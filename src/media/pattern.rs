@@ -142,6 +142,29 @@ pub fn render(stamp: Stamp, width: usize, height: usize) -> I420Frame {
     frame
 }
 
+/// The pattern with grain below the stamp (±16 luma, a pseudo-random field that changes every frame):
+/// it costs bits as a camera picture does, so keyframes span many RTP packets and the rate control has
+/// work to do, while the stamp stays readable.
+#[cfg(test)]
+pub(crate) fn grainy(stamp: Stamp, width: usize, height: usize) -> I420Frame {
+    let mut frame = render(stamp, width, height);
+    let start = stamp_rows(width) * BLOCK * width;
+    let (y, _, _) = frame.planes_mut();
+    for (i, p) in y.iter_mut().enumerate().skip(start) {
+        // lowbias32 (a well-mixed integer hash): a plain multiplicative hash leaves structure the
+        // encoder predicts away.
+        let mut x = (i as u32) ^ stamp.frame_no.rotate_left(20);
+        x ^= x >> 16;
+        x = x.wrapping_mul(0x7feb_352d);
+        x ^= x >> 15;
+        x = x.wrapping_mul(0x846c_a68b);
+        x ^= x >> 16;
+        let noise = x >> 27;
+        *p = p.saturating_add(noise as u8).saturating_sub(16);
+    }
+    frame
+}
+
 /// Reads the stamp from a decoded frame; `None` if the checksum fails (not our pattern, or damaged).
 pub fn read_stamp(frame: &RgbaFrame) -> Option<Stamp> {
     let cols = frame.width / BLOCK;
@@ -228,30 +251,8 @@ impl VideoSource for PatternSource {
 mod tests {
     use super::*;
 
-    /// Converts I420 to RGBA with the BT.601 studio-range matrix, as the decoder does.
-    pub(crate) fn to_rgba(frame: &I420Frame) -> RgbaFrame {
-        let (yp, up, vp) = frame.planes();
-        let mut px = vec![0u8; frame.width * frame.height * 4];
-        for y in 0..frame.height {
-            for x in 0..frame.width {
-                let c = 1.164 * (yp[y * frame.width + x] as f32 - 16.0);
-                let ci = y / 2 * frame.width / 2 + x / 2;
-                let (u, v) = (up[ci] as f32 - 128.0, vp[ci] as f32 - 128.0);
-                let o = (y * frame.width + x) * 4;
-                px[o] = (c + 1.596 * v).round().clamp(0.0, 255.0) as u8;
-                px[o + 1] = (c - 0.392 * u - 0.813 * v).round().clamp(0.0, 255.0) as u8;
-                px[o + 2] = (c + 2.017 * u).round().clamp(0.0, 255.0) as u8;
-                px[o + 3] = 255;
-            }
-        }
-        RgbaFrame {
-            width: frame.width,
-            height: frame.height,
-            pixels: px.into(),
-            keyframe: false,
-            decoded_at_us: 0,
-            decode_time: Duration::ZERO,
-        }
+    fn to_rgba(frame: &I420Frame) -> RgbaFrame {
+        frame.to_rgba().expect("a packed frame converts")
     }
 
     #[test]

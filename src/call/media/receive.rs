@@ -4,8 +4,9 @@
 use super::{CallMedia, Sinks};
 use crate::call::stats::Counters;
 use crate::media::assembler::{Assembled, FrameAssembler};
+use crate::media::codec::h264::H264Decoder;
+use crate::media::codec::{VideoCodec, VideoDecoder};
 use crate::media::frame::{now_us, AudioChunk};
-use crate::media::h264::H264Decoder;
 use crate::media::opus_codec::OpusDecoder;
 use crate::media::pattern::read_stamp;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -47,7 +48,7 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
         tracing::error!("could not start the video decoder thread");
         return;
     }
-    let mut assembler = FrameAssembler::new(MAX_FRAME_WAIT);
+    let mut assembler = FrameAssembler::new(VideoCodec::H264, MAX_FRAME_WAIT);
     let mut last_pli: Option<Instant> = None;
     // One timer for the whole call (not one per packet): it wakes the loop when no packets come, so a
     // wanted PLI still goes out.
@@ -102,11 +103,11 @@ fn decode_loop(frames: std::sync::mpsc::Receiver<bytes::Bytes>, sinks: Sinks, me
         }
     };
     while let Ok(access_unit) = frames.recv() {
-        let is_idr = crate::media::h264::contains_idr(&access_unit);
+        let is_idr = crate::media::codec::h264::contains_idr(&access_unit);
         if is_idr {
             want_keyframe.store(false, Ordering::Relaxed);
         }
-        match decoder.decode(&access_unit) {
+        match decoder.decode_rgba(&access_unit) {
             Ok(Some(frame)) => {
                 Counters::add(&counters.frames_decoded, 1);
                 Counters::add(&counters.keyframes_decoded, frame.keyframe as u64);

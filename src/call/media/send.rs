@@ -5,8 +5,9 @@ use super::{CallMedia, TrackTarget};
 use crate::call::peer::asks_for_keyframe;
 use crate::call::rate::{picture_scale, BitrateController};
 use crate::call::stats::Counters;
-use crate::media::frame::{now_us, I420Frame, RgbaFrame, AUDIO_FRAME_SAMPLES};
-use crate::media::h264::{EncoderSettings, H264Encoder};
+use crate::media::codec::h264::H264Encoder;
+use crate::media::codec::{EncoderSettings, VideoEncoder};
+use crate::media::frame::{I420Frame, RgbaFrame, AUDIO_FRAME_SAMPLES};
 use crate::media::opus_codec::OpusEncoder;
 use crate::media::source::{AudioSource, VideoSource};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,7 +57,12 @@ pub fn start_video_sender(
             // The preview costs a conversion, so only while a window watches, and at most PREVIEW_FPS.
             if preview.receiver_count() > 0 && last_preview.is_none_or(|t| t.elapsed() >= PREVIEW_INTERVAL) {
                 last_preview = Some(captured);
-                preview.send_replace(Some(half_size_rgba(&frame)));
+                match frame.to_rgba_half() {
+                    Ok(small) => {
+                        preview.send_replace(Some(small));
+                    }
+                    Err(e) => tracing::debug!(%e, "no preview for this frame"),
+                }
             }
             if encoder.as_ref().is_none() {
                 let settings = EncoderSettings::for_size(frame.width, frame.height, fps);
@@ -127,38 +133,6 @@ pub fn start_video_sender(
 
 /// Spacing of local preview frames (~15 fps): a corner thumbnail needs no more.
 const PREVIEW_INTERVAL: Duration = Duration::from_millis(66);
-
-/// A half-size RGBA copy of an I420 frame: one pixel per 2×2 block, which is exactly one chroma
-/// sample, so the conversion touches a quarter of the pixels and needs no chroma interpolation.
-fn half_size_rgba(frame: &I420Frame) -> RgbaFrame {
-    let started = Instant::now();
-    let (w, h) = (frame.width / 2, frame.height / 2);
-    let (yp, up, vp) = frame.planes();
-    let mut pixels = Vec::with_capacity(w * h * 4);
-    for row in 0..h {
-        for col in 0..w {
-            let y = yp[2 * row * frame.width + 2 * col] as f32 - 16.0;
-            let u = up[row * w + col] as f32 - 128.0;
-            let v = vp[row * w + col] as f32 - 128.0;
-            // BT.601 studio range, as the decoder converts.
-            let c = |x: f32| x.clamp(0.0, 255.0) as u8;
-            pixels.extend_from_slice(&[
-                c(1.164 * y + 1.596 * v),
-                c(1.164 * y - 0.392 * u - 0.813 * v),
-                c(1.164 * y + 2.017 * u),
-                255,
-            ]);
-        }
-    }
-    RgbaFrame {
-        width: w,
-        height: h,
-        pixels: pixels.into(),
-        keyframe: false,
-        decoded_at_us: now_us(),
-        decode_time: started.elapsed(),
-    }
-}
 
 /// Watches the local video track for PLI/FIR from the far side.
 fn spawn_keyframe_watch(
