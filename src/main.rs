@@ -1,7 +1,7 @@
 //! The desktop app entry: parses arguments and starts the window or the headless engine.
 
 use clap::Parser;
-use peercall::call::EngineConfig;
+use peercall::call::{EngineConfig, VideoPreference};
 use peercall::headless::{self, HeadlessPlan};
 use peercall::media::devices::{self, CameraSettings, MediaDevices, Selection};
 use peercall::signaling::protocol::IceServer;
@@ -52,6 +52,10 @@ struct Args {
     /// Frequency of the synthetic tone, Hz.
     #[arg(long, default_value_t = 440.0)]
     tone: f64,
+    /// Video codec to put first: `auto` offers H.264 then VP8 and, when called, follows the caller's
+    /// order; `h264` or `vp8` prefer that one wherever the far side has it. (Window: over the saved setting.)
+    #[arg(long, value_enum)]
+    video_codec: Option<VideoPreference>,
     /// Headless: camera to send, `default`, an id from --list-devices, or `synthetic` (the pattern).
     #[arg(long, default_value = "synthetic")]
     camera: String,
@@ -157,6 +161,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             ice_servers: cli_ice_servers(&args.ice_servers, &args.ice_username, &args.ice_credential),
             relay_only: args.ice_transport_policy == "relay",
             trusted_cert: args.trust_cert,
+            video_codec: args.video_codec,
         });
     }
     let (w, h, fps) = args.video;
@@ -164,6 +169,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let server = args.server.unwrap_or_else(|| "ws://127.0.0.1:6503/".to_owned());
     let mut config = EngineConfig::new(name, server).with_pattern(w, h, fps).with_tone(args.tone);
     config.auto_answer = args.auto_answer;
+    config.video_codec = args.video_codec.unwrap_or_default();
     config.trusted_cert = args.trust_cert;
     config.peer.bind_addrs = args.bind;
     let ice_servers = cli_ice_servers(&args.ice_servers, &args.ice_username, &args.ice_credential);

@@ -1,6 +1,7 @@
 //! How an engine is set up: who we are, where the server is, where media comes from, and how
 //! patient the call logic is.
 
+use super::codecs::VideoPreference;
 use super::machine::MachineConfig;
 use super::peer::PeerSettings;
 use crate::media::pattern::PatternSource;
@@ -34,6 +35,8 @@ pub struct EngineConfig {
     pub connect_timeout: Duration,
     /// For a `wss://` server with a self-signed certificate: a PEM file whose certificate to trust.
     pub trusted_cert: Option<std::path::PathBuf>,
+    /// Which video codec to put first (`--video-codec`).
+    pub video_codec: VideoPreference,
 }
 
 impl EngineConfig {
@@ -51,12 +54,19 @@ impl EngineConfig {
             ring_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             trusted_cert: None,
+            video_codec: VideoPreference::Auto,
         }
     }
 
     /// Uses the synthetic pattern at this size and rate.
     pub fn with_pattern(mut self, width: usize, height: usize, fps: u32) -> Self {
         self.video_source = Arc::new(move || Box::new(PatternSource::new(width, height, fps)));
+        self
+    }
+
+    /// Puts this video codec first.
+    pub fn with_video_codec(mut self, preference: VideoPreference) -> Self {
+        self.video_codec = preference;
         self
     }
 

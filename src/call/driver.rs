@@ -4,10 +4,12 @@
 //! business is plumbing that holds no decision: chat (stamped with the wall clock), remote tracks
 //! (handed to the receive pipelines) and the watches the [`Engine`](super::Engine) handle reads.
 
+use super::codecs::NoCommonCodec;
 use super::config::EngineConfig;
-use super::error::CallError;
+use super::error::{CallError, EngineError};
 use super::machine::{Action, CallId, CallMachine, Input, PeerInput};
 use super::media::{self, CallMedia, MediaControls, Sinks, TrackTarget};
+use super::negotiation::{self, Answered, Answering, VideoTrack};
 use super::peer::{self, PeerEvent};
 use super::state::CallState;
 use super::stats::{add_transport_stats, Counters, StatsMeter};
@@ -60,8 +62,11 @@ pub(super) fn watches() -> (Watches, Publish) {
 struct CallResources {
     id: CallId,
     pc: Arc<dyn PeerConnection>,
-    video: (Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>),
+    /// Made with the offer (caller) or once the offer is read (callee); `None` in an audio-only call.
+    video: Option<VideoTrack>,
     audio: (Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>),
+    /// Groups the call's audio and video into one stream (MDN's page shows `streams[0]`).
+    stream_id: String,
     stop: watch::Sender<bool>,
     controls: Arc<MediaControls>,
     counters: Arc<Counters>,
@@ -227,7 +232,7 @@ impl Driver {
             Action::ApplyOffer { call, sdp } => {
                 (call, self.apply_offer(call, sdp).await.map(|sdp| Some(PeerInput::LocalAnswer(sdp))))
             }
-            Action::ApplyAnswer { call, sdp } => (call, self.apply_answer(call, sdp).await.map(|()| None)),
+            Action::ApplyAnswer { call, sdp } => (call, self.apply_answer(call, sdp).await),
             Action::AddCandidate { call, candidate } => {
                 if let Some(pc) = self.pc(call) {
                     if let Err(e) = pc.add_ice_candidate(to_init(&candidate)).await {
@@ -322,8 +327,6 @@ impl Driver {
             .await
             .map_err(setup)?;
         let stream_id = peer::new_stream_id();
-        let video = peer::local_track(RtpCodecKind::Video, peer::h264_codec(), &stream_id).map_err(setup)?;
-        let video_sender = pc.add_track(video.clone() as Arc<dyn TrackLocal>).await.map_err(setup)?;
         let audio = peer::local_track(RtpCodecKind::Audio, peer::opus_codec(), &stream_id).map_err(setup)?;
         let audio_sender = pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await.map_err(setup)?;
         let counters = Arc::new(Counters::default());
@@ -332,8 +335,9 @@ impl Driver {
         self.call = Some(CallResources {
             id: call,
             pc,
-            video: (video, video_sender),
+            video: None,
             audio: (audio, audio_sender),
+            stream_id,
             stop: watch::channel(false).0,
             controls,
             counters,
@@ -342,9 +346,14 @@ impl Driver {
         Ok(())
     }
 
-    async fn make_offer(&self, call: CallId, ice_restart: bool) -> Result<String, CallError> {
+    async fn make_offer(&mut self, call: CallId, ice_restart: bool) -> Result<String, CallError> {
         let pc = self.pc_for(call, CallError::Offer)?;
         let offer_error = |e: webrtc::error::Error| CallError::Offer(e.to_string());
+        if let Some(resources) = self.call.as_mut().filter(|c| c.video.is_none() && !ice_restart) {
+            let video =
+                negotiation::add_offered_video(pc.as_ref(), self.config.video_codec, &resources.stream_id);
+            resources.video = Some(video.await?);
+        }
         if ice_restart {
             pc.restart_ice().await.map_err(offer_error)?;
         }
@@ -354,11 +363,25 @@ impl Driver {
         Ok(sdp)
     }
 
-    async fn apply_offer(&self, call: CallId, sdp: String) -> Result<String, CallError> {
+    async fn apply_offer(&mut self, call: CallId, sdp: String) -> Result<String, CallError> {
         let pc = self.pc_for(call, CallError::Answer)?;
         let refused = |e: webrtc::error::Error| CallError::OfferRefused(e.to_string());
+        let answering = negotiation::answering(&sdp, self.config.video_codec);
         let offer = RTCSessionDescription::offer(sdp).map_err(refused)?;
         pc.set_remote_description(offer).await.map_err(refused)?;
+        if let Some(resources) = self.call.as_mut().filter(|c| c.video.is_none()) {
+            // Our track only now, in the codec the offer leads with: see `negotiation`.
+            match answering {
+                Answering::With(codec) => {
+                    let video = negotiation::add_video(pc.as_ref(), codec, &resources.stream_id);
+                    resources.video = Some(video.await?);
+                }
+                Answering::AudioOnly => {}
+                Answering::NothingInCommon(none) => {
+                    self.emit(Event::Error(EngineError::NoCommonVideoCodec(none)))
+                }
+            }
+        }
         let answer_error = |e: webrtc::error::Error| CallError::Answer(e.to_string());
         let answer = pc.create_answer(None).await.map_err(answer_error)?;
         let sdp = answer.sdp.clone();
@@ -366,25 +389,51 @@ impl Driver {
         Ok(sdp)
     }
 
-    async fn apply_answer(&self, call: CallId, sdp: String) -> Result<(), CallError> {
+    /// Applies the answer; asks for one more round if it left out our track's codec.
+    async fn apply_answer(&mut self, call: CallId, sdp: String) -> Result<Option<PeerInput>, CallError> {
         let pc = self.pc_for(call, CallError::AnswerRefused)?;
         let refused = |e: webrtc::error::Error| CallError::AnswerRefused(e.to_string());
+        let verdict =
+            self.call.as_ref().and_then(|c| c.video.as_ref()).map(|v| negotiation::answered(&sdp, v.codec));
         let answer = RTCSessionDescription::answer(sdp).map_err(refused)?;
-        pc.set_remote_description(answer).await.map_err(refused)
+        pc.set_remote_description(answer).await.map_err(refused)?;
+        let Some(resources) = self.call.as_mut() else { return Ok(None) };
+        match verdict {
+            None | Some(Answered::Agreed) => Ok(None),
+            Some(Answered::Switch(codec)) => {
+                tracing::info!(%codec, "the answer takes another video codec than our track's; switching");
+                if let Some(old) = resources.video.take() {
+                    pc.remove_track(&old.sender).await.map_err(|e| CallError::Setup(e.to_string()))?;
+                }
+                let video = negotiation::add_video(pc.as_ref(), codec, &resources.stream_id);
+                resources.video = Some(video.await?);
+                Ok(Some(PeerInput::RenegotiationNeeded))
+            }
+            Some(Answered::Refused) => {
+                resources.video = None;
+                self.emit(Event::Error(EngineError::NoCommonVideoCodec(NoCommonCodec {
+                    theirs: Vec::new(),
+                })));
+                Ok(None)
+            }
+        }
     }
 
     async fn start_media(&self, call: CallId) -> Result<(), CallError> {
         let resources = self.call.as_ref().filter(|c| c.id == call);
         let resources = resources.ok_or_else(|| CallError::Media("no peer connection".to_owned()))?;
         let rt = tokio::runtime::Handle::current();
-        let (video, video_sender) = &resources.video;
-        let target = track_target(video, video_sender).await?;
         let thread_error =
             |e: std::io::Error| CallError::Media(format!("could not start a media thread: {e}"));
-        let source = (self.config.video_source)();
-        let preview = self.sinks.local_video.clone();
-        media::start_video_sender(rt.clone(), target, source, resources.media(), preview)
-            .map_err(thread_error)?;
+        if let Some(video) = &resources.video {
+            let payload_type = negotiation::payload_type_for(video.sender.as_ref(), video.codec).await?;
+            let target =
+                TrackTarget { track: video.track.clone(), ssrc: ssrc_of(&video.track).await?, payload_type };
+            let source = (self.config.video_source)();
+            let preview = self.sinks.local_video.clone();
+            media::start_video_sender(rt.clone(), target, video.codec, source, resources.media(), preview)
+                .map_err(thread_error)?;
+        }
         let (audio, audio_sender) = &resources.audio;
         let target = track_target(audio, audio_sender).await?;
         let source = (self.config.audio_source)();
@@ -433,12 +482,16 @@ fn to_init(candidate: &IceCandidate) -> RTCIceCandidateInit {
     }
 }
 
+async fn ssrc_of(track: &TrackLocalStaticSample) -> Result<u32, CallError> {
+    track.ssrcs().await.first().copied().ok_or_else(|| CallError::Media("the track has no SSRC".into()))
+}
+
+/// Where the audio sender writes: the track's SSRC and the payload type negotiated for Opus.
 async fn track_target(
     track: &Arc<TrackLocalStaticSample>,
     sender: &Arc<dyn RtpSender>,
 ) -> Result<TrackTarget, CallError> {
-    let ssrc =
-        *track.ssrcs().await.first().ok_or_else(|| CallError::Media("the track has no SSRC".into()))?;
+    let ssrc = ssrc_of(track).await?;
     let params =
         sender.get_parameters().await.map_err(|e| CallError::Media(format!("no negotiated codec: {e}")))?;
     let payload_type = params

@@ -1,6 +1,7 @@
 //! The engine's errors, typed: what failed (the variant, which the window can word as it likes) and
 //! the detail the lower layer gave (the `String`s). Their `Display` is the sentence the headless CLI prints.
 
+use super::codecs::NoCommonCodec;
 use super::state::CallState;
 
 /// Why a call failed: carried by [`EndReason::Failed`](super::EndReason::Failed).
@@ -66,6 +67,9 @@ pub enum EngineError {
     /// The engine's task has stopped; commands go nowhere.
     #[error("the call engine has stopped: leave and join again")]
     Stopped,
+    /// The far side has no video codec we have (or turned our video down): the call is audio only.
+    #[error("{0}")]
+    NoCommonVideoCodec(NoCommonCodec),
     /// A listener read events too slowly and lost some.
     #[error("{0} engine events were missed (the listener fell behind)")]
     MissedEvents(u64),

@@ -7,17 +7,20 @@
 //! connection ([`peer`]), media pipelines ([`media`]) and signaling client.
 
 mod api;
+pub mod codecs;
 mod config;
 mod driver;
 pub mod error;
 pub mod machine;
 pub mod media;
+mod negotiation;
 pub mod peer;
 pub mod rate;
 pub mod state;
 pub mod stats;
 
 pub use api::{Command, EndReason, Engine, Event};
+pub use codecs::VideoPreference;
 pub use config::EngineConfig;
 pub use error::{CallError, EngineError};
 pub use state::CallState;

@@ -1,8 +1,9 @@
 //! Building a peer connection the way every Peercall call needs it: H.264 constrained baseline
-//! (packetization-mode 1) and Opus, NACK both ways (bounded), RTCP reports, PLI/FIR delivered to the
+//! (packetization-mode 1), VP8 and Opus, NACK both ways (bounded), RTCP reports, PLI/FIR delivered to the
 //! sender, the far side's reception reports handed to the bitrate controller, and every event
 //! forwarded to the engine tagged with its call so stale events are told apart.
 
+use super::codecs::{self, CALL_CODECS, VIDEO_CLOCK_RATE};
 use super::rate::LossFeedback;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{
@@ -13,15 +14,14 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::reception_report::ReceptionReport;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -35,10 +35,6 @@ use webrtc::peer_connection::{
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry, SettingEngineBuilder,
 };
 
-/// The H.264 line browsers accept: constrained baseline 3.1, packetization-mode 1.
-pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
-/// Payload type we offer for H.264 (Chromium's usual number for this profile).
-pub const H264_PAYLOAD_TYPE: u8 = 102;
 /// Payload type we offer for Opus (everyone's usual number).
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
 
@@ -92,22 +88,6 @@ impl Default for PeerSettings {
 /// Five covers half a second at the crate's 100 ms NACK interval: on the veth tests three made
 /// random loss freeze video twice as long, ten let retransmissions choke a 200 kbit/s bottleneck.
 const NACKS_PER_PACKET: u16 = 5;
-
-/// RTP's clock for video (RFC 3551); audio runs at its sample rate.
-const VIDEO_CLOCK_RATE: u32 = 90_000;
-
-/// The codec we send and receive video with.
-pub fn h264_codec() -> RTCRtpCodec {
-    let fb =
-        |typ: &str, parameter: &str| RTCPFeedback { typ: typ.to_owned(), parameter: parameter.to_owned() };
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_H264.to_owned(),
-        clock_rate: VIDEO_CLOCK_RATE,
-        channels: 0,
-        sdp_fmtp_line: H264_FMTP.to_owned(),
-        rtcp_feedback: vec![fb("nack", ""), fb("nack", "pli"), fb("ccm", "fir"), fb("goog-remb", "")],
-    }
-}
 
 /// The codec we send and receive audio with.
 pub fn opus_codec() -> RTCRtpCodec {
@@ -199,10 +179,9 @@ async fn build_with(
     mdns: MulticastDnsMode,
 ) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
     let mut media_engine = MediaEngine::default();
-    media_engine.register_codec(
-        RTCRtpCodecParameters { rtp_codec: h264_codec(), payload_type: H264_PAYLOAD_TYPE },
-        RtpCodecKind::Video,
-    )?;
+    for codec in CALL_CODECS {
+        media_engine.register_codec(codecs::rtp_parameters(codec), RtpCodecKind::Video)?;
+    }
     media_engine.register_codec(
         RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PAYLOAD_TYPE },
         RtpCodecKind::Audio,

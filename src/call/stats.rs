@@ -1,8 +1,9 @@
 //! Call statistics: lock-free counters the media threads bump, and the once-a-second summary.
 
 use super::media::MediaControls;
+use crate::media::codec::VideoCodec;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 use webrtc::peer_connection::{PeerConnection, RTCStatsReportEntry, StatsSelector};
 
@@ -46,6 +47,24 @@ pub struct Counters {
     pub max_frame_gap_us: AtomicU64,
     /// 20 ms audio frames lost on the way and rebuilt (Opus FEC) or concealed (PLC).
     pub audio_concealed: AtomicU64,
+    /// The video codec we send and the one we receive ([`codec_code`]; 0 until known).
+    pub codec_out: AtomicU8,
+    /// See `codec_out`.
+    pub codec_in: AtomicU8,
+}
+
+/// A codec as one byte, for the counters (0: none yet).
+fn codec_code(codec: Option<VideoCodec>) -> u8 {
+    match codec {
+        None => 0,
+        Some(VideoCodec::H264) => 1,
+        Some(VideoCodec::Vp8) => 2,
+        Some(VideoCodec::Vp9) => 3,
+    }
+}
+
+fn codec_of(code: u8) -> Option<VideoCodec> {
+    [VideoCodec::H264, VideoCodec::Vp8, VideoCodec::Vp9].into_iter().find(|c| codec_code(Some(*c)) == code)
 }
 
 impl Counters {
@@ -59,6 +78,16 @@ impl Counters {
 }
 
 impl Counters {
+    /// Notes the codec we send video with.
+    pub fn set_codec_out(&self, codec: VideoCodec) {
+        self.codec_out.store(codec_code(Some(codec)), Ordering::Relaxed);
+    }
+
+    /// Notes the codec the far side's video comes in.
+    pub fn set_codec_in(&self, codec: VideoCodec) {
+        self.codec_in.store(codec_code(Some(codec)), Ordering::Relaxed);
+    }
+
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
@@ -92,6 +121,10 @@ struct RateCounters {
 /// One second of a call, as the stats line and the window's overlay show it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CallStats {
+    /// The video codec we send with, once known.
+    pub codec_out: Option<VideoCodec>,
+    /// The video codec we receive, once known.
+    pub codec_in: Option<VideoCodec>,
     /// Video frames sent per second.
     pub fps_out: f64,
     /// Video frames decoded per second.
@@ -159,7 +192,9 @@ impl fmt::Display for CallStats {
             write!(f, " | glass-to-glass {l:.0} ms")?;
         }
         write!(f, " | max gap {:.0} ms | audio concealed {}", self.max_frame_gap_ms, self.audio_concealed)?;
-        write!(f, " | enc {:.1} ms dec {:.1} ms", self.encode_ms, self.decode_ms)
+        write!(f, " | enc {:.1} ms dec {:.1} ms", self.encode_ms, self.decode_ms)?;
+        let name = |c: Option<VideoCodec>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
+        write!(f, " | codec out {} in {}", name(self.codec_out), name(self.codec_in))
     }
 }
 
@@ -185,6 +220,8 @@ impl StatsMeter {
         let res = counters.last_resolution.load(Ordering::Relaxed);
         let latency = counters.last_latency_us.load(Ordering::Relaxed);
         CallStats {
+            codec_out: codec_of(counters.codec_out.load(Ordering::Relaxed)),
+            codec_in: codec_of(counters.codec_in.load(Ordering::Relaxed)),
             fps_out: frames_out / secs,
             fps_in: frames_in / secs,
             kbps_out: d(|c| c.bytes_sent) * 8.0 / 1000.0 / secs,

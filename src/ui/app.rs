@@ -109,6 +109,7 @@ impl PeercallApp {
         let saved =
             Some(self.settings.trusted_cert.trim()).filter(|p| !p.is_empty()).map(std::path::PathBuf::from);
         config.trusted_cert = self.options.trusted_cert.clone().or(saved);
+        config.video_codec = self.options.video_codec.unwrap_or(self.settings.video_codec);
         // The engine answers by itself; the checkbox switches it mid-session (`SetAutoAnswer`).
         config.auto_answer = self.settings.auto_answer;
         let engine = {

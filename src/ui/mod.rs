@@ -52,6 +52,8 @@ pub struct WindowOptions {
     pub relay_only: bool,
     /// A certificate to trust for `wss://` servers (self-signed deployments).
     pub trusted_cert: Option<std::path::PathBuf>,
+    /// The video codec to put first, over the saved setting.
+    pub video_codec: Option<crate::call::VideoPreference>,
 }
 
 /// Opens the window and runs until it is closed.

@@ -2,6 +2,7 @@
 //! certificate to trust for wss), kept as JSON in the
 //! platform's config dir (`~/.config/peercall/settings.json` on Linux).
 
+use crate::call::VideoPreference;
 use crate::signaling::protocol::IceServer;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub struct Settings {
     /// A PEM certificate to trust for a `wss://` server with a self-signed certificate (empty: only
     /// the public CAs).
     pub trusted_cert: String,
+    /// Which video codec calls put first (`auto`: H.264 when we call, the caller's order when called).
+    pub video_codec: VideoPreference,
 }
 
 impl Default for Settings {
@@ -50,6 +53,7 @@ impl Default for Settings {
             ice_servers: Vec::new(),
             relay_only: false,
             trusted_cert: String::new(),
+            video_codec: VideoPreference::Auto,
         }
     }
 }

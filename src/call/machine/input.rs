@@ -38,6 +38,9 @@ pub enum PeerInput {
     Ice(RTCIceConnectionState),
     /// The connection as a whole moved.
     Connection(RTCPeerConnectionState),
+    /// Our side changed what it sends (the answer took another video codec than our track's): the
+    /// caller offers once more on the same connection.
+    RenegotiationNeeded,
     /// An ICE restart's offer could not be made; a later restart tries again.
     RestartFailed(String),
     /// An action failed in a way that ends the call.

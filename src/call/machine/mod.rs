@@ -515,6 +515,13 @@ impl CallMachine {
             }
             PeerInput::Connection(RTCPeerConnectionState::Failed) => self.fail(CallError::ConnectionFailed),
             PeerInput::Connection(_) => {}
+            PeerInput::RenegotiationNeeded => {
+                if call.sdp == Sdp::Stable {
+                    self.actions.push_back(Action::MakeOffer { call: id, ice_restart: false });
+                } else {
+                    tracing::warn!("renegotiation wanted while an offer is out; it waits for the next one");
+                }
+            }
             PeerInput::RestartFailed(why) => {
                 tracing::warn!(%why, "ICE restart failed; trying again later");
             }

@@ -4,8 +4,7 @@
 use super::{CallMedia, Sinks};
 use crate::call::stats::Counters;
 use crate::media::assembler::{Assembled, FrameAssembler};
-use crate::media::codec::h264::H264Decoder;
-use crate::media::codec::{VideoCodec, VideoDecoder};
+use crate::media::codec::{new_decoder, VideoCodec};
 use crate::media::frame::{now_us, AudioChunk};
 use crate::media::opus_codec::OpusDecoder;
 use crate::media::pattern::read_stamp;
@@ -39,16 +38,23 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
     let want_keyframe = &controls.keyframe_wanted;
     want_keyframe.store(true, Ordering::Relaxed);
     let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+    // webrtc-rs names the track's codec from its first packet's payload type, before `on_track`.
+    let mime = track.codec(media_ssrc).await.map(|c| c.mime_type);
+    let codec = mime.as_deref().and_then(VideoCodec::from_mime).unwrap_or_else(|| {
+        tracing::warn!(?mime, "remote video in a codec we do not know; trying H.264");
+        VideoCodec::H264
+    });
+    media.counters.set_codec_in(codec);
     // The decoder runs on its own thread: a 720p decode takes milliseconds we don't take from the runtime.
-    let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(4);
+    let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel::<DecodeJob>(4);
     let decoder = std::thread::Builder::new()
         .name("video-decode".into())
-        .spawn(move || decode_loop(frames_rx, sinks, media));
+        .spawn(move || decode_loop(codec, frames_rx, sinks, media));
     if decoder.is_err() {
         tracing::error!("could not start the video decoder thread");
         return;
     }
-    let mut assembler = FrameAssembler::new(VideoCodec::H264, MAX_FRAME_WAIT);
+    let mut assembler = FrameAssembler::new(codec, MAX_FRAME_WAIT);
     let mut last_pli: Option<Instant> = None;
     // One timer for the whole call (not one per packet): it wakes the loop when no packets come, so a
     // wanted PLI still goes out.
@@ -74,14 +80,17 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
                 for out in assembler.push(Instant::now(), packet) {
                     match out {
                         Assembled::Frame { data, .. } => {
-                            if frames_tx.try_send(data).is_err() {
+                            if frames_tx.try_send(DecodeJob::Frame(data)).is_err() {
                                 // The decoder is behind: dropping breaks references, so get a keyframe.
                                 Counters::add(&counters.frames_lost, 1);
                                 want_keyframe.store(true, Ordering::Relaxed);
+                                let _ = frames_tx.try_send(DecodeJob::Lost);
                             }
                         }
                         Assembled::Lost => {
                             Counters::add(&counters.frames_lost, 1);
+                            // VP8 cannot see the gap itself: tell its decoder to wait for the keyframe.
+                            let _ = frames_tx.try_send(DecodeJob::Lost);
                             want_keyframe.store(true, Ordering::Relaxed);
                         }
                     }
@@ -93,17 +102,37 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
     }
 }
 
-fn decode_loop(frames: std::sync::mpsc::Receiver<bytes::Bytes>, sinks: Sinks, media: CallMedia) {
+/// What the receive task hands the decoder thread.
+enum DecodeJob {
+    /// One whole encoded frame.
+    Frame(bytes::Bytes),
+    /// A frame went missing before the next one.
+    Lost,
+}
+
+fn decode_loop(
+    codec: VideoCodec,
+    frames: std::sync::mpsc::Receiver<DecodeJob>,
+    sinks: Sinks,
+    media: CallMedia,
+) {
     let (want_keyframe, counters) = (&media.controls.keyframe_wanted, &media.counters);
-    let mut decoder = match H264Decoder::new() {
+    let mut decoder = match new_decoder(codec) {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(%e, "video receiving stopped");
             return;
         }
     };
-    while let Ok(access_unit) = frames.recv() {
-        let is_idr = crate::media::codec::h264::contains_idr(&access_unit);
+    while let Ok(job) = frames.recv() {
+        let access_unit = match job {
+            DecodeJob::Frame(data) => data,
+            DecodeJob::Lost => {
+                decoder.reference_lost();
+                continue;
+            }
+        };
+        let is_idr = codec.is_keyframe(&access_unit);
         if is_idr {
             want_keyframe.store(false, Ordering::Relaxed);
         }

@@ -5,8 +5,7 @@ use super::{CallMedia, TrackTarget};
 use crate::call::peer::asks_for_keyframe;
 use crate::call::rate::{picture_scale, BitrateController};
 use crate::call::stats::Counters;
-use crate::media::codec::h264::H264Encoder;
-use crate::media::codec::{EncoderSettings, VideoEncoder};
+use crate::media::codec::{new_encoder, EncoderSettings, VideoCodec, VideoEncoder};
 use crate::media::frame::{I420Frame, RgbaFrame, AUDIO_FRAME_SAMPLES};
 use crate::media::opus_codec::OpusEncoder;
 use crate::media::source::{AudioSource, VideoSource};
@@ -18,22 +17,24 @@ use tokio::sync::watch;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
-/// Starts the video sender thread. It owns the source and the encoder; a PLI/FIR from the far side
+/// Starts the video sender thread. It owns the source and the encoder (the target's codec); a PLI/FIR from the far side
 /// (watched by a task on the track) makes the next frame an IDR.
 pub fn start_video_sender(
     rt: Handle,
     target: TrackTarget,
+    codec: VideoCodec,
     mut source: Box<dyn VideoSource>,
     media: CallMedia,
     preview: watch::Sender<Option<RgbaFrame>>,
 ) -> std::io::Result<()> {
     let CallMedia { controls, counters, stop, .. } = media;
+    counters.set_codec_out(codec);
     let keyframe_wanted = Arc::new(AtomicBool::new(true));
     spawn_keyframe_watch(&rt, target.track.clone(), keyframe_wanted.clone(), counters.clone(), stop.clone());
     std::thread::Builder::new().name("video-send".into()).spawn(move || {
         let fps = source.fps().max(1);
         let frame_duration = Duration::from_secs(1) / fps;
-        let mut encoder: Option<H264Encoder> = None;
+        let mut encoder: Option<Box<dyn VideoEncoder>> = None;
         let mut rate: Option<BitrateController> = None;
         let mut reports_seen = 0;
         // Video bytes sent and when, at the last loss report: what was really sent in between.
@@ -67,7 +68,7 @@ pub fn start_video_sender(
             if encoder.as_ref().is_none() {
                 let settings = EncoderSettings::for_size(frame.width, frame.height, fps);
                 rate = Some(BitrateController::new(settings.bitrate_bps));
-                match H264Encoder::new(settings) {
+                match new_encoder(codec, settings) {
                     Ok(e) => encoder = Some(e),
                     Err(e) => {
                         tracing::error!(%e, "video sending stopped");
