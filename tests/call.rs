@@ -191,16 +191,8 @@ async fn candidates_that_arrive_before_the_offer_still_connect() {
     wait_users(&bob, &["bob"]).await;
 
     // carol logs in over a raw socket, as a browser page would.
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("carol connects");
+    let mut ws = raw_login(&url, "carol").await;
     let next_json = |text: &str| serde_json::from_str::<Message>(text).ok();
-    let id = loop {
-        let Some(Ok(Ws::Text(t))) = ws.next().await else { panic!("no id message") };
-        if let Some(Message::Id { id }) = next_json(&t) {
-            break id;
-        }
-    };
-    let login = Message::Username { name: "carol".into(), id: Some(id), date: None };
-    ws.send(Ws::text(login.to_json())).await.expect("login");
     wait_users(&bob, &["bob", "carol"]).await;
 
     // carol's peer connection: receives bob's video, sends nothing but an audio track (bob answers it).

@@ -132,17 +132,8 @@ async fn a_peer_without_our_codecs_gets_an_audio_call_and_the_reason() {
     let bob = Engine::start(bob_config);
     let mut bob_events = bob.subscribe();
     wait_users(&bob, &["bob"]).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("carol connects");
+    let mut ws = raw_login(&url, "carol").await;
     let next_json = |text: &str| serde_json::from_str::<Message>(text).ok();
-    let id = loop {
-        let Some(Ok(Ws::Text(t))) = ws.next().await else { panic!("no id message") };
-        if let Some(Message::Id { id }) = next_json(&t) {
-            break id;
-        }
-    };
-    ws.send(Ws::text(Message::Username { name: "carol".into(), id: Some(id), date: None }.to_json()))
-        .await
-        .expect("login");
     wait_users(&bob, &["bob", "carol"]).await;
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

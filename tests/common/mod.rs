@@ -126,3 +126,24 @@ pub async fn pair(url: &str, a: &str, b: &str) -> (Engine, Engine) {
     wait_users(&eb, &[a, b]).await;
     (ea, eb)
 }
+
+/// A client socket that logged in as `name` the way a browser page does (waits for `id`, answers
+/// `username`), for tests that play a peer by hand.
+pub async fn raw_login(
+    url: &str,
+    name: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures_util::{SinkExt, StreamExt};
+    use peercall::signaling::protocol::Message;
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("a raw client connects");
+    let id = loop {
+        let Some(Ok(Ws::Text(t))) = ws.next().await else { panic!("no id message") };
+        if let Ok(Message::Id { id }) = serde_json::from_str::<Message>(&t) {
+            break id;
+        }
+    };
+    let login = Message::Username { name: name.into(), id: Some(id), date: None };
+    ws.send(Ws::text(login.to_json())).await.expect("login");
+    ws
+}
