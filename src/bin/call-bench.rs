@@ -4,7 +4,7 @@
 //! Run: `cargo run --release --bin call-bench -- --seconds 20`. It never fails on a figure; it reports.
 
 use clap::Parser;
-use peercall::call::{CallState, Command, Counters, Engine, EngineConfig};
+use peercall::call::{CallState, Command, Counters, Engine, EngineConfig, VideoPreference};
 use peercall::media::pattern::read_stamp;
 use peercall::signaling::server::{Server, ServerConfig};
 use std::sync::atomic::Ordering;
@@ -24,9 +24,13 @@ struct Args {
     /// Calls to place per size for the setup-time figure (the first one also measures media).
     #[arg(long, default_value_t = 5)]
     setups: u32,
+    /// Video codecs to measure, each at every size (both peers prefer it).
+    #[arg(long, value_delimiter = ',', default_value = "h264,vp8", value_enum)]
+    codecs: Vec<VideoPreference>,
 }
 
 struct Figures {
+    codec: VideoPreference,
     size: String,
     setup_ms: Vec<f64>,
     latency_ms: Vec<f64>,
@@ -52,14 +56,17 @@ fn main() -> anyhow::Result<()> {
             .split_once('x')
             .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
             .ok_or_else(|| anyhow::anyhow!("size must be WIDTHxHEIGHT, got {size}"))?;
-        all.push(runtime.block_on(measure(w, h, &args))?);
+        for codec in &args.codecs {
+            all.push(runtime.block_on(measure(*codec, w, h, &args))?);
+        }
     }
     println!();
-    println!("| video | setup p50 (ms) | setup max (ms) | glass-to-glass p50 / p95 (ms) | fps in | encode (ms/frame) | decode (ms/frame) | CPU s/s (both peers) | peak RSS (MB) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| codec | video | setup p50 (ms) | setup max (ms) | glass-to-glass p50 / p95 (ms) | fps in | encode (ms/frame) | decode (ms/frame) | CPU s/s (both peers) | peak RSS (MB) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for f in &all {
         println!(
-            "| {}@30 | {:.0} | {:.0} | {:.1} / {:.1} | {:.1} | {:.2} | {:.2} | {:.3} | {:.0} |",
+            "| {} | {}@30 | {:.0} | {:.0} | {:.1} / {:.1} | {:.1} | {:.2} | {:.2} | {:.3} | {:.0} |",
+            f.codec,
             f.size,
             percentile(&f.setup_ms, 50.0),
             percentile(&f.setup_ms, 100.0),
@@ -75,12 +82,18 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(width: usize, height: usize, args: &Args) -> anyhow::Result<Figures> {
+async fn measure(
+    codec: VideoPreference,
+    width: usize,
+    height: usize,
+    args: &Args,
+) -> anyhow::Result<Figures> {
     let server = Server::bind(ServerConfig::ephemeral()).await?;
     let url = format!("ws://{}/", server.local_addr());
     let server = server.spawn();
     let engine = |name: &str, answer: bool| {
-        let mut config = EngineConfig::new(name, url.as_str()).with_pattern(width, height, 30);
+        let mut config =
+            EngineConfig::new(name, url.as_str()).with_pattern(width, height, 30).with_video_codec(codec);
         config.peer.bind_addrs = vec!["127.0.0.1:0".to_owned()];
         config.auto_answer = answer;
         Engine::start(config)
@@ -157,6 +170,7 @@ async fn measure(width: usize, height: usize, args: &Args) -> anyhow::Result<Fig
     let delta =
         |i: usize| -> f64 { after.iter().zip(&before).map(|(a, b)| a[i].saturating_sub(b[i]) as f64).sum() };
     let figures = Figures {
+        codec,
         size: format!("{width}x{height}"),
         setup_ms,
         latency_ms,
