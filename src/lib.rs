@@ -12,8 +12,9 @@
 //!   loss-based bitrate ([`call::rate`]), the call slot users see ([`call::state`]) and statistics
 //!   ([`call::stats`]).
 //! - [`media`]: frames and sources ([`media::source`]: the synthetic stamped pattern and tone, and
-//!   cameras, microphones and speakers in [`media::devices`]), codecs ([`media::h264`],
-//!   [`media::opus_codec`]) and RTP frame assembly ([`media::assembler`]).
+//!   cameras, microphones and speakers in [`media::devices`]), video codecs behind one seam
+//!   ([`media::codec`]: H.264 in `h264`, VP8/VP9 on libvpx in `vpx`), Opus ([`media::opus_codec`])
+//!   and RTP frame assembly ([`media::assembler`]).
 //! - [`headless`]: the windowless front end (`peercall --headless`): events and stats on stdout.
 //! - [`ui`]: the eframe window, views only: sends the engine commands, draws its events and frames.
 

@@ -5,86 +5,12 @@
 
 mod common;
 
+use common::browser::Browser;
 use common::*;
 use peercall::call::{CallState, Command, Counters, Engine};
-use serde_json::Value;
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command as Process};
-
-/// One headless Chromium with any number of pages, driven line by line.
-struct Browser {
-    _child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-}
-
-impl Browser {
-    async fn start() -> Browser {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
-        assert!(
-            std::path::Path::new("/usr/bin/chromium").exists()
-                && std::path::Path::new(&format!("{dir}/node_modules/playwright-core")).exists(),
-            "Chromium or playwright-core is missing: run `make test-deps` (scripts/install-deps.sh test)"
-        );
-        let mut child = Process::new("node")
-            .arg("driver.mjs")
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node starts (install it with `make test-deps`)");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        Browser { _child: child, stdin, stdout }
-    }
-
-    async fn cmd(&mut self, line: &str) -> Value {
-        self.stdin.write_all(format!("{line}\n").as_bytes()).await.expect("driver alive");
-        let answer = within(30, &format!("the browser to do `{line}`"), self.stdout.next_line())
-            .await
-            .expect("driver output")
-            .expect("driver answered");
-        let value: Value = serde_json::from_str(&answer).expect("driver speaks JSON");
-        assert_eq!(value["ok"], true, "`{line}` failed: {value}");
-        value
-    }
-
-    async fn stats(&mut self, page: &str) -> Value {
-        self.cmd(&format!("stats {page}")).await
-    }
-
-    /// Waits until `page` has decoded more than `frames` video frames and received some audio.
-    async fn wait_decoding(&mut self, page: &str, frames: u64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let s = self.stats(page).await;
-            if s["framesDecoded"].as_u64().unwrap_or(0) > frames
-                && s["audioSamples"].as_u64().unwrap_or(0) > 0
-            {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "{page} does not decode: {s}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Waits until `page` is out of its call.
-    async fn wait_call_ended(&mut self, page: &str) -> Duration {
-        let started = Instant::now();
-        loop {
-            if self.stats(page).await["inCall"] == false {
-                return started.elapsed();
-            }
-            assert!(started.elapsed() < Duration::from_secs(5), "{page} is still in the call");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
 
 fn engine(name: &str, url: &str, auto_answer: bool) -> Engine {
     let mut config = config(name, url).with_pattern(640, 480, 30);
@@ -126,7 +52,7 @@ async fn engine_fps(counters: &Arc<Counters>, secs: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_and_the_engine_call_each_other() {
     let (_server, url) = start_server().await;
-    let mut browser = Browser::start().await;
+    let mut browser = Browser::chromium().await;
     let mut figures = Vec::new();
 
     // 1. The engine calls a browser page (which answers by itself, as MDN's page does).

@@ -7,7 +7,7 @@
 use clap::Parser;
 use peercall::media::codec::vpx::{VpxEncoder, VpxOptions};
 use peercall::media::codec::{new_decoder, new_encoder, EncoderSettings, VideoCodec, VideoEncoder};
-use peercall::media::pattern::{psnr_luma, read_stamp, render, Stamp};
+use peercall::media::pattern::{grainy, psnr_luma, read_stamp, render, Stamp};
 use std::time::{Duration, Instant};
 
 /// Encodes and decodes the test pattern with each codec and prints the cost.
@@ -29,12 +29,18 @@ struct Args {
     /// libvpx encoder threads (default: what calls use).
     #[arg(long)]
     threads: Option<u32>,
+    /// Content: `grain` (the pattern with camera-like grain: a call's bitrate) or `plain` (the bare
+    /// pattern, which the encoders compress to a fraction of it).
+    #[arg(long, default_value = "grain")]
+    content: String,
 }
 
 struct Row {
     what: String,
     encode_ms: f64,
+    encode_cpu_ms: f64,
     decode_ms: f64,
+    decode_cpu_ms: f64,
     rgba_ms: f64,
     kbps: f64,
     psnr: f64,
@@ -45,6 +51,11 @@ struct Row {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let draw: fn(Stamp, usize, usize) -> peercall::media::frame::I420Frame = match args.content.as_str() {
+        "grain" => grainy,
+        "plain" => render,
+        other => anyhow::bail!("unknown content {other} (grain, plain)"),
+    };
     let mut rows = Vec::new();
     for size in &args.sizes {
         let (w, h) = size
@@ -60,14 +71,8 @@ fn main() -> anyhow::Result<()> {
             };
             let settings = EncoderSettings::for_size(w, h, 30);
             if codec == VideoCodec::H264 {
-                rows.push(measure(
-                    format!("{codec} {w}x{h}"),
-                    new_encoder(codec, settings)?,
-                    codec,
-                    w,
-                    h,
-                    args.frames,
-                )?);
+                let encoder = new_encoder(codec, settings)?;
+                rows.push(measure(format!("{codec} {w}x{h}"), encoder, codec, (w, h), args.frames, draw)?);
                 continue;
             }
             let default = VpxOptions::for_codec(codec);
@@ -77,18 +82,28 @@ fn main() -> anyhow::Result<()> {
                 let options = VpxOptions { cpu_used, threads: args.threads.unwrap_or(default.threads) };
                 let encoder = Box::new(VpxEncoder::with_options(codec, settings, options)?);
                 let what = format!("{codec} {w}x{h} cpu-used {cpu_used}, {} thread(s)", options.threads);
-                rows.push(measure(what, encoder, codec, w, h, args.frames)?);
+                rows.push(measure(what, encoder, codec, (w, h), args.frames, draw)?);
             }
         }
     }
-    println!("| codec, size | encode (ms/frame) | decode (ms/frame) | + RGBA (ms/frame) | kbit/s | PSNR (dB) | keyframes | dropped | stamps |");
+    println!(
+        "(target {} kbit/s at 640x480, {} at 1280x720; {} frames of `{}` content at 30 fps; CPU = process CPU time, \
+         which holds on a busy machine where wall time does not)",
+        EncoderSettings::for_size(640, 480, 30).bitrate_bps / 1000,
+        EncoderSettings::for_size(1280, 720, 30).bitrate_bps / 1000,
+        args.frames,
+        args.content
+    );
+    println!("| codec, size | encode wall / CPU (ms/frame) | decode wall / CPU (ms/frame) | + RGBA (ms/frame) | kbit/s | PSNR (dB) | keyframes | dropped | stamps |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} |",
+            "| {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} |",
             r.what,
             r.encode_ms,
+            r.encode_cpu_ms,
             r.decode_ms,
+            r.decode_cpu_ms,
             r.rgba_ms,
             r.kbps,
             r.psnr,
@@ -100,32 +115,46 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU time this process has used (all its threads: libvpx's workers count too).
+fn cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec through the pointer, which points at a live local.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 fn measure(
     what: String,
     mut encoder: Box<dyn VideoEncoder>,
     codec: VideoCodec,
-    w: usize,
-    h: usize,
+    (w, h): (usize, usize),
     frames: u32,
+    draw: fn(Stamp, usize, usize) -> peercall::media::frame::I420Frame,
 ) -> anyhow::Result<Row> {
     let mut decoder = new_decoder(codec)?;
     let (mut encode, mut decode, mut rgba) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut encode_cpu, mut decode_cpu) = (Duration::ZERO, Duration::ZERO);
     let (mut bytes, mut keyframes, mut dropped, mut decoded, mut psnr_sum) = (0usize, 0, 0, 0u32, 0.0);
     let mut stamps_ok = true;
     for n in 0..frames {
         let stamp = Stamp { frame_no: n, capture_us: n as u64 * 33_333 };
-        let sent = render(stamp, w, h);
-        let started = Instant::now();
+        let sent = draw(stamp, w, h);
+        let (started, cpu) = (Instant::now(), cpu_time());
         let Some(frame) = encoder.encode(&sent)? else {
             dropped += 1;
             continue;
         };
         encode += started.elapsed();
+        encode_cpu += cpu_time().saturating_sub(cpu);
         bytes += frame.data.len();
         keyframes += frame.keyframe as usize;
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), cpu_time());
         let Some(picture) = decoder.decode(&frame.data)? else { continue };
         decode += started.elapsed();
+        decode_cpu += cpu_time().saturating_sub(cpu);
         let started = Instant::now();
         let pixels = picture.planes.to_rgba()?;
         rgba += started.elapsed();
@@ -139,7 +168,9 @@ fn measure(
     Ok(Row {
         what,
         encode_ms: encode.as_secs_f64() * 1000.0 / encoded,
+        encode_cpu_ms: encode_cpu.as_secs_f64() * 1000.0 / encoded,
         decode_ms: decode.as_secs_f64() * 1000.0 / decoded_f,
+        decode_cpu_ms: decode_cpu.as_secs_f64() * 1000.0 / decoded_f,
         rgba_ms: rgba.as_secs_f64() * 1000.0 / decoded_f,
         kbps: bytes as f64 * 8.0 * 30.0 / frames as f64 / 1000.0,
         psnr: psnr_sum / decoded_f,

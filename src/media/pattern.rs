@@ -143,10 +143,10 @@ pub fn render(stamp: Stamp, width: usize, height: usize) -> I420Frame {
 }
 
 /// The pattern with grain below the stamp (±16 luma, a pseudo-random field that changes every frame):
-/// it costs bits as a camera picture does, so keyframes span many RTP packets and the rate control has
-/// work to do, while the stamp stays readable.
-#[cfg(test)]
-pub(crate) fn grainy(stamp: Stamp, width: usize, height: usize) -> I420Frame {
+/// it costs bits as a camera picture does (the plain pattern compresses to a fifth of a call's
+/// bitrate), so keyframes span many RTP packets and the rate control has work to do, while the stamp
+/// stays readable. Tests and `codec-bench` use it.
+pub fn grainy(stamp: Stamp, width: usize, height: usize) -> I420Frame {
     let mut frame = render(stamp, width, height);
     let start = stamp_rows(width) * BLOCK * width;
     let (y, _, _) = frame.planes_mut();

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod testnet;
+
 use peercall::call::{CallState, Engine, EngineConfig, Event};
 use peercall::signaling::server::{Server, ServerConfig, ServerHandle};
 use std::future::Future;

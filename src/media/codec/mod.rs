@@ -21,8 +21,9 @@ pub enum VideoCodec {
     H264,
     /// VP8 (libvpx): what every browser has, and all an offline Firefox has besides VP9 and AV1.
     Vp8,
-    /// VP9 profile 0 (libvpx). Encodes and decodes here, but costs several times VP8 (see
-    /// `codec-bench`), so calls do not offer it.
+    /// VP9 profile 0 (libvpx), for measurement only: it costs 1.8× VP8's CPU here and its real-time
+    /// mode left stamp blocks stale on the test pattern (see [`vpx::VpxOptions::for_codec`]); every
+    /// browser that offers VP9 offers VP8, so calls do not offer it.
     Vp9,
 }
 
