@@ -1,4 +1,4 @@
-//! The call-statistics overlay: resolution, frame rates, bitrates, round trip and loss, drawn over
+//! The call-statistics overlay: resolution, codecs, frame rates, bitrates, round trip and loss, drawn over
 //! the top-left corner of the remote picture.
 
 use crate::call::CallStats;
@@ -9,9 +9,10 @@ use egui::{vec2, Align2, Color32, FontId, Rect};
 pub fn lines(s: &CallStats) -> Vec<String> {
     let resolution = s.resolution_in.map(|(w, h)| format!("{w}\u{d7}{h}")).unwrap_or_else(|| "-".into());
     let rtt = s.rtt_ms.map(|r| format!("{r:.1} ms")).unwrap_or_else(|| "-".into());
+    let codec = |c: Option<crate::media::codec::VideoCodec>| c.map(|c| format!("  {c}")).unwrap_or_default();
     let mut out = vec![
-        format!("in   {resolution}  {:.0} fps  {:.0} kbit/s", s.fps_in, s.kbps_in),
-        format!("out  {:.0} fps  {:.0} kbit/s", s.fps_out, s.kbps_out),
+        format!("in   {resolution}{}  {:.0} fps  {:.0} kbit/s", codec(s.codec_in), s.fps_in, s.kbps_in),
+        format!("out  {:.0} fps  {:.0} kbit/s{}", s.fps_out, s.kbps_out, codec(s.codec_out)),
         format!("rtt  {rtt}   lost {} packets", s.packets_lost),
     ];
     if let Some(latency) = s.latency_ms {
@@ -49,10 +50,14 @@ mod tests {
             rtt_ms: Some(0.6),
             packets_lost: 3,
             resolution_in: Some((1280, 720)),
+            codec_in: Some(crate::media::codec::VideoCodec::Vp8),
+            codec_out: Some(crate::media::codec::VideoCodec::H264),
             ..Default::default()
         };
         let text = lines(&s).join("\n");
-        for part in ["1280\u{d7}720", "30 fps", "1510 kbit/s", "rtt  0.6 ms", "lost 3 packets"] {
+        for part in
+            ["1280\u{d7}720  VP8", "30 fps", "1510 kbit/s", "kbit/s  H.264", "rtt  0.6 ms", "lost 3 packets"]
+        {
             assert!(text.contains(part), "{part:?} in {text}");
         }
     }
