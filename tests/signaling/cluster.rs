@@ -14,6 +14,7 @@ use peercall::signaling::server::{ClusterConfig, Server, ServerConfig, ServerErr
 use serde_json::json;
 
 use crate::support::{connect, login, Client, TestServer};
+use crate::userlist::{assert_coalesced, burst};
 
 /// A `redis-server` of our own on a free loopback port, without persistence; killed when dropped.
 struct Redis {
@@ -462,4 +463,26 @@ async fn two_engines_on_different_nodes_call_each_other() {
     tokio::time::timeout(Duration::from_secs(10), idle)
         .await
         .expect("alice hears bob's hang-up across nodes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_joins_across_two_nodes_is_coalesced_and_its_last_change_kept() {
+    trace();
+    let redis = Redis::start();
+    let window = Duration::from_millis(20);
+    let config = cluster(&redis);
+    let on_redis = |c: &mut ServerConfig| {
+        c.cluster = Some(config.clone());
+        c.userlist_delay = window;
+    };
+    let (a, b) = (TestServer::with(on_redis).await, TestServer::with(on_redis).await);
+    let (mut members, took) = burst(&[a.url(""), b.url("")], "/crowd", 400, 32).await;
+    assert_coalesced(&members, took, window);
+    // Right behind the burst, one member of each node leaves: every list ends without them.
+    drop(members.split_off(398));
+    let names: Vec<String> = (0..398).map(|k| format!("b{k}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for member in &mut members {
+        wait_users(&mut member.client, &names).await;
+    }
 }

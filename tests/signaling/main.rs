@@ -8,3 +8,4 @@ mod protocol;
 mod randomized;
 mod support;
 mod tls;
+mod userlist;

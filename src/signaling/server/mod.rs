@@ -6,10 +6,11 @@
 //!   With [`ServerConfig::tls`] the same routes are served over TLS (wss, https).
 //! - `connection`: one task per client: socket, outbox, pings, shutdown.
 //! - `session`: one client's protocol state; `message`: parsing and relaying without JSON trees.
-//! - `room`: rooms, names, calls, userlist coalescing; `outbox`: the bounded per-client queue;
+//! - `room/`: rooms, names, calls, userlist timing; `outbox`: the bounded per-client queue;
 //!   `limits`: rate limit and name rules.
-//! - `cluster`: the directory behind the rooms: in-process for one node, Redis for several
-//!   ([`ServerConfig::cluster`]).
+//! - `cluster`: the directory behind the rooms (a trait): in-process for one node, Redis for
+//!   several ([`ServerConfig::cluster`]); what other nodes send comes back as events on a bounded
+//!   channel, applied to the rooms by a task of their own (`room::follow`).
 //!
 //! # Embedding
 //! ```no_run
@@ -57,7 +58,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 pub use cluster::{ClusterConfig, ClusterError};
-use cluster::{Directory, Link};
+use cluster::{Directory, InProcess, Link};
 pub use config::{Limits, ServerConfig};
 use room::Rooms;
 
@@ -132,9 +133,12 @@ impl Server {
     /// Binds the listen address, and joins the cluster if the config names one (an unreachable
     /// Redis is an error). Nothing is served until [`Server::run`] or [`Server::spawn`].
     pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
-        let cluster = match &config.cluster {
-            Some(cluster) => Some(Link::connect(cluster.clone()).await?),
-            None => None,
+        let (directory, events): (Arc<dyn Directory>, _) = match &config.cluster {
+            Some(cluster) => {
+                let (link, events) = Link::join(cluster.clone()).await?;
+                (Arc::new(link), Some(events))
+            }
+            None => (Arc::new(InProcess), None),
         };
         let listener =
             listen(config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
@@ -144,14 +148,10 @@ impl Server {
         let config = Arc::new(config);
         let start_ms =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1);
-        let directory = match &cluster {
-            Some((link, _)) => Directory::Redis(Arc::clone(link)),
-            None => Directory::InProcess,
-        };
+        // The link lives as long as the rooms (they hold it): when the server is gone it leaves the cluster.
         let rooms = Arc::new(Rooms::new(Arc::clone(&config), directory));
-        if let Some((_, task)) = cluster {
-            // The link lives as long as the rooms; when the server is gone it leaves the cluster.
-            task.start(Arc::downgrade(&rooms)).await?;
+        if let Some(events) = events {
+            tokio::spawn(room::follow(Arc::downgrade(&rooms), events));
         }
         let shared = Arc::new(Shared { rooms, config, next_id: AtomicU64::new(start_ms), shutdown });
         Ok(Self { listener, local_addr, shared, shutdown_tx })

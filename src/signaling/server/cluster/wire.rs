@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
+use super::ConnId;
 use crate::signaling::server::message::RelayKind;
-use crate::signaling::server::room::ConnId;
 
 /// A node's id: random, fresh at every start, so a restarted node never inherits a dead one's state.
 pub(crate) type NodeId = Arc<str>;

@@ -7,13 +7,14 @@
 //! With --tls-cert/--tls-key the server serves wss and the clients speak TLS (figures for wss).
 //! With --nodes 2 it starts two servers sharing one Redis (its own `redis-server`, or --redis):
 //! client k logs in on node k mod 2, so every relayed message crosses nodes.
-//! A last phase creates fresh rooms and joins a pair of clients to each (one per node), as the
-//! codelab's "room create-and-join requests" (--room-pairs).
+//! A first phase logs clients in one after another, each waiting for the list holding its name
+//! before the next connects (--one-by-one). A last phase makes rooms from nothing: two clients
+//! connect to `/room-k` (one per node), log in, and the room counts once both list both (--room-pairs).
+//! `--clients 0` skips the concurrent logins and the relay; `--server-cpus 0` pins the server.
 //! It prints figures and never fails on a timing.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,12 +25,17 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use peercall::signaling::server::raise_open_files_limit;
 use peercall::signaling::tls;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use children::{cpu_total, rss_total, ChildServer, RedisChild};
+
+mod children;
+mod rooms;
 
 /// Load generator for peercall's signaling server: login time, relayed messages/s, relay latency,
 /// server RSS per connection.
@@ -73,12 +79,21 @@ struct Args {
     /// The Redis of a multi-node run; without it the bench starts its own redis-server.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
-    /// Fresh rooms to create and join with a pair of clients each, in the last phase (0: skip).
-    #[arg(long, default_value_t = 2000)]
+    /// Rooms to make from nothing in the last phase: two clients connect to `/room-k`, log in,
+    /// and the room counts once both list both (0: skip).
+    #[arg(long, default_value_t = 5000)]
     room_pairs: usize,
-    /// Room pairs joining at once in that phase.
-    #[arg(long, default_value_t = 256)]
+    /// Rooms in flight at once in that phase.
+    #[arg(long, default_value_t = 64)]
     room_concurrency: usize,
+    /// Clients to log in one after another in the first phase, each waiting for the list holding
+    /// its name before the next connects (0: skip).
+    #[arg(long, default_value_t = 1000)]
+    one_by_one: usize,
+    /// Pin the server (and its Redis) to these CPUs (`taskset -c` syntax, e.g. `0`); pin the
+    /// bench itself with `taskset -c 1 signaling-bench ...`.
+    #[arg(long, value_name = "LIST")]
+    server_cpus: Option<String>,
 }
 
 type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
@@ -105,12 +120,13 @@ struct Bench {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.clients < 2 || args.clients % 2 != 0 {
-        bail!("--clients must be an even number of at least 2");
+    if args.clients % 2 != 0 {
+        bail!("--clients must be an even number (0 skips the login and relay phases)");
     }
     let files = raise_open_files_limit().context("cannot raise the open-files limit")?;
-    if (files as usize) < args.clients + 64 {
-        bail!("the open-files limit is {files}: too low for {} clients (ulimit -n)", args.clients);
+    let most = args.clients.max(args.one_by_one);
+    if (files as usize) < most + 64 {
+        bail!("the open-files limit is {files}: too low for {most} clients (ulimit -n)");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
@@ -130,7 +146,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 (_, 1) => None,
                 (Some(url), _) => Some(url.clone()),
                 (None, _) => {
-                    let own = RedisChild::start().await?;
+                    let own = RedisChild::start(args.server_cpus.as_deref()).await?;
                     let url = own.url();
                     redis = Some(own);
                     Some(url)
@@ -145,83 +161,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let pids: Vec<u32> = children.iter().map(ChildServer::pid).collect();
     // CPU counts Redis too: in a cluster it does part of the relaying.
     let cpu_pids: Vec<u32> = pids.iter().copied().chain(redis.as_ref().map(|r| r.child.id())).collect();
-    let rss_idle = rss_total(&pids, "VmRSS:");
-    let bench = Arc::new(Bench {
-        epoch: Instant::now(),
-        clients: args.clients,
-        connected: AtomicUsize::new(0),
-        logged_in: AtomicUsize::new(0),
-        converged: AtomicUsize::new(0),
-        progress: Notify::new(),
-        credits: (0..args.clients).map(|_| Semaphore::new(0)).collect(),
-        windowed: AtomicBool::new(false),
-        recording: AtomicBool::new(false),
-        received: AtomicU64::new(0),
-        latencies_us: Mutex::new(Vec::new()),
-    });
-
-    // Phase 1: logins.
-    let started = Instant::now();
-    let progress = tokio::spawn(report_progress(Arc::clone(&bench), started));
-    let connecting = Arc::new(Semaphore::new(256));
     // One TLS client config for all clients (wss), as one browser would share its trust store.
     let connector = match &args.tls_cert {
         Some(cert) => Some(Connector::Rustls(tls::client_config(Some(cert))?)),
         None => None,
     };
     let scheme = if connector.is_some() { "wss" } else { "ws" };
-    let mut logins = Vec::with_capacity(args.clients);
-    for index in 0..args.clients {
-        let (bench, connecting, connector) = (Arc::clone(&bench), Arc::clone(&connecting), connector.clone());
-        let source = source_address(index, args.source_addrs);
-        // Neighbours (who relay to each other) sit on different nodes.
-        let addr = addrs[index % addrs.len()];
-        let url = format!("{scheme}://{addr}{}", args.room);
-        logins.push(tokio::spawn(async move {
-            let _permit = connecting.acquire().await;
-            login(index, source, addr, &url, connector, bench).await
-        }));
-    }
-    for login in logins {
-        login.await.context("login task")??;
-    }
-    let connected = started.elapsed();
-    wait_for(&bench, &bench.logged_in).await?;
-    let login_time = started.elapsed();
-    wait_for(&bench, &bench.converged).await?;
-    let converged = started.elapsed();
-    progress.abort();
-    // Let the last writes settle before weighing the idle connections.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_logged_in = rss_total(&pids, "VmRSS:");
 
-    // Phase 2: a fixed rate, for latency.
-    let measure = Duration::from_secs_f64(args.duration.max(0.5));
-    let pacer = tokio::spawn(pace(Arc::clone(&bench), args.rate));
-    let fixed = measure_phase(&bench, measure, &cpu_pids).await;
-    pacer.abort();
-    // Let in-flight messages land and pacer credits drain before the next phase.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Phase 0: logins one after another, in a room of their own; the clients leave afterwards.
+    let one_by_one = if args.one_by_one > 0 {
+        let room = format!("{}-one-by-one", args.room);
+        let steps =
+            rooms::one_by_one(addrs[0], &room, args.one_by_one, args.source_addrs, connector.clone()).await?;
+        // Let their leaves settle before the next phase.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Some(steps)
+    } else {
+        None
+    };
 
-    // Phase 3: saturation, each client with `window` messages in flight.
-    let window = args.window.max(1);
-    bench.windowed.store(true, Ordering::Release);
-    for credits in &bench.credits {
-        credits.add_permits(window);
-    }
-    let saturated = measure_phase(&bench, measure, &cpu_pids).await;
-    let rss_peak = rss_total(&pids, "VmHWM:");
-    // Stop the relay traffic before the room phase.
-    bench.windowed.store(false, Ordering::Release);
-    for credits in &bench.credits {
-        credits.close();
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let relay = if args.clients > 0 {
+        Some(relay_phases(&args, &addrs, &pids, &cpu_pids, connector.clone()).await?)
+    } else {
+        None
+    };
 
-    // Phase 4: fresh rooms, a pair of clients joining each.
-    let rooms = if args.room_pairs > 0 {
+    // Last phase: rooms from nothing, a pair of clients making each.
+    let made = if args.room_pairs > 0 {
         Some(
-            room_phase(&addrs, args.room_pairs, args.room_concurrency, args.source_addrs, connector.clone())
+            rooms::from_nothing(&addrs, args.room_pairs, args.room_concurrency, args.source_addrs, connector)
                 .await?,
         )
     } else {
@@ -246,43 +214,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!();
     println!("| figure | value |");
     println!("|---|---|");
-    println!(
-        "| login of {n} users (connect, `username`, own name seen in a `userlist`) | {:.2} s, {:.0} logins/s (all connected after {:.2} s; every client holding the full list after {:.2} s) |",
-        login_time.as_secs_f64(),
-        n as f64 / login_time.as_secs_f64(),
-        connected.as_secs_f64(),
-        converged.as_secs_f64()
-    );
-    if let (Some(idle), Some(full)) = (rss_idle, rss_logged_in) {
-        let per = (full.saturating_sub(idle)) as f64 * 1024.0 / n as f64;
-        println!("| server RSS per idle logged-in connection (nodes) | {:.2} KiB ({:.1} MiB before logins, {:.1} MiB after) |", per / 1024.0, idle as f64 / 1024.0, full as f64 / 1024.0);
-    }
-    println!("| relayed at a fixed {} msg/s (delivered) | {:.0} msg/s |", args.rate, fixed.rate);
-    println!("| relay latency at {} msg/s: p50 / p99 / max | {} |", args.rate, fixed.latency());
-    let cpu_of = if redis.is_some() { "server CPU (nodes and Redis)" } else { "server CPU" };
-    if let Some(cpu) = fixed.server_cpu {
-        println!("| {cpu_of} at {} msg/s | {cpu:.2} cores |", args.rate);
-    }
-    println!("| relayed at saturation (window {window} per client) | {:.0} msg/s |", saturated.rate);
-    println!("| relay latency at saturation: p50 / p99 / max | {} |", saturated.latency());
-    if let Some(cpu) = saturated.server_cpu {
-        println!("| {cpu_of} at saturation | {cpu:.2} cores |");
-    }
-    if let Some(peak) = rss_peak {
-        println!("| server peak RSS (VmHWM, nodes) | {:.1} MiB |", peak as f64 / 1024.0);
-    }
-    if let Some(rooms) = rooms {
+    if let Some(steps) = one_by_one {
         println!(
-            "| fresh rooms created and joined by a pair ({} at once{}) | {:.0} rooms/s ({} rooms in {:.2} s) |",
+            "| {} logins one after another (each waits for the list holding its name) | {:.2} s, {:.0} logins/s; one login p50 / p99 / max {} |",
+            steps.count,
+            steps.elapsed.as_secs_f64(),
+            steps.per_second(),
+            steps.latency.latency()
+        );
+    }
+    if let Some(relay) = relay {
+        relay.print(&args, redis.is_some());
+    }
+    if let Some(made) = made {
+        println!(
+            "| rooms from nothing (two clients connect to `/room-k`, log in, both list both; {} in flight{}) | {:.0} rooms/s ({} rooms in {:.2} s) |",
             args.room_concurrency,
             if addrs.len() > 1 { ", the two on different nodes" } else { "" },
-            rooms.pairs as f64 / rooms.elapsed.as_secs_f64(),
-            rooms.pairs,
-            rooms.elapsed.as_secs_f64()
+            made.per_second(),
+            made.count,
+            made.elapsed.as_secs_f64()
         );
         println!(
-            "| room join, connect to both seeing each other: p50 / p99 / max | {} |",
-            rooms.latency.latency()
+            "| one room from nothing, first connect to both listing both: p50 / p99 / max | {} |",
+            made.latency.latency()
         );
     }
     drop(children);
@@ -290,85 +245,152 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the room phase measured.
-struct RoomPhase {
-    pairs: usize,
-    elapsed: Duration,
-    /// Per pair, from the first connect to both clients holding both names.
-    latency: Phase,
+/// What the login and relay phases measured.
+struct Relay {
+    clients: usize,
+    connected: Duration,
+    login_time: Duration,
+    converged: Duration,
+    rss_idle: Option<u64>,
+    rss_logged_in: Option<u64>,
+    fixed: Phase,
+    window: usize,
+    saturated: Phase,
+    rss_peak: Option<u64>,
 }
 
-/// Creates `pairs` fresh rooms, each joined by two clients (on different nodes when there are
-/// several), `concurrency` rooms at a time; a room counts once both clients list both names.
-async fn room_phase(
+/// Phases 1 to 3: N clients log in at once (256 connecting at a time), then relay in pairs at a
+/// fixed rate (latency) and at saturation.
+async fn relay_phases(
+    args: &Args,
     addrs: &[SocketAddr],
-    pairs: usize,
-    concurrency: usize,
-    source_addrs: u8,
+    pids: &[u32],
+    cpu_pids: &[u32],
     connector: Option<Connector>,
-) -> anyhow::Result<RoomPhase> {
-    let scheme = if connector.is_some() { "wss" } else { "ws" };
-    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+) -> anyhow::Result<Relay> {
+    let rss_idle = rss_total(pids, "VmRSS:");
+    let bench = Arc::new(Bench {
+        epoch: Instant::now(),
+        clients: args.clients,
+        connected: AtomicUsize::new(0),
+        logged_in: AtomicUsize::new(0),
+        converged: AtomicUsize::new(0),
+        progress: Notify::new(),
+        credits: (0..args.clients).map(|_| Semaphore::new(0)).collect(),
+        windowed: AtomicBool::new(false),
+        recording: AtomicBool::new(false),
+        received: AtomicU64::new(0),
+        latencies_us: Mutex::new(Vec::new()),
+    });
+
+    // Phase 1: logins.
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(pairs);
-    for room in 0..pairs {
-        let (gate, connector) = (Arc::clone(&gate), connector.clone());
-        let ends = [addrs[0], addrs[1 % addrs.len()]];
-        tasks.push(tokio::spawn(async move {
-            let _permit = gate.acquire().await;
-            let begun = Instant::now();
-            let join = |end: usize| {
-                let url = format!("{scheme}://{}/pair-{room}", ends[end]);
-                let source = IpAddr::V4(Ipv4Addr::new(
-                    127,
-                    0,
-                    0,
-                    2 + ((room * 2 + end) % usize::from(source_addrs.max(1))) as u8,
-                ));
-                join_room(source, ends[end], url, ["a", "b"][end], connector.clone())
-            };
-            let (a, b) = tokio::try_join!(join(0), join(1))?;
-            let took = begun.elapsed();
-            drop((a, b));
-            anyhow::Ok(took)
+    let progress = tokio::spawn(report_progress(Arc::clone(&bench), started));
+    let connecting = Arc::new(Semaphore::new(256));
+    let scheme = if connector.is_some() { "wss" } else { "ws" };
+    let mut logins = Vec::with_capacity(args.clients);
+    for index in 0..args.clients {
+        let (bench, connecting, connector) = (Arc::clone(&bench), Arc::clone(&connecting), connector.clone());
+        let source = source_address(index, args.source_addrs);
+        // Neighbours (who relay to each other) sit on different nodes.
+        let addr = addrs[index % addrs.len()];
+        let url = format!("{scheme}://{addr}{}", args.room);
+        logins.push(tokio::spawn(async move {
+            let _permit = connecting.acquire().await;
+            login(index, source, addr, &url, connector, bench).await
         }));
     }
-    let mut latencies_us = Vec::with_capacity(pairs);
-    for task in tasks {
-        let took = tokio::time::timeout(Duration::from_secs(60), task)
-            .await
-            .context("a room join took over 60 s")???;
-        latencies_us.push(took.as_micros().min(u128::from(u32::MAX)) as u32);
+    for login in logins {
+        login.await.context("login task")??;
     }
-    let elapsed = started.elapsed();
-    latencies_us.sort_unstable();
-    Ok(RoomPhase { pairs, elapsed, latency: Phase { rate: 0.0, latencies_us, server_cpu: None } })
+    let connected = started.elapsed();
+    wait_for(&bench, &bench.logged_in).await?;
+    let login_time = started.elapsed();
+    wait_for(&bench, &bench.converged).await?;
+    let converged = started.elapsed();
+    progress.abort();
+    // Let the last writes settle before weighing the idle connections.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_logged_in = rss_total(pids, "VmRSS:");
+
+    // Phase 2: a fixed rate, for latency.
+    let measure = Duration::from_secs_f64(args.duration.max(0.5));
+    let pacer = tokio::spawn(pace(Arc::clone(&bench), args.rate));
+    let fixed = measure_phase(&bench, measure, cpu_pids).await;
+    pacer.abort();
+    // Let in-flight messages land and pacer credits drain before the next phase.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Phase 3: saturation, each client with `window` messages in flight.
+    let window = args.window.max(1);
+    bench.windowed.store(true, Ordering::Release);
+    for credits in &bench.credits {
+        credits.add_permits(window);
+    }
+    let saturated = measure_phase(&bench, measure, cpu_pids).await;
+    let rss_peak = rss_total(pids, "VmHWM:");
+    // Stop the relay traffic before the room phase.
+    bench.windowed.store(false, Ordering::Release);
+    for credits in &bench.credits {
+        credits.close();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let clients = args.clients;
+    Ok(Relay {
+        clients,
+        connected,
+        login_time,
+        converged,
+        rss_idle,
+        rss_logged_in,
+        fixed,
+        window,
+        saturated,
+        rss_peak,
+    })
 }
 
-/// One client of a room pair: connects, registers `name`, and returns once a userlist holds both
-/// `a` and `b`.
-async fn join_room(
-    source: IpAddr,
-    server: SocketAddr,
-    url: String,
-    name: &str,
-    connector: Option<Connector>,
-) -> anyhow::Result<WebSocketStream<MaybeTlsStream<TcpStream>>> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(source, 0)).with_context(|| format!("bind {source}"))?;
-    let tcp = socket.connect(server).await.with_context(|| format!("connect to {server}"))?;
-    tcp.set_nodelay(true)?;
-    let (mut ws, _) = tokio_tungstenite::client_async_tls_with_config(url, tcp, None, connector).await?;
-    ws.send(Message::text(format!(r#"{{"type":"username","name":"{name}"}}"#))).await?;
-    while let Some(message) = ws.next().await {
-        if let Message::Text(text) = message? {
-            if text.starts_with(r#"{"type":"userlist""#) && text.contains(r#""a""#) && text.contains(r#""b""#)
-            {
-                return Ok(ws);
-            }
+impl Relay {
+    fn print(&self, args: &Args, with_redis: bool) {
+        let Relay {
+            clients: n,
+            connected,
+            login_time,
+            converged,
+            rss_idle,
+            rss_logged_in,
+            ref fixed,
+            window,
+            ref saturated,
+            rss_peak,
+        } = *self;
+        println!(
+        "| login of {n} users (connect, `username`, own name seen in a `userlist`) | {:.2} s, {:.0} logins/s (all connected after {:.2} s; every client holding the full list after {:.2} s) |",
+        login_time.as_secs_f64(),
+        n as f64 / login_time.as_secs_f64(),
+        connected.as_secs_f64(),
+        converged.as_secs_f64()
+    );
+        if let (Some(idle), Some(full)) = (rss_idle, rss_logged_in) {
+            let per = (full.saturating_sub(idle)) as f64 * 1024.0 / n as f64;
+            println!("| server RSS per idle logged-in connection (nodes) | {:.2} KiB ({:.1} MiB before logins, {:.1} MiB after) |", per / 1024.0, idle as f64 / 1024.0, full as f64 / 1024.0);
+        }
+        println!("| relayed at a fixed {} msg/s (delivered) | {:.0} msg/s |", args.rate, fixed.rate);
+        println!("| relay latency at {} msg/s: p50 / p99 / max | {} |", args.rate, fixed.latency());
+        let cpu_of = if with_redis { "server CPU (nodes and Redis)" } else { "server CPU" };
+        if let Some(cpu) = fixed.server_cpu {
+            println!("| {cpu_of} at {} msg/s | {cpu:.2} cores |", args.rate);
+        }
+        println!("| relayed at saturation (window {window} per client) | {:.0} msg/s |", saturated.rate);
+        println!("| relay latency at saturation: p50 / p99 / max | {} |", saturated.latency());
+        if let Some(cpu) = saturated.server_cpu {
+            println!("| {cpu_of} at saturation | {cpu:.2} cores |");
+        }
+        if let Some(peak) = rss_peak {
+            println!("| server peak RSS (VmHWM, nodes) | {:.1} MiB |", peak as f64 / 1024.0);
         }
     }
-    bail!("{server} closed the room connection")
 }
 
 /// One client: connect from `source`, read the id, register `u<index>`, then read and send until the end.
@@ -576,149 +598,4 @@ async fn measure_phase(bench: &Bench, time: Duration, servers: &[u32]) -> Phase 
     let mut latencies_us = std::mem::take(&mut *bench.latencies_us.lock().unwrap_or_else(|p| p.into_inner()));
     latencies_us.sort_unstable();
     Phase { rate: bench.received.load(Ordering::Relaxed) as f64 / elapsed, latencies_us, server_cpu }
-}
-
-/// `peercall-server` as a child process, stopped (SIGTERM) when dropped.
-struct ChildServer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl ChildServer {
-    async fn start(args: &Args, redis: Option<&str>) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?.with_file_name("peercall-server");
-        if !exe.exists() {
-            bail!("{} not found: build it too (cargo build --release --bin peercall-server)", exe.display());
-        }
-        // Ask the kernel for a free port, then hand it to the server.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let mut command = Command::new(&exe);
-        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-            command.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
-        }
-        if let Some(url) = redis {
-            command.args(["--redis", url]);
-        }
-        let child = command
-            .args(["--listen", &addr.to_string()])
-            // The bench measures relaying, not the per-client limiter: lift it (and queue limits)
-            // for the saturation phase's bursts.
-            .args(["--rate", "1000000", "--burst", "1000000", "--max-queued", "65536"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {}", exe.display()))?;
-        let server = Self { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // A wss server does not answer plain HTTP: there, an open port is enough.
-        let up = || async {
-            if args.tls_cert.is_some() {
-                TcpStream::connect(addr).await.is_ok()
-            } else {
-                healthy(addr).await
-            }
-        };
-        while !up().await {
-            if Instant::now() > deadline {
-                bail!("{} did not answer /healthz on {addr} within 10 s", exe.display());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(server)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-async fn healthy(addr: SocketAddr) -> bool {
-    let Ok(mut tcp) = TcpStream::connect(addr).await else { return false };
-    if tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await.is_err() {
-        return false;
-    }
-    let mut response = Vec::new();
-    let _ = tcp.read_to_end(&mut response).await;
-    response.starts_with(b"HTTP/1.1 200")
-}
-
-/// `redis-server` on a free loopback port, without persistence, for a multi-node run.
-struct RedisChild {
-    child: Child,
-    port: u16,
-}
-
-impl RedisChild {
-    async fn start() -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("cannot start redis-server (Debian: apt-get install redis-server), or pass --redis")?;
-        let redis = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("redis-server did not open port {port} within 10 s");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// CPU seconds of all `pids` together; `None` when there are none (an outside server).
-fn cpu_total(pids: &[u32]) -> Option<f64> {
-    if pids.is_empty() {
-        return None;
-    }
-    pids.iter().map(|&pid| cpu_seconds(pid)).sum()
-}
-
-/// A `kB` figure of /proc/<pid>/status summed over `pids`; `None` when there are none.
-fn rss_total(pids: &[u32], field: &str) -> Option<u64> {
-    if pids.is_empty() {
-        return None;
-    }
-    pids.iter().map(|&pid| rss_kib(pid, field)).sum()
-}
-
-/// User plus system CPU seconds of a process, from /proc/<pid>/stat.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf only reads a system constant.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| ticks / hz as f64)
-}
-
-/// A `kB` line of /proc/<pid>/status (VmRSS, VmHWM), in KiB.
-fn rss_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
 }
