@@ -6,6 +6,17 @@
 //! - [`VideoDecoder`]: one complete encoded frame in (as the [assembler](super::assembler) hands it
 //!   over), a picture out, or an error / `None` meaning "ask the sender for a keyframe".
 //! - [`new_encoder`] / [`new_decoder`] make the right one for a [`VideoCodec`].
+//!
+//! # Carrying VP8 in a call
+//! - SDP: `video/VP8`, clock 90000, no fmtp, rtcp-fb `nack`, `nack pli`, `ccm fir`, `goog-remb`
+//!   (`transport-cc` where TWCC is on). Chromium 156 offers it first, as payload type 96 (rtx 97);
+//!   Firefox ESR 153 offline offers VP8 120 (rtx 124, fmtp `max-fs=12288;max-fr=60`), VP9 121, AV1 99
+//!   and no H.264. The answer uses the offer's numbers.
+//! - Sending: webrtc-rs's sample writer picks the `rtc` crate's `Vp8Payloader` (picture id on) from
+//!   the codec's MIME type; hand it [`EncodedFrame::data`] as is.
+//! - Receiving: [`FrameAssembler::new`](super::assembler::FrameAssembler::new) with [`VideoCodec::Vp8`];
+//!   on [`Assembled::Lost`](super::assembler::Assembled::Lost) call [`VideoDecoder::reference_lost`]
+//!   and send PLI; `Assembled::Frame::keyframe` says when the PLI was answered.
 
 pub mod h264;
 pub mod vpx;
