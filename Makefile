@@ -25,6 +25,7 @@ test-deps:
 bench: deps
 	$(CARGO) run --release --bin signaling-bench -- --clients 1000
 	$(CARGO) run --release --bin call-bench
+	$(CARGO) run --release --bin codec-bench
 
 ## Install for this user (PREFIX=/usr/local as root for everyone): the binary, the app-menu entry and
 ## the icon, so Peercall starts by double-click from the desktop's app menu.

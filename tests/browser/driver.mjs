@@ -12,6 +12,8 @@ const flags = [
   // The engine under test listens on 127.0.0.1 only; without this Chromium skips loopback candidates.
   "--allow-loopback-in-peer-connection",
   "--autoplay-policy=no-user-gesture-required",
+  // Extra flags from the test, space-separated: e.g. treating a TEST-NET http origin as secure.
+  ...(process.env.CHROMIUM_FLAGS || "").split(" ").filter((f) => f),
 ];
 const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "peercall-chromium-")), {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",

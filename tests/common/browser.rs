@@ -42,13 +42,24 @@ impl Browser {
         Self::spawn(tokio::process::Command::new("node"), "driver.mjs")
     }
 
+    /// Headless Chromium inside `ns`, serving pages from `origin` (`http://192.0.2.1:8088`), which it
+    /// is told to treat as a secure context (getUserMedia needs one).
+    pub async fn chromium_in(ns: &Namespace, origin: &str) -> Browser {
+        let mut node = ns.tokio_command("node");
+        node.env("CHROMIUM_FLAGS", format!("--unsafely-treat-insecure-origin-as-secure={origin}"));
+        Self::spawn(node, "driver.mjs").up().await
+    }
+
     /// Headless Firefox ESR inside `ns` (see [`firefox_unavailable`]); it is up once this returns.
     pub async fn firefox(ns: &Namespace) -> Browser {
-        let mut browser = Self::spawn(ns.tokio_command("node"), "firefox.mjs");
-        // Launching takes seconds; a first command that answers says the browser is up.
-        let answer = browser.send("stats none", 60).await;
+        Self::spawn(ns.tokio_command("node"), "firefox.mjs").up().await
+    }
+
+    /// Waits until the browser has launched (seconds): the driver answers only then.
+    async fn up(mut self) -> Browser {
+        let answer = self.send("stats none", 60).await;
         assert!(answer["error"].as_str().is_some_and(|e| e.contains("no page")), "driver answered {answer}");
-        browser
+        self
     }
 
     fn spawn(mut node: tokio::process::Command, script: &str) -> Browser {

@@ -12,8 +12,10 @@
 //!   (`transport-cc` where TWCC is on). Chromium 156 offers it first, as payload type 96 (rtx 97);
 //!   Firefox ESR 153 offline offers VP8 120 (rtx 124, fmtp `max-fs=12288;max-fr=60`), VP9 121, AV1 99
 //!   and no H.264. The answer uses the offer's numbers.
-//! - Sending: webrtc-rs's sample writer picks the `rtc` crate's `Vp8Payloader` (picture id on) from
-//!   the codec's MIME type; hand it [`EncodedFrame::data`] as is.
+//! - Sending: `TrackLocalStaticSample` picks its payloader (for VP8 the `rtc` crate's `Vp8Payloader`,
+//!   picture id on) once, in `new`, from the codec the track was made with, not from what was
+//!   negotiated: make the video track for the negotiated codec (or swap it in with
+//!   `RtpSender::replace_track`), then hand it [`EncodedFrame::data`] as is.
 //! - Receiving: [`FrameAssembler::new`](super::assembler::FrameAssembler::new) with [`VideoCodec::Vp8`];
 //!   on [`Assembled::Lost`](super::assembler::Assembled::Lost) call [`VideoDecoder::reference_lost`]
 //!   and send PLI; `Assembled::Frame::keyframe` says when the PLI was answered.
