@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Peercall needs, and only those that are missing.
-# Usage: scripts/install-deps.sh [build|test]   (test adds what the end-to-end tests use)
+# Usage: scripts/install-deps.sh [build|test|deb]   (test adds what the end-to-end tests use; deb what
+# `make deb` needs: dpkg-dev and cargo-deb)
 set -euo pipefail
 
 want=(
@@ -11,6 +12,9 @@ want=(
   libvpx-dev       # VP8/VP9 (env-libvpx-sys links it through pkg-config)
   pkg-config
 )
+if [[ "${1:-build}" == "deb" ]]; then
+  want+=(dpkg-dev)
+fi
 if [[ "${1:-build}" == "test" ]]; then
   # The window test: a virtual X server, screenshots, typing and clicking (xdotool), and Mesa's
   # software GL (llvmpipe) for glow.
@@ -24,6 +28,10 @@ if [[ "${1:-build}" == "test" ]]; then
   want+=(redis-server)
   # The network tests: packet loss by nftables rules inside network namespaces.
   want+=(nftables iproute2)
+  # The desktop tests: the package's tools (dpkg-shlibdeps for its dependencies, desktop-file-validate),
+  # a D-Bus session with the AT-SPI bus and pyatspi (the window as a screen reader sees it), and xrdb
+  # (the desktop's text scale, Xft.dpi).
+  want+=(dpkg-dev desktop-file-utils dbus at-spi2-core python3-pyatspi x11-xserver-utils)
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     want+=(nodejs npm)
   fi
@@ -42,6 +50,16 @@ if ((${#missing[@]} > 0)); then
   if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# cargo-deb builds the Debian package (`make deb`; the package test). Pinned, so every machine builds the
+# same package layout; --locked uses the versions its authors tested.
+CARGO_DEB_VERSION=3.8.0
+if [[ "${1:-build}" == "test" || "${1:-build}" == "deb" ]]; then
+  if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+    echo "install-deps: installing cargo-deb $CARGO_DEB_VERSION (a few minutes, once)" >&2
+    cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --quiet
+  fi
 fi
 
 # playwright-core and puppeteer-core drive the system's browsers; neither downloads a browser of its own.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates the committed assets: assets/ring.wav (Python's wave module) and assets/peercall.png
-# (ImageMagick). Run only to change them; the build uses the committed files.
+# Regenerates the committed assets: assets/ring.wav (Python's wave module), assets/peercall.png and its
+# smaller sizes under assets/icons/ (ImageMagick). Run only to change them; the build uses the committed files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,4 +32,10 @@ convert -size 256x256 xc:none \
   -fill white -draw 'polygon 172,128 214,96 214,160' \
   -fill '#2563eb' -draw 'circle 84,128 84,110' \
   -define png:exclude-chunks=date,time -strip assets/peercall.png
-echo "wrote assets/ring.wav and assets/peercall.png"
+# The sizes desktops ask for besides 256 (menus 48, software centres 128); assets/icons/peercall.svg is
+# the same drawing as a vector, for the scalable slot.
+for size in 48 128; do
+  convert assets/peercall.png -resize "${size}x${size}" -define png:exclude-chunks=date,time -strip \
+    "assets/icons/peercall-${size}.png"
+done
+echo "wrote assets/ring.wav, assets/peercall.png and assets/icons/peercall-{48,128}.png"

@@ -5,14 +5,15 @@
 
 mod common;
 
+use common::desktop::{artifacts, free_port, loudest, screenshot, start_xvfb, wait_title, xdotool, Reaped};
 use common::{wait_event, wait_state, wait_users, within};
 use image::RgbaImage;
 use peercall::call::{CallState, Command, EndReason, Engine, EngineConfig, Event};
 use peercall::media::frame::RgbaFrame;
 use peercall::media::pattern::read_stamp;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
+use std::path::Path;
+use std::process::{Command as Process, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,72 +21,10 @@ use std::time::{Duration, Instant};
 const PANE: [u8; 3] = [18, 18, 22];
 /// The fill of the call peer's row in the user list (`views::palette::PEER_ROW`).
 const PEER_ROW: [u8; 3] = [21, 94, 53];
+/// The window's title when it is in the lobby as "window" with no call.
+const IDLE: &str = "Peercall \u{2014} window in lobby";
 /// The caller's picture.
 const VIDEO: (usize, usize, u32) = (1280, 720, 30);
-
-/// A child process that is killed when the test ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        // SIGTERM first: Xvfb then removes its /tmp/.X<n>-lock, which SIGKILL would leave behind
-        // (and after enough runs no display number would be free).
-        // SAFETY: kill(2) on our own child's pid; it has no memory-safety preconditions.
-        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
-        for _ in 0..50 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
-    std::fs::create_dir_all(&dir).expect("test-artifacts/ can be created");
-    dir
-}
-
-/// Starts Xvfb on a free display, installing it first when it is missing.
-fn start_xvfb() -> (Reaped, String) {
-    if Process::new("Xvfb").arg("-help").stderr(Stdio::null()).status().is_err() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-deps.sh");
-        let ok = Process::new("bash").arg(script).arg("test").status().is_ok_and(|s| s.success());
-        assert!(ok, "Xvfb is missing and scripts/install-deps.sh test could not install it");
-    }
-    for n in 90..140 {
-        if Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-        {
-            continue;
-        }
-        let display = format!(":{n}");
-        let child = Process::new("Xvfb")
-            .args([&display, "-screen", "0", "1600x1000x24", "-nolisten", "tcp", "-noreset"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb starts");
-        let xvfb = Reaped(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return (xvfb, display);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("Xvfb on {display} did not come up in 10 s");
-    }
-    panic!("no free X display between :90 and :139");
-}
-
-fn free_port() -> u16 {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    socket.local_addr().expect("its address").port()
-}
 
 /// Starts the app in the window as "window", joined to the server it embeds on `port`, with `extra`
 /// flags. Its stdout lines (`--frame-stats`) are collected into the returned list.
@@ -113,45 +52,6 @@ fn start_app(display: &str, port: u16, extra: &[&str], log: &str) -> (Reaped, Ar
         }
     });
     (Reaped(child), lines)
-}
-
-/// The window's title (`_NET_WM_NAME`), which the app keeps as "Peercall — <me> — <call state>".
-fn window_title(display: &str) -> Option<String> {
-    let tree = Process::new("xwininfo").args(["-root", "-tree"]).env("DISPLAY", display).output().ok()?;
-    let tree = String::from_utf8_lossy(&tree.stdout);
-    let id = tree
-        .lines()
-        .find(|l| l.contains("\"peercall\")") && l.contains("Peercall"))?
-        .split_whitespace()
-        .next()?;
-    let prop =
-        Process::new("xprop").args(["-id", id, "_NET_WM_NAME"]).env("DISPLAY", display).output().ok()?;
-    let prop = String::from_utf8_lossy(&prop.stdout);
-    Some(prop.split_once(" = ")?.1.trim().trim_matches('"').to_owned())
-}
-
-async fn wait_title(display: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
-    within(20, what, async {
-        loop {
-            if let Some(title) = window_title(display).filter(|t| pred(t)) {
-                return title;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-}
-
-fn screenshot(display: &str, name: &str) -> RgbaImage {
-    let path = artifacts().join(name);
-    let ok = Process::new("import")
-        .args(["-window", "root"])
-        .arg(&path)
-        .env("DISPLAY", display)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "ImageMagick's import took no screenshot");
-    image::open(&path).expect("the screenshot decodes").to_rgba8()
 }
 
 fn near(p: &image::Rgba<u8>, c: [u8; 3], tolerance: i32) -> bool {
@@ -246,14 +146,8 @@ async fn join_caller(port: u16, display: &str) -> Engine {
         caller
     })
     .await;
-    wait_title(display, "the window to register", |t| t == "Peercall \u{2014} window").await;
+    wait_title(display, "the window to register", |t| t == IDLE).await;
     caller
-}
-
-/// Types and clicks into the window as a person would (XTEST).
-fn xdotool(display: &str, args: &[&str]) {
-    let ok = Process::new("xdotool").args(args).env("DISPLAY", display).status().is_ok_and(|s| s.success());
-    assert!(ok, "xdotool {args:?} failed (scripts/install-deps.sh test installs it)");
 }
 
 /// Presses Esc in the window; returns why the caller's call ended.
@@ -262,11 +156,7 @@ async fn press_escape(
     caller_events: &mut tokio::sync::broadcast::Receiver<Event>,
 ) -> EndReason {
     xdotool(display, &["key", "Escape"]);
-    wait_event(caller_events, "the call to end", |e| match e {
-        Event::CallEnded { reason, .. } => Some(reason.clone()),
-        _ => None,
-    })
-    .await
+    common::wait_ended(caller_events, "the call to end").await
 }
 
 /// The two window tests share the machine's two cores: one at a time, so the figures mean something.
@@ -275,7 +165,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enter_sends_chat_esc_declines_and_a_click_calls() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let (_xvfb, display) = start_xvfb();
+    let (_xvfb, display) = start_xvfb("1600x1000x24");
     let port = free_port();
     let (_app, _) = start_app(&display, port, &["--video", "320x240@15"], "ui-app-prompt.log");
     let caller = join_caller(port, &display).await;
@@ -301,7 +191,7 @@ async fn enter_sends_chat_esc_declines_and_a_click_calls() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     screenshot(&display, "ui-incoming-call.png");
     assert_eq!(press_escape(&display, &mut events).await, EndReason::Declined);
-    wait_title(&display, "the window back to idle", |t| t == "Peercall \u{2014} window").await;
+    wait_title(&display, "the window back to idle", |t| t == IDLE).await;
 
     // A click on the caller's name (the second row of the user list) calls it; the caller declines
     // and the window goes back to idle (its status line says "caller declined the call").
@@ -314,7 +204,7 @@ async fn enter_sends_chat_esc_declines_and_a_click_calls() {
     .await;
     wait_title(&display, "the window calling", |t| t.ends_with("calling caller")).await;
     caller.send(Command::Decline);
-    wait_title(&display, "the window back to idle", |t| t == "Peercall \u{2014} window").await;
+    wait_title(&display, "the window back to idle", |t| t == IDLE).await;
     screenshot(&display, "ui-declined.png");
     caller.send(Command::Shutdown);
 }
@@ -328,11 +218,11 @@ async fn a_running_server_is_used_and_a_taken_name_is_shown() {
     let port: u16 = url.trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
     let first = Engine::start(common::config("window", &url));
     wait_users(&first, &["window"]).await;
-    let (_xvfb, display) = start_xvfb();
+    let (_xvfb, display) = start_xvfb("1600x1000x24");
     let (_app, _) = start_app(&display, port, &["--video", "320x240@15"], "ui-app-name.log");
     let title =
         wait_title(&display, "the window to register", |t| t.starts_with("Peercall \u{2014} window")).await;
-    let given = title.trim_start_matches("Peercall \u{2014} ").to_owned();
+    let given = title.trim_start_matches("Peercall \u{2014} ").trim_end_matches(" in lobby").to_owned();
     assert_ne!(given, "window", "the server gave the window another name");
     wait_users(&first, &["window", &given]).await;
     screenshot(&display, "ui-name-taken.png");
@@ -343,7 +233,7 @@ async fn a_running_server_is_used_and_a_taken_name_is_shown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_answers_and_shows_the_callers_picture() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let (_xvfb, display) = start_xvfb();
+    let (_xvfb, display) = start_xvfb("1600x1000x24");
     let port = free_port();
     let flags = ["--auto-answer", "--video", "1280x720@30", "--frame-stats"];
     let (app, stats_lines) = start_app(&display, port, &flags, "ui-app.log");
@@ -359,7 +249,7 @@ async fn the_window_answers_and_shows_the_callers_picture() {
     let title =
         wait_title(&display, "the window's title to show the call", |t| t.contains("in call with caller"))
             .await;
-    assert_eq!(title, "Peercall \u{2014} window \u{2014} in call with caller");
+    assert_eq!(title, format!("{IDLE} \u{2014} in call with caller"));
 
     // Frames flow for a while; then look at the screen.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -422,30 +312,7 @@ async fn the_window_answers_and_shows_the_callers_picture() {
     // Esc hangs up: the caller is told, and the window goes back to idle.
     let mut events = caller.subscribe();
     assert_eq!(press_escape(&display, &mut events).await, EndReason::RemoteHungUp);
-    wait_title(&display, "the window to see the hang-up", |t| t == "Peercall \u{2014} window").await;
+    wait_title(&display, "the window to see the hang-up", |t| t == IDLE).await;
     screenshot(&display, "ui-after-call.png");
     caller.send(Command::Shutdown);
-}
-
-/// The loudest sample in the next `chunks` 20 ms chunks of received audio (the newest ones, if more
-/// are queued than fit).
-async fn loudest(
-    audio: &mut tokio::sync::broadcast::Receiver<peercall::media::frame::AudioChunk>,
-    chunks: usize,
-) -> i32 {
-    let mut peak = 0;
-    for _ in 0..chunks {
-        let chunk = within(5, "remote audio", async {
-            loop {
-                match audio.recv().await {
-                    Ok(chunk) => return chunk,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(e) => panic!("audio stream ended: {e}"),
-                }
-            }
-        })
-        .await;
-        peak = chunk.iter().map(|s| (*s as i32).abs()).max().unwrap_or(0).max(peak);
-    }
-    peak
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// Measures a loopback call between two engines in one process.
 #[derive(Parser, Debug)]
-#[command(about)]
+#[command(version, about)]
 struct Args {
     /// Seconds to measure each call (after setup).
     #[arg(long, default_value_t = 20)]

@@ -19,7 +19,7 @@ use tracing_subscriber::EnvFilter;
 /// servers share users and rooms. GET /healthz answers 200.
 /// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(name = "peercall-server", version, about, long_about)]
 struct Args {
     /// Address and port to listen on (0.0.0.0 serves the LAN; 127.0.0.1 only this machine).
     #[arg(long, default_value = "0.0.0.0:6503", env = "PEERCALL_LISTEN")]

@@ -179,7 +179,9 @@ impl PeercallApp {
         }
     }
 
-    /// Keys that work anywhere: Esc ends or declines the call; M mutes unless a text field has the keys.
+    /// Keys that work anywhere: Esc ends or declines the call, Enter accepts one (when no button has
+    /// the focus, which Enter presses); M mutes and V turns the camera off unless a text field has the
+    /// keys. Enter on a focused name in the user list calls it (`views::users`).
     fn keys(&self, ctx: &egui::Context, out: &mut Vec<UiCommand>) {
         let Some(session) = &self.session else { return };
         let controls = session.model.controls();
@@ -190,8 +192,19 @@ impl PeercallApp {
                 out.push(UiCommand::Engine(Command::HangUp));
             }
         }
-        if !ctx.egui_wants_keyboard_input() && ctx.input(|i| i.key_pressed(Key::M) && i.modifiers.is_none()) {
-            out.push(UiCommand::ToggleMute);
+        let nothing_focused = ctx.memory(|m| m.focused().is_none());
+        if controls.answer_prompt && nothing_focused && ctx.input(|i| i.key_pressed(Key::Enter)) {
+            out.push(UiCommand::Engine(Command::Accept));
+        }
+        let plain = |key| ctx.input(|i| i.key_pressed(key) && i.modifiers.is_none());
+        // Not egui_wants_keyboard_input: that is any focus, and the user list's rows take the focus too.
+        if !ctx.text_edit_focused() {
+            if plain(Key::M) {
+                out.push(UiCommand::ToggleMute);
+            }
+            if plain(Key::V) {
+                out.push(UiCommand::ToggleCamera);
+            }
         }
     }
 
@@ -306,6 +319,7 @@ impl eframe::App for PeercallApp {
         for command in commands {
             self.execute(command, &ctx);
         }
+        views::name_window(&ctx, &self.title);
         if let Some(perf) = &mut self.perf {
             perf.record(started.elapsed(), frame.info().cpu_usage);
         }

@@ -170,18 +170,20 @@ impl DevicePanel {
 
 /// One labelled drop-down; returns `true` when the choice changed.
 fn picker(ui: &mut egui::Ui, label: &str, entries: &[Entry], value: &mut Option<String>) -> bool {
-    ui.label(label);
+    let caption = ui.label(label);
     let current = entries
         .iter()
         .find(|(id, _)| id == value)
         .map(|(_, name)| name.clone())
         .unwrap_or_else(|| value.clone().unwrap_or_default());
     let before = value.clone();
-    egui::ComboBox::from_id_salt(label).selected_text(current).width(260.0).show_ui(ui, |ui| {
+    let combo = egui::ComboBox::from_id_salt(label).selected_text(current).width(260.0).show_ui(ui, |ui| {
         for (id, name) in entries {
             ui.selectable_value(value, id.clone(), name);
         }
     });
+    // A screen reader names the drop-down by the caption above it ("Camera"), not by its choice.
+    combo.response.labelled_by(caption.id);
     *value != before
 }
 

@@ -8,11 +8,14 @@
 //! - `bridge`: engine events and picture changes to the UI thread, waking it instead of spinning.
 //! - `devices`: camera, microphone and speaker pickers, and the speaker playing the call.
 //! - `embedded`: the signaling server built into the app. `settings`: what persists. `ring`: the ring.
+//! - `desktop`: the desktop's text scale. Screen readers see the window through AccessKit (eframe's
+//!   `accesskit` feature): the views give their parts roles and names.
 
 use eframe::egui;
 pub mod app;
 mod bridge;
 mod command;
+mod desktop;
 mod devices;
 mod embedded;
 mod model;
@@ -78,7 +81,12 @@ pub fn run(options: WindowOptions) -> anyhow::Result<()> {
     let result = eframe::run_native(
         "Peercall",
         native,
-        Box::new(move |cc| Ok(Box::new(app::PeercallApp::new(cc, rt, options)))),
+        Box::new(move |cc| {
+            if let Some(scale) = desktop::text_scale() {
+                cc.egui_ctx.set_zoom_factor(scale);
+            }
+            Ok(Box::new(app::PeercallApp::new(cc, rt, options)))
+        }),
     );
     runtime.shutdown_timeout(Duration::from_millis(500));
     result.map_err(|e| {

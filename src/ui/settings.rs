@@ -58,9 +58,64 @@ impl Default for Settings {
     }
 }
 
-/// The login name of the person at the keyboard, as a friendly default.
+/// The person at the keyboard, as the form's first guess: the full name from their account (the first
+/// field of the passwd entry's GECOS), else their login name, else `$USER`; "guest" only when the OS
+/// knows nobody (a container without a passwd entry and without `$USER`).
 fn default_name() -> String {
-    std::env::var("USER").ok().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| "me".to_owned())
+    os_account()
+        .and_then(|(login, gecos)| name_from_account(&login, &gecos))
+        .or_else(|| std::env::var("USER").ok().filter(|n| !n.trim().is_empty()))
+        .unwrap_or_else(|| "guest".to_owned())
+}
+
+/// The longest name the server takes by default (`Limits::max_name_chars`): a longer full name is cut
+/// rather than refused at login.
+const MAX_NAME_CHARS: usize = 64;
+
+/// The display name an account gives: GECOS's full name (before the first comma; `&` stands for the
+/// capitalised login name, as finger(1) reads it), or the login name when that is empty.
+fn name_from_account(login: &str, gecos: &str) -> Option<String> {
+    let full = gecos.split(',').next().unwrap_or("").trim();
+    let name = if full.is_empty() {
+        login.trim().to_owned()
+    } else {
+        let mut capitalised = login.chars();
+        let capitalised: String =
+            capitalised.next().map(|c| c.to_uppercase().chain(capitalised).collect()).unwrap_or_default();
+        full.replace('&', &capitalised)
+    };
+    let name: String = name.chars().filter(|c| !c.is_control()).take(MAX_NAME_CHARS).collect();
+    Some(name.trim().to_owned()).filter(|n| !n.is_empty())
+}
+
+/// This process's account as (login name, GECOS field), read with getpwuid_r (NSS, so LDAP and
+/// systemd-homed users are found too, not only /etc/passwd).
+fn os_account() -> Option<(String, String)> {
+    use std::ffi::CStr;
+    // SAFETY: sysconf has no preconditions.
+    let hint = unsafe { libc::sysconf(libc::_SC_GETPW_R_SIZE_MAX) };
+    let mut size = if hint > 0 { hint as usize } else { 1024 };
+    loop {
+        let mut buf = vec![0 as libc::c_char; size];
+        // SAFETY: an all-zero passwd is a valid value of that plain C struct; getpwuid_r fills it.
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call and `buf` is `size` bytes long, as passed.
+        let rc = unsafe { libc::getpwuid_r(libc::getuid(), &mut entry, buf.as_mut_ptr(), size, &mut found) };
+        if rc == libc::ERANGE && size < 1 << 20 {
+            size *= 4;
+            continue;
+        }
+        if rc != 0 || found.is_null() {
+            return None;
+        }
+        // SAFETY: on success pw_name and pw_gecos are NUL-terminated strings inside `buf` (or null for
+        // gecos on some systems), alive until `buf` is dropped at the end of this iteration.
+        let text = |p: *const libc::c_char| {
+            (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+        };
+        return Some((text(entry.pw_name)?, text(entry.pw_gecos).unwrap_or_default()));
+    }
 }
 
 impl Settings {
@@ -117,6 +172,19 @@ mod tests {
         assert_eq!(s.server, Settings::default().server);
         assert!(!s.auto_answer);
         assert_eq!(s.trusted_cert, "", "no certificate to trust unless one was saved");
+    }
+
+    #[test]
+    fn the_default_name_comes_from_the_account() {
+        assert_eq!(name_from_account("ada", "Ada Lovelace,,,").as_deref(), Some("Ada Lovelace"));
+        assert_eq!(name_from_account("ada", "").as_deref(), Some("ada"));
+        assert_eq!(name_from_account("ada", " ,room 4,").as_deref(), Some("ada"));
+        assert_eq!(name_from_account("bob", "& Smith").as_deref(), Some("Bob Smith"));
+        assert_eq!(name_from_account("", "").as_deref(), None);
+        assert_eq!(name_from_account("x", &"y".repeat(100)).map(|n| n.chars().count()), Some(64));
+        // This machine's account (whoever runs the test) gives a name, never the old "me".
+        let name = Settings::default().name;
+        assert!(!name.is_empty() && name != "me", "{name:?}");
     }
 
     #[test]

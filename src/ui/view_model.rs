@@ -35,6 +35,18 @@ pub struct UserRow {
     pub note: Option<&'static str>,
 }
 
+impl UserRow {
+    /// What a screen reader says for the row: who, and where the call with them stands.
+    pub fn spoken(&self) -> String {
+        match self.note {
+            Some(note) => format!("{}, {}", self.name, note.trim_end_matches('\u{2026}')),
+            None if self.is_me => self.label.clone(),
+            None if self.callable => format!("{}, available", self.name),
+            None => format!("{}, available after this call", self.name),
+        }
+    }
+}
+
 impl Model {
     /// Which controls are live now.
     pub fn controls(&self) -> Controls {
@@ -101,14 +113,15 @@ impl Model {
         parts.join(" \u{b7} ")
     }
 
-    /// The window title; also a machine-readable hint for the window test.
+    /// The window title: who we are, in which room, and the call; the window test also reads it.
     pub fn title(&self) -> String {
+        let room = room_of(&self.server);
         let Some(me) = self.me.as_deref() else {
-            return format!("Peercall \u{2014} joining as {}\u{2026}", self.asked_name);
+            return format!("Peercall \u{2014} joining {room} as {}\u{2026}", self.asked_name);
         };
         match &self.call {
-            CallState::Idle => format!("Peercall \u{2014} {me}"),
-            state => format!("Peercall \u{2014} {me} \u{2014} {state}"),
+            CallState::Idle => format!("Peercall \u{2014} {me} in {room}"),
+            state => format!("Peercall \u{2014} {me} in {room} \u{2014} {state}"),
         }
     }
 
@@ -123,6 +136,18 @@ impl Model {
             CallState::Connecting { peer } => format!("Connecting to {peer}\u{2026}"),
             CallState::InCall { peer } => format!("Waiting for {peer}'s picture\u{2026}"),
         }
+    }
+}
+
+/// The room a server URL names, as people call it: its path (`ws://h:6503/team-a` is "team-a"), and
+/// "lobby" for `/`, as the server treats it.
+pub fn room_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = rest.find('/').map_or("", |at| &rest[at..]);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    match path.trim_matches('/') {
+        "" => "lobby".to_owned(),
+        room => room.to_owned(),
     }
 }
 
@@ -201,6 +226,14 @@ mod tests {
         assert!(bob.in_call && !bob.callable);
         assert_eq!(bob.note, Some("in call"));
         assert!(rows.iter().filter(|r| r.in_call).count() == 1);
+        assert_eq!(bob.spoken(), "bob, in call");
+        let cy = rows.iter().find(|r| r.name == "cy").expect("cy listed");
+        assert_eq!(cy.spoken(), "cy, available after this call");
+        assert_eq!(rows[0].spoken(), "ada (you)");
+        let idle = model_in(CallState::Idle).user_rows();
+        assert_eq!(idle[1].spoken(), "bob, available");
+        let calling = model_in(peer(|peer| CallState::Calling { peer })).user_rows();
+        assert_eq!(calling[1].spoken(), "bob, calling");
     }
 
     #[test]
@@ -220,13 +253,22 @@ mod tests {
     }
 
     #[test]
-    fn title_names_us_and_the_call() {
-        assert_eq!(Model::new("ada", "ws://h/").title(), "Peercall \u{2014} joining as ada\u{2026}");
-        assert_eq!(model_in(CallState::Idle).title(), "Peercall \u{2014} ada");
+    fn title_names_us_the_room_and_the_call() {
+        assert_eq!(Model::new("ada", "ws://h/").title(), "Peercall \u{2014} joining lobby as ada\u{2026}");
+        assert_eq!(model_in(CallState::Idle).title(), "Peercall \u{2014} ada in lobby");
         assert_eq!(
             model_in(peer(|peer| CallState::InCall { peer })).title(),
-            "Peercall \u{2014} ada \u{2014} in call with bob"
+            "Peercall \u{2014} ada in lobby \u{2014} in call with bob"
         );
+    }
+
+    #[test]
+    fn rooms_from_server_urls() {
+        assert_eq!(room_of("ws://h:6503/"), "lobby");
+        assert_eq!(room_of("ws://h:6503"), "lobby");
+        assert_eq!(room_of("wss://h/team-a/"), "team-a");
+        assert_eq!(room_of("ws://h:6503/team-a?x=1"), "team-a");
+        assert_eq!(room_of("h:6503/ops"), "ops");
     }
 
     #[test]

@@ -4,9 +4,10 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod desktop;
 pub mod testnet;
 
-use peercall::call::{CallState, Engine, EngineConfig, Event};
+use peercall::call::{CallState, EndReason, Engine, EngineConfig, Event};
 use peercall::signaling::server::{Server, ServerConfig, ServerHandle};
 use std::future::Future;
 use std::time::Duration;
@@ -93,6 +94,15 @@ pub async fn wait_event<T>(
                 Err(e) => panic!("event stream ended: {e}"),
             }
         }
+    })
+    .await
+}
+
+/// Waits for the next call to end; returns why.
+pub async fn wait_ended(events: &mut tokio::sync::broadcast::Receiver<Event>, what: &str) -> EndReason {
+    wait_event(events, what, |e| match e {
+        Event::CallEnded { reason, .. } => Some(reason.clone()),
+        _ => None,
     })
     .await
 }

@@ -6,7 +6,7 @@ use eframe::egui;
 
 /// Draws the chat into the rest of `ui`.
 pub fn show(ui: &mut egui::Ui, model: &Model, draft: &mut String, enabled: bool, out: &mut Vec<UiCommand>) {
-    ui.heading("Chat");
+    let heading = ui.heading("Chat");
     ui.add_space(4.0);
     let input_height = 34.0;
     egui::ScrollArea::vertical()
@@ -31,6 +31,8 @@ pub fn show(ui: &mut egui::Ui, model: &Model, draft: &mut String, enabled: bool,
         enabled,
         egui::TextEdit::singleline(draft).hint_text("Message the room").desired_width(f32::INFINITY),
     );
+    // Named for screen readers by the heading (the hint alone leaves AT-SPI's name empty).
+    let edit = edit.labelled_by(heading.id);
     if edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
         out.push(UiCommand::SendChat);
         edit.request_focus();

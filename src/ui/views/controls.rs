@@ -25,7 +25,7 @@ pub fn show(ui: &mut egui::Ui, model: &Model, show_stats: bool, auto_answer: boo
             out.push(UiCommand::ToggleMute);
         }
         let camera = if model.camera_off { "Camera on" } else { "Camera off" };
-        if ui.add(Button::selectable(model.camera_off, camera).min_size(size)).clicked() {
+        if ui.add(Button::selectable(model.camera_off, camera).min_size(size)).on_hover_text("V").clicked() {
             out.push(UiCommand::ToggleCamera);
         }
         if ui.add(Button::selectable(show_stats, "Statistics").min_size(size)).clicked() {

@@ -1,4 +1,5 @@
-//! The first-run form: display name, server address, auto-answer, Join.
+//! The first-run form: display name, server address, auto-answer, Join. The name field takes the keys
+//! when the form opens, each field is named by the label above it, and Enter in a field joins.
 
 use crate::ui::command::UiCommand;
 use crate::ui::settings::Settings;
@@ -20,26 +21,22 @@ pub fn show(ui: &mut egui::Ui, settings: &mut Settings, notice: Option<&str>, ou
             ui.vertical(|ui| {
                 ui.set_width(width);
                 let mut enter = false;
-                ui.label("Your name");
-                let name = ui.add(egui::TextEdit::singleline(&mut settings.name).desired_width(width));
+                let name = field(ui, "Your name", &mut settings.name, "", width);
+                // Once per showing of the form (not every frame: a click elsewhere must stick).
+                let focused_once = ui.scope_id().with("name-focused");
+                if !ui.data(|d| d.get_temp::<bool>(focused_once).unwrap_or(false)) {
+                    name.request_focus();
+                    ui.data_mut(|d| d.insert_temp(focused_once, true));
+                }
                 enter |= name.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 ui.add_space(8.0);
-                ui.label("Server");
-                let server = ui.add(
-                    egui::TextEdit::singleline(&mut settings.server)
-                        .hint_text("ws://127.0.0.1:6503/")
-                        .desired_width(width),
-                );
+                let server = field(ui, "Server", &mut settings.server, "ws://127.0.0.1:6503/", width);
                 enter |= server.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 ui.small("An address on this machine uses the server built into Peercall.");
                 if settings.server.trim_start().starts_with("wss://") {
                     ui.add_space(8.0);
-                    ui.label("Certificate to trust (optional)");
-                    let cert = ui.add(
-                        egui::TextEdit::singleline(&mut settings.trusted_cert)
-                            .hint_text("/path/to/server-cert.pem")
-                            .desired_width(width),
-                    );
+                    let (label, hint) = ("Certificate to trust (optional)", "/path/to/server-cert.pem");
+                    let cert = field(ui, label, &mut settings.trusted_cert, hint, width);
                     enter |= cert.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                     ui.small("For a server with a self-signed certificate; public ones need nothing here.");
                 }
@@ -62,4 +59,10 @@ pub fn show(ui: &mut egui::Ui, settings: &mut Settings, notice: Option<&str>, ou
             });
         });
     });
+}
+
+/// A caption and the line under it, named by the caption for screen readers.
+fn field(ui: &mut egui::Ui, caption: &str, text: &mut String, hint: &str, width: f32) -> egui::Response {
+    let label = ui.label(caption);
+    ui.add(egui::TextEdit::singleline(text).hint_text(hint).desired_width(width)).labelled_by(label.id)
 }

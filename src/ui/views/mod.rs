@@ -9,6 +9,14 @@ pub mod status;
 pub mod users;
 pub mod video;
 
+use eframe::egui;
+
+/// Names the window for screen readers by its title ("Peercall — ada in lobby — in call with bob"):
+/// AccessKit's root node has no name of its own, and Orca reads it when the window takes the focus.
+pub fn name_window(ctx: &egui::Context, title: &str) {
+    ctx.accesskit_node_builder(egui::accesskit_root_id(), |node| node.set_label(title));
+}
+
 /// Colours shared by the views.
 pub mod palette {
     use eframe::egui::Color32;

@@ -3,6 +3,7 @@
 use super::palette;
 use crate::ui::model::{Link, Model};
 use eframe::egui;
+use egui::accesskit::Live;
 use std::time::Instant;
 
 /// Draws the status line; `extra` are standing notices (the LAN address, a silent ring).
@@ -18,11 +19,14 @@ pub fn show(ui: &mut egui::Ui, model: &Model, extra: &[String]) {
         ui.label(model.status_line(Instant::now()));
         if let Some(notice) = &model.notice {
             ui.separator();
-            if notice.is_error {
-                ui.colored_label(palette::RED, &notice.text);
+            let label = if notice.is_error {
+                ui.colored_label(palette::RED, &notice.text)
             } else {
-                ui.strong(&notice.text);
-            }
+                ui.strong(&notice.text)
+            };
+            // Read out when it appears ("bob hung up"); the clock beside it, ticking each second, is not.
+            let live = if notice.is_error { Live::Assertive } else { Live::Polite };
+            ui.ctx().accesskit_node_builder(label.id, |node| node.set_live(live));
         }
         for text in extra {
             ui.separator();

@@ -49,7 +49,15 @@ pub fn fit(area: Rect, size: egui::Vec2) -> Rect {
 
 /// Draws both panes into the rest of `ui`.
 pub fn show(ui: &mut egui::Ui, model: &Model, remote: &VideoTexture, local: &VideoTexture, show_stats: bool) {
-    let (area, _) = ui.allocate_exact_size(ui.available_size(), Sense::hover());
+    let (area, pane) = ui.allocate_exact_size(ui.available_size(), Sense::hover());
+    // One node for the pictures: a screen reader hears what the pane shows (or says, with no picture).
+    let caption = model.pane_caption();
+    let spoken = match (&model.call, remote.get()) {
+        (crate::call::CallState::InCall { peer }, Some(_)) => format!("{peer}'s video"),
+        _ if caption.is_empty() => "video".to_owned(),
+        _ => caption.clone(),
+    };
+    pane.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Video, true, &spoken));
     let painter = ui.painter_at(area);
     painter.rect_filled(area, 8.0, palette::PANE);
     let full_uv = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
@@ -61,7 +69,7 @@ pub fn show(ui: &mut egui::Ui, model: &Model, remote: &VideoTexture, local: &Vid
             painter.text(
                 area.center(),
                 Align2::CENTER_CENTER,
-                model.pane_caption(),
+                caption,
                 FontId::proportional(20.0),
                 Color32::from_gray(170),
             );
