@@ -115,7 +115,7 @@ impl Rooms {
                 self.directory.room_closed(room.name());
             }
         } else {
-            room.userlist_changed(&mut state, None);
+            room.userlist_changed(&mut state);
         }
     }
 
@@ -180,7 +180,7 @@ impl Rooms {
             state.names.entry(Arc::clone(name)).or_insert_with(|| Route::Remote(Arc::clone(node)));
         }
         state.remote = remote;
-        room.userlist_changed(&mut state, None);
+        room.userlist_changed(&mut state);
     }
 
     /// Another node died: its clients leave every room and their call partners here get `hang-up`.
@@ -206,7 +206,7 @@ impl Rooms {
                 }
             }
             if state.remote.len() != before {
-                room.userlist_changed(&mut state, None);
+                room.userlist_changed(&mut state);
             }
         }
     }
@@ -221,7 +221,7 @@ impl Rooms {
             }
             state.remote.clear();
             state.names.retain(|_, route| matches!(route, Route::Local(_)));
-            room.userlist_changed(&mut state, None);
+            room.userlist_changed(&mut state);
         }
     }
 }

@@ -134,7 +134,7 @@ impl Room {
             member.name = Some(Arc::clone(&name));
         }
         self.directory.announce(&self.name, id, Some(&name));
-        self.userlist_changed(state, Some(id));
+        self.userlist_changed(state);
         Some((name, renamed))
     }
 
