@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod process;
 pub mod testnet;
 
 use peercall::call::{CallState, Engine, EngineConfig, Event};
+use peercall::media::codec::VideoCodec;
 use peercall::signaling::server::{Server, ServerConfig, ServerHandle};
 use std::future::Future;
 use std::time::Duration;
@@ -93,6 +95,16 @@ pub async fn wait_event<T>(
                 Err(e) => panic!("event stream ended: {e}"),
             }
         }
+    })
+    .await
+}
+
+/// Waits for a stats line naming the codec received; returns the codecs it names, out and in.
+pub async fn stats_codecs(engine: &Engine) -> (Option<VideoCodec>, Option<VideoCodec>) {
+    let mut events = engine.subscribe();
+    wait_event(&mut events, "a stats line naming the codec received", |e| match e {
+        Event::Stats(s) if s.codec_in.is_some() => Some((s.codec_out, s.codec_in)),
+        _ => None,
     })
     .await
 }
