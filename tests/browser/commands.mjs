@@ -18,7 +18,10 @@ function stats(page) {
                   localWidth: document.getElementById("local_video").videoWidth,
                   localHeight: document.getElementById("local_video").videoHeight };
     if (!pc) return out;
-    const report = await pc.getStats();
+    // Firefox's getStats can stay pending for good when the far side hangs up while it runs (the
+    // page closes the connection under it): give up after a second and say whether a call is left.
+    const report = await Promise.race([pc.getStats(), new Promise((r) => setTimeout(() => r(null), 1000))]);
+    if (!report) return { ...out, inCall: !!window.peercall.pc(), statsTimedOut: true };
     const codecs = {};
     report.forEach((s) => { if (s.type === "codec") codecs[s.id] = s.mimeType; });
     report.forEach((s) => {
