@@ -3,6 +3,7 @@
 
 use crate::call::{CallState, Command, Engine, EngineConfig, Event};
 use crate::media::devices::{DeviceChoice, MediaDevices, Speaker};
+use crate::media::frame::RgbaFrame;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -25,6 +26,7 @@ pub struct HeadlessPlan {
 pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()> {
     let engine = Engine::start(config);
     let mut events = engine.subscribe();
+    print_first_pictures(engine.remote_video());
     if let Some(devices) = &plan.devices {
         print_device_changes(devices.video_status());
         print_device_changes(devices.audio_status());
@@ -107,6 +109,26 @@ fn print_device_changes(mut status: tokio::sync::watch::Receiver<DeviceChoice>) 
             }
             if status.changed().await.is_err() {
                 return;
+            }
+        }
+    });
+}
+
+/// Prints a line when a call's first remote picture is decoded: the stats line comes once a second,
+/// too coarse to time call setup by (tests and scripts take this line's arrival as "video is up").
+fn print_first_pictures(mut video: tokio::sync::watch::Receiver<Option<RgbaFrame>>) {
+    tokio::spawn(async move {
+        // The slot is emptied when a call begins and when it ends, so None → Some is a call's first picture.
+        let mut showing = false;
+        while video.changed().await.is_ok() {
+            let size = video.borrow_and_update().as_ref().map(|f| (f.width, f.height));
+            match size {
+                Some((w, h)) if !showing => {
+                    println!("video in: first picture {w}x{h}");
+                    showing = true;
+                }
+                None => showing = false,
+                Some(_) => {}
             }
         }
     });

@@ -50,6 +50,11 @@ async fn alice_calls_bob_and_both_decode_what_was_sent() {
         });
     }
 
+    // Both on auto: alice offers H.264 first and bob follows her order, so H.264 both ways.
+    let h264 = Some(peercall::media::codec::VideoCodec::H264);
+    assert_eq!(stats_codecs(&alice).await, (h264, h264), "alice's codecs out and in");
+    assert_eq!(stats_codecs(&bob).await, (h264, h264), "bob's codecs out and in");
+
     // Audio, both ways: each hears the other's tone (alice sends 440 Hz, bob 660 Hz).
     for (who, rx, expected) in [("bob", &mut bob_audio, 440.0), ("alice", &mut alice_audio, 660.0)] {
         let mut pcm = Vec::new();

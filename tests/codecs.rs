@@ -53,16 +53,6 @@ fn codecs(engine: &Engine) -> (u8, u8) {
     (c.codec_out.load(Ordering::Relaxed), c.codec_in.load(Ordering::Relaxed))
 }
 
-/// Waits for a stats line and returns the codecs it names, out and in.
-async fn stats_codecs(engine: &Engine) -> (Option<VideoCodec>, Option<VideoCodec>) {
-    let mut events = engine.subscribe();
-    wait_event(&mut events, "a stats line", |e| match e {
-        Event::Stats(s) if s.codec_in.is_some() => Some((s.codec_out, s.codec_in)),
-        _ => None,
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vp8_call_carries_the_pattern_both_ways_and_answers_keyframe_requests() {
     let (_server, url) = start_server().await;

@@ -5,9 +5,11 @@
 //! Needs root, `ip` and `nft` (scripts/install-deps.sh test installs nftables); without them each test
 //! says why and passes without running.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use common::process::Proc;
+use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// One test at a time: each measures a call's media, and two calls coding video at once on 2 cores
@@ -103,68 +105,6 @@ impl Drop for Link {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.a]).output();
         let _ = Command::new("ip").args(["netns", "del", &self.b]).output();
-    }
-}
-
-/// A process in a namespace whose stdout lines are kept, each with the time it arrived.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<(Instant, String)>>>,
-}
-
-impl Proc {
-    fn start(ns: &str, program: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, program])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("process starts");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().expect("stdout");
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().expect("lines").push((Instant::now(), line));
-            }
-        });
-        Proc { child, lines }
-    }
-
-    fn lines_since(&self, t: Instant) -> Vec<String> {
-        self.lines.lock().expect("lines").iter().filter(|(at, _)| *at >= t).map(|(_, l)| l.clone()).collect()
-    }
-
-    fn saw(&self, needle: &str) -> bool {
-        self.lines.lock().expect("lines").iter().any(|(_, l)| l.contains(needle))
-    }
-
-    fn wait_for_quietly(&self, needle: &str, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while !self.saw(needle) {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        true
-    }
-
-    fn wait_for(&self, needle: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.saw(needle) {
-            assert!(Instant::now() < deadline, "no `{needle}` within {limit:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,6 +1,6 @@
 // The line protocol both browser drivers speak (driver.mjs for Chromium, firefox.mjs for Firefox):
 // one command per stdin line, one JSON answer per stdout line. Commands:
-//   open ID URL | click-user ID NAME | hangup ID | stats ID | users ID | sdp ID | quit
+//   open ID URL | click-user ID NAME | hangup ID | stats ID | grab ID | users ID | sdp ID | quit
 // Everything here uses only what Playwright's and Puppeteer's pages share (goto, evaluate,
 // waitForFunction, click, console events), so the two drivers differ only in how they launch.
 import { createInterface } from "node:readline";
@@ -13,9 +13,15 @@ function stats(page) {
   return page.evaluate(async () => {
     const pc = window.peercall.pc();
     const out = { inCall: !!pc, framesDecoded: 0, framesPerSecond: 0, width: 0, height: 0, audioSamples: 0,
-                  audioPackets: 0, framesSent: 0, ice: pc ? pc.iceConnectionState : "none", codec: "", sendCodec: "" };
+                  audioPackets: 0, framesSent: 0, ice: pc ? pc.iceConnectionState : "none", codec: "", sendCodec: "",
+                  // What the page's camera gives.
+                  localWidth: document.getElementById("local_video").videoWidth,
+                  localHeight: document.getElementById("local_video").videoHeight };
     if (!pc) return out;
-    const report = await pc.getStats();
+    // Firefox's getStats can stay pending for good when the far side hangs up while it runs (the
+    // page closes the connection under it): give up after a second and say whether a call is left.
+    const report = await Promise.race([pc.getStats(), new Promise((r) => setTimeout(() => r(null), 1000))]);
+    if (!report) return { ...out, inCall: !!window.peercall.pc(), statsTimedOut: true };
     const codecs = {};
     report.forEach((s) => { if (s.type === "codec") codecs[s.id] = s.mimeType; });
     report.forEach((s) => {
@@ -28,9 +34,37 @@ function stats(page) {
       }
       if (s.type === "outbound-rtp" && s.kind === "video") {
         out.framesSent = s.framesSent || 0; out.sendCodec = codecs[s.codecId] || "";
+        // The size the browser encodes at: it may send less than the camera gives (it starts low).
+        out.sendWidth = s.frameWidth || 0; out.sendHeight = s.frameHeight || 0;
       }
     });
     return out;
+  });
+}
+
+// The page's remote <video> as the user sees it: drawn into a canvas, returned as RGBA (base64) with
+// its size. Waits for the next presented frame where the browser says when that is
+// (requestVideoFrameCallback), so two grabs in a row are two different pictures.
+function grab(page) {
+  return page.evaluate(async () => {
+    const video = document.getElementById("received_video");
+    for (let i = 0; i < 100 && !(video.videoWidth > 0 && video.readyState >= 2); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (!(video.videoWidth > 0)) throw new Error("the remote video shows nothing");
+    if (video.requestVideoFrameCallback) {
+      await Promise.race([new Promise((r) => video.requestVideoFrameCallback(() => r())),
+                          new Promise((r) => setTimeout(r, 500))]);
+    }
+    const canvas = document.createElement("canvas");
+    canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+    const ctx = canvas.getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(video, 0, 0);
+    const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    // btoa wants a binary string; build it in chunks (one fromCharCode call can't take a whole frame).
+    let binary = "";
+    for (let i = 0; i < data.length; i += 0x8000) binary += String.fromCharCode.apply(null, data.subarray(i, i + 0x8000));
+    return { width: canvas.width, height: canvas.height, rgba: btoa(binary) };
   });
 }
 
@@ -71,6 +105,8 @@ export async function serve({ newPage, close }) {
         reply({ ok: true });
       } else if (cmd === "stats") {
         reply({ ok: true, ...(await stats(page)) });
+      } else if (cmd === "grab") {
+        reply({ ok: true, ...(await grab(page)) });
       } else if (cmd === "users") {
         const users = await page.evaluate(() => [...document.querySelectorAll("#users li")].map((l) => l.textContent));
         reply({ ok: true, users });

@@ -1,4 +1,4 @@
-// Drives headless Chromium for tests/browser.rs over the line protocol in commands.mjs.
+// Drives headless Chromium for tests/browser.rs and tests/firefox.rs over the line protocol in commands.mjs.
 import { chromium } from "playwright-core";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,8 +12,8 @@ const flags = [
   // The engine under test listens on 127.0.0.1 only; without this Chromium skips loopback candidates.
   "--allow-loopback-in-peer-connection",
   "--autoplay-policy=no-user-gesture-required",
-  // Extra flags from the test, space-separated: e.g. treating a TEST-NET http origin as secure.
-  ...(process.env.CHROMIUM_FLAGS || "").split(" ").filter((f) => f),
+  // The test's own (e.g. --unsafely-treat-insecure-origin-as-secure=ORIGIN for a page on a TEST-NET address).
+  ...process.argv.slice(2),
 ];
 const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "peercall-chromium-")), {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",

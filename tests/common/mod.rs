@@ -5,9 +5,11 @@
 
 pub mod browser;
 pub mod desktop;
+pub mod process;
 pub mod testnet;
 
 use peercall::call::{CallState, EndReason, Engine, EngineConfig, Event};
+use peercall::media::codec::VideoCodec;
 use peercall::signaling::server::{Server, ServerConfig, ServerHandle};
 use std::future::Future;
 use std::time::Duration;
@@ -102,6 +104,16 @@ pub async fn wait_event<T>(
 pub async fn wait_ended(events: &mut tokio::sync::broadcast::Receiver<Event>, what: &str) -> EndReason {
     wait_event(events, what, |e| match e {
         Event::CallEnded { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// Waits for a stats line naming the codec received; returns the codecs it names, out and in.
+pub async fn stats_codecs(engine: &Engine) -> (Option<VideoCodec>, Option<VideoCodec>) {
+    let mut events = engine.subscribe();
+    wait_event(&mut events, "a stats line naming the codec received", |e| match e {
+        Event::Stats(s) if s.codec_in.is_some() => Some((s.codec_out, s.codec_in)),
         _ => None,
     })
     .await

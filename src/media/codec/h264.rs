@@ -5,7 +5,7 @@ use super::{CodecError, EncodedFrame, EncoderSettings, Picture, VideoCodec, Vide
 use crate::media::frame::{I420Frame, I420View};
 use openh264::decoder::Decoder;
 use openh264::encoder::{
-    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, Profile, RateControlMode, UsageType,
+    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, Profile, RateControlMode, UsageType, VuiConfig,
 };
 use openh264::formats::YUVSource;
 use openh264::OpenH264API;
@@ -31,7 +31,12 @@ impl H264Encoder {
             .profile(Profile::Baseline)
             // Without frame skipping openh264's rate control cannot hold the bitrate (it says so on stderr).
             .skip_frames(true)
-            .num_threads(1);
+            .num_threads(1)
+            // Say in the SPS that the pixels are BT.601 studio range (what we convert cameras to and
+            // decode with). Untagged, Chromium shows H.264 as BT.709: every saturated colour came out
+            // wrong (a grab of our pattern was 28 dB from it, against 64 dB for VP8, which it shows as
+            // BT.601).
+            .vui(VuiConfig::bt601());
         let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|e| CodecError::EncoderInit(H264, e.to_string()))?;
         Ok(Self { inner, settings, force_keyframe: true })
