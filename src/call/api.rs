@@ -1,6 +1,7 @@
 //! What the engine's users see: the [`Engine`] handle (cheap to clone), the [`Command`]s they send,
 //! the [`Event`]s they read, and why a call ended ([`EndReason`]).
 
+use super::codecs::VideoPreference;
 use super::config::EngineConfig;
 use super::driver::{self, Driver};
 use super::error::{CallError, EngineError};
@@ -32,6 +33,8 @@ pub enum Command {
     SetVideoOff(bool),
     /// Accept incoming calls by ourselves (a call ringing now included), or stop doing so.
     SetAutoAnswer(bool),
+    /// Put this video codec first from the next call on (a call keeps what it negotiated).
+    SetVideoCodec(VideoPreference),
     /// Ask the far side for a keyframe now (refreshes a damaged picture).
     RequestKeyframe,
     /// Leave: end any call and stop the engine ([`Engine::shutdown`] also waits until it has).

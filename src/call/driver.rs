@@ -270,6 +270,10 @@ impl Driver {
                 }
                 return None;
             }
+            Action::UseVideoCodec(preference) => {
+                self.config.video_codec = preference;
+                return None;
+            }
             Action::UseIceServers(servers) => {
                 // Used from the next call on; TURN credentials from the server are short-lived and
                 // arrive again with every login.

@@ -6,7 +6,7 @@
 //! pattern or tone, `"none"` (speaker only) plays nothing.
 
 use super::settings::Settings;
-use crate::call::{Engine, EngineConfig};
+use crate::call::{Command, Engine, EngineConfig, VideoPreference};
 use crate::media::devices::{
     list_cameras, list_microphones, list_speakers, CameraSettings, DeviceChoice, MediaDevices, Selection,
     Speaker,
@@ -120,6 +120,7 @@ impl DevicePanel {
         }
         let mut open = self.open;
         let mut changed = (false, false, false);
+        let mut codec_changed = false;
         egui::Window::new("Devices").open(&mut open).resizable(false).collapsible(false).show(ctx, |ui| {
             egui::Grid::new("device pickers").num_columns(2).spacing([12.0, 8.0]).show(ui, |ui| {
                 changed.0 = picker(ui, "Camera", &self.cameras, &mut settings.camera);
@@ -127,6 +128,8 @@ impl DevicePanel {
                 changed.1 = picker(ui, "Microphone", &self.microphones, &mut settings.microphone);
                 ui.end_row();
                 changed.2 = picker(ui, "Speaker", &self.speakers, &mut settings.speaker);
+                ui.end_row();
+                codec_changed = codec_picker(ui, &mut settings.video_codec);
                 ui.end_row();
             });
             ui.add_space(4.0);
@@ -164,8 +167,32 @@ impl DevicePanel {
         if changed.2 {
             self.start_speaker(engine, settings);
         }
-        changed.0 || changed.1 || changed.2
+        if codec_changed {
+            engine.send(Command::SetVideoCodec(settings.video_codec));
+        }
+        changed.0 || changed.1 || changed.2 || codec_changed
     }
+}
+
+/// The video codec to put first; takes effect from the next call (a call keeps what it negotiated).
+fn codec_picker(ui: &mut egui::Ui, value: &mut VideoPreference) -> bool {
+    let caption = ui.label("Video codec");
+    let words = |p: VideoPreference| match p {
+        VideoPreference::Auto => "Automatic (H.264, or the caller's choice)",
+        VideoPreference::H264 => "Prefer H.264",
+        VideoPreference::Vp8 => "Prefer VP8",
+    };
+    let before = *value;
+    let combo = egui::ComboBox::from_id_salt("Video codec")
+        .selected_text(words(*value))
+        .width(260.0)
+        .show_ui(ui, |ui| {
+            for p in [VideoPreference::Auto, VideoPreference::H264, VideoPreference::Vp8] {
+                ui.selectable_value(value, p, words(p));
+            }
+        });
+    combo.response.labelled_by(caption.id).on_hover_text("Used from the next call on");
+    *value != before
 }
 
 /// One labelled drop-down; returns `true` when the choice changed.

@@ -1,6 +1,7 @@
 //! What the machine asks its driver to do.
 
 use super::CallId;
+use crate::call::codecs::VideoPreference;
 use crate::call::Event;
 use crate::signaling::protocol::{IceCandidate, IceServer, Message};
 
@@ -66,6 +67,8 @@ pub enum Action {
     SetAudioMuted(bool),
     /// Send black instead of the camera (or stop).
     SetVideoOff(bool),
+    /// The video codec to put first in the next calls.
+    UseVideoCodec(VideoPreference),
     /// STUN/TURN servers the signaling server handed out, for the next peer connections.
     UseIceServers(Vec<IceServer>),
     /// Tell the engine's users.

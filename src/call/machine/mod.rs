@@ -197,6 +197,7 @@ impl CallMachine {
                     self.accept(now);
                 }
             }
+            Command::SetVideoCodec(preference) => self.push(Action::UseVideoCodec(preference)),
             Command::RequestKeyframe => {
                 if let Some(call) = self.call_id() {
                     self.push(Action::RequestKeyframe { call });

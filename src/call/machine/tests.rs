@@ -694,6 +694,8 @@ fn switches_and_keyframe_requests_reach_the_driver() {
     assert_eq!(rig.command(Command::RequestKeyframe), [], "no call, no keyframe");
     let call = rig.placed_call();
     assert_eq!(rig.command(Command::RequestKeyframe), [Action::RequestKeyframe { call }]);
+    let codec = crate::call::VideoPreference::Vp8;
+    assert_eq!(rig.command(Command::SetVideoCodec(codec)), [Action::UseVideoCodec(codec)]);
     let servers = vec![IceServer { urls: vec!["turn:192.0.2.1".into()], ..Default::default() }];
     let actions = rig.message(Message::IceServers { ice_servers: servers.clone() });
     assert_eq!(actions, [Action::UseIceServers(servers)]);
