@@ -7,8 +7,9 @@
 //! - [`call`]: the call engine, which knows nothing of windows: the [`call::Engine`] handle, its
 //!   commands and events (`api`), its settings (`config`) and typed errors ([`call::error`]); the pure
 //!   call machine ([`call::machine`]: inputs and `now` in, actions out, timers polled) and the one
-//!   driver task that carries its actions out (`driver`); the peer connection with our codecs and
-//!   PLI delivery ([`call::peer`]), the send and receive pipelines with their controls ([`call::media`]),
+//!   driver task that carries its actions out (`driver`); which video codec a call uses
+//!   ([`call::codecs`], pure, and `negotiation`, against webrtc-rs's tracks); the peer connection with
+//!   our codecs and PLI delivery ([`call::peer`]), the send and receive pipelines with their controls ([`call::media`]),
 //!   loss-based bitrate ([`call::rate`]), the call slot users see ([`call::state`]) and statistics
 //!   ([`call::stats`]).
 //! - [`media`]: frames and sources ([`media::source`]: the synthetic stamped pattern and tone, and
