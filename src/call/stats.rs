@@ -47,7 +47,7 @@ pub struct Counters {
     pub max_frame_gap_us: AtomicU64,
     /// 20 ms audio frames lost on the way and rebuilt (Opus FEC) or concealed (PLC).
     pub audio_concealed: AtomicU64,
-    /// The video codec we send and the one we receive ([`codec_code`]; 0 until known).
+    /// The video codec we send and the one we receive (one byte per codec; 0 until known).
     pub codec_out: AtomicU8,
     /// See `codec_out`.
     pub codec_in: AtomicU8,

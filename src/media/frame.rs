@@ -147,7 +147,7 @@ enum Chroma {
 }
 
 impl I420View<'_> {
-    /// This picture in RGBA (see [`yuv_to_rgba`] for the colour conversion).
+    /// This picture in RGBA (BT.601 limited range, as our decoders produce).
     pub fn to_rgba(&self) -> Result<Vec<u8>, ConvertError> {
         yuv_to_rgba(self, Chroma::Half)
     }

@@ -1,6 +1,8 @@
 //! What the machine asks its driver to do.
 
 use super::CallId;
+#[cfg(doc)]
+use super::PeerInput;
 use crate::call::codecs::VideoPreference;
 use crate::call::Event;
 use crate::signaling::protocol::{IceCandidate, IceServer, Message};

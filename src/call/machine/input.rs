@@ -1,6 +1,8 @@
 //! What the machine takes: commands, signaling, peer-connection reports and timeouts.
 
 use super::CallId;
+#[cfg(doc)]
+use super::{Action, CallMachine};
 use crate::call::error::CallError;
 use crate::call::Command;
 use crate::signaling::client::SignalingEvent;
