@@ -182,11 +182,9 @@ async fn a_keyframe_request_produces_an_idr_from_the_sender() {
 async fn candidates_that_arrive_before_the_offer_still_connect() {
     use futures_util::{SinkExt, StreamExt};
     use peercall::call::media::{receive_track, CallMedia, Sinks};
-    use peercall::call::peer::{self, PeerEvent, PeerSettings};
+    use peercall::call::peer::PeerEvent;
     use peercall::signaling::protocol::{IceCandidate, Message, SessionDescription};
-    use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
     use tokio_tungstenite::tungstenite::Message as Ws;
-    use webrtc::media_stream::track_local::TrackLocal;
     use webrtc::peer_connection::RTCSessionDescription;
 
     let (_server, url) = start_server().await;
@@ -201,12 +199,7 @@ async fn candidates_that_arrive_before_the_offer_still_connect() {
     wait_users(&bob, &["bob", "carol"]).await;
 
     // carol's peer connection: receives bob's video, sends nothing but an audio track (bob answers it).
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let settings = PeerSettings { bind_addrs: vec!["127.0.0.1:0".into()], ..Default::default() };
-    let pc = peer::build(&settings, 1, tx, Default::default()).await.expect("carol's peer connection");
-    let audio = peer::local_track(RtpCodecKind::Audio, peer::opus_codec(), "carol").expect("track");
-    pc.add_track(audio as std::sync::Arc<dyn TrackLocal>).await.expect("add track");
-    pc.add_transceiver_from_kind(RtpCodecKind::Video, None).await.expect("video transceiver");
+    let (pc, mut rx) = hand_played_peer("carol").await;
     let offer = pc.create_offer(None).await.expect("offer");
     let offer_sdp = offer.sdp.clone();
     pc.set_local_description(offer).await.expect("local description");

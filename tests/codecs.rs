@@ -109,11 +109,9 @@ async fn each_side_sends_in_a_negotiated_codec_when_preferences_differ() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_without_our_codecs_gets_an_audio_call_and_the_reason() {
     use futures_util::{SinkExt, StreamExt};
-    use peercall::call::peer::{self, PeerEvent, PeerSettings};
+    use peercall::call::peer::PeerEvent;
     use peercall::signaling::protocol::{IceCandidate, Message, SessionDescription};
-    use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
     use tokio_tungstenite::tungstenite::Message as Ws;
-    use webrtc::media_stream::track_local::TrackLocal;
     use webrtc::peer_connection::RTCSessionDescription;
 
     let (_server, url) = start_server().await;
@@ -126,12 +124,7 @@ async fn a_peer_without_our_codecs_gets_an_audio_call_and_the_reason() {
     let next_json = |text: &str| serde_json::from_str::<Message>(text).ok();
     wait_users(&bob, &["bob", "carol"]).await;
 
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let settings = PeerSettings { bind_addrs: vec!["127.0.0.1:0".into()], ..Default::default() };
-    let pc = peer::build(&settings, 1, tx, Default::default()).await.expect("carol's peer connection");
-    let audio = peer::local_track(RtpCodecKind::Audio, peer::opus_codec(), "carol").expect("track");
-    pc.add_track(audio as Arc<dyn TrackLocal>).await.expect("add track");
-    pc.add_transceiver_from_kind(RtpCodecKind::Video, None).await.expect("video transceiver");
+    let (pc, mut rx) = hand_played_peer("carol").await;
     let offer = pc.create_offer(None).await.expect("offer");
     // What an AV1-and-VP9-only browser would list, under our payload numbers.
     let sdp = offer.sdp.replace("H264/90000", "AV1/90000").replace("VP8/90000", "VP9/90000");

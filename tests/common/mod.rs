@@ -172,3 +172,23 @@ pub async fn raw_login(
     ws.send(Ws::text(login.to_json())).await.expect("login");
     ws
 }
+
+/// A bare peer connection on loopback, as a browser page would make it for a call: one audio track
+/// (so the far side has something to answer) and a video transceiver; its events come on the receiver.
+pub async fn hand_played_peer(
+    name: &str,
+) -> (
+    std::sync::Arc<dyn webrtc::peer_connection::PeerConnection>,
+    tokio::sync::mpsc::UnboundedReceiver<(u64, peercall::call::peer::PeerEvent)>,
+) {
+    use peercall::call::peer::{self, PeerSettings};
+    use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+    use webrtc::media_stream::track_local::TrackLocal;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let settings = PeerSettings { bind_addrs: vec!["127.0.0.1:0".into()], ..Default::default() };
+    let pc = peer::build(&settings, 1, tx, Default::default()).await.expect("a bare peer connection");
+    let audio = peer::local_track(RtpCodecKind::Audio, peer::opus_codec(), name).expect("track");
+    pc.add_track(audio as std::sync::Arc<dyn TrackLocal>).await.expect("add track");
+    pc.add_transceiver_from_kind(RtpCodecKind::Video, None).await.expect("video transceiver");
+    (pc, rx)
+}
