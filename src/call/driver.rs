@@ -67,6 +67,8 @@ struct CallResources {
     audio: (Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>),
     /// Groups the call's audio and video into one stream (MDN's page shows `streams[0]`).
     stream_id: String,
+    /// The call's video was decided (a track made, or none in common): later offers leave it be.
+    video_settled: bool,
     stop: watch::Sender<bool>,
     controls: Arc<MediaControls>,
     counters: Arc<Counters>,
@@ -342,6 +344,7 @@ impl Driver {
             video: None,
             audio: (audio, audio_sender),
             stream_id,
+            video_settled: false,
             stop: watch::channel(false).0,
             controls,
             counters,
@@ -353,7 +356,8 @@ impl Driver {
     async fn make_offer(&mut self, call: CallId, ice_restart: bool) -> Result<String, CallError> {
         let pc = self.pc_for(call, CallError::Offer)?;
         let offer_error = |e: webrtc::error::Error| CallError::Offer(e.to_string());
-        if let Some(resources) = self.call.as_mut().filter(|c| c.video.is_none() && !ice_restart) {
+        if let Some(resources) = self.call.as_mut().filter(|c| !c.video_settled && !ice_restart) {
+            resources.video_settled = true;
             let video =
                 negotiation::add_offered_video(pc.as_ref(), self.config.video_codec, &resources.stream_id);
             resources.video = Some(video.await?);
@@ -370,10 +374,13 @@ impl Driver {
     async fn apply_offer(&mut self, call: CallId, sdp: String) -> Result<String, CallError> {
         let pc = self.pc_for(call, CallError::Answer)?;
         let refused = |e: webrtc::error::Error| CallError::OfferRefused(e.to_string());
-        let answering = negotiation::answering(&sdp, self.config.video_codec);
+        // The first offer of a call settles our video; later ones (ICE restarts) change nothing of it.
+        let first = self.call.as_ref().is_some_and(|c| c.video.is_none() && !c.video_settled);
+        let answering = first.then(|| negotiation::answering(&sdp, self.config.video_codec));
         let offer = RTCSessionDescription::offer(sdp).map_err(refused)?;
         pc.set_remote_description(offer).await.map_err(refused)?;
-        if let Some(resources) = self.call.as_mut().filter(|c| c.video.is_none()) {
+        if let (Some(resources), Some(answering)) = (self.call.as_mut(), answering) {
+            resources.video_settled = true;
             // Our track only now, in the codec the offer leads with: see `negotiation`.
             match answering {
                 Answering::With(codec) => {
