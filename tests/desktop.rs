@@ -178,18 +178,10 @@ fn the_package_installs_what_a_desktop_needs_and_its_binaries_call() {
     std::fs::write(artifacts().join("deb-figures.txt"), figures).expect("figures saved");
 }
 
-/// The account's display name as the form should offer it: GECOS's full name, else the login name.
+/// The display name the form should offer: the app's own reading of this account (its rules, GECOS
+/// full name with `&`, the login name, a cut to the server's limit, are unit-tested in `ui::settings`).
 fn account_name() -> String {
-    // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
-    let entry = stdout(&run("getent", &["passwd", &uid.to_string()]));
-    let fields: Vec<&str> = entry.trim().split(':').collect();
-    let full = fields.get(4).and_then(|g| g.split(',').next()).map(str::trim).unwrap_or("");
-    if full.is_empty() || full.contains('&') {
-        fields[0].to_owned()
-    } else {
-        full.to_owned()
-    }
+    peercall::ui::settings::Settings::default().name
 }
 
 /// A private D-Bus session bus with AT-SPI switched on, as a desktop with a screen reader has.

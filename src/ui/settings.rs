@@ -68,10 +68,6 @@ fn default_name() -> String {
         .unwrap_or_else(|| "guest".to_owned())
 }
 
-/// The longest name the server takes by default (`Limits::max_name_chars`): a longer full name is cut
-/// rather than refused at login.
-const MAX_NAME_CHARS: usize = 64;
-
 /// The display name an account gives: GECOS's full name (before the first comma; `&` stands for the
 /// capitalised login name, as finger(1) reads it), or the login name when that is empty.
 fn name_from_account(login: &str, gecos: &str) -> Option<String> {
@@ -84,7 +80,9 @@ fn name_from_account(login: &str, gecos: &str) -> Option<String> {
             capitalised.next().map(|c| c.to_uppercase().chain(capitalised).collect()).unwrap_or_default();
         full.replace('&', &capitalised)
     };
-    let name: String = name.chars().filter(|c| !c.is_control()).take(MAX_NAME_CHARS).collect();
+    // Cut to the longest name the server takes by default, rather than be refused at login.
+    let longest = crate::signaling::server::Limits::default().max_name_chars;
+    let name: String = name.chars().filter(|c| !c.is_control()).take(longest).collect();
     Some(name.trim().to_owned()).filter(|n| !n.is_empty())
 }
 
@@ -182,9 +180,12 @@ mod tests {
         assert_eq!(name_from_account("bob", "& Smith").as_deref(), Some("Bob Smith"));
         assert_eq!(name_from_account("", "").as_deref(), None);
         assert_eq!(name_from_account("x", &"y".repeat(100)).map(|n| n.chars().count()), Some(64));
-        // This machine's account (whoever runs the test) gives a name, never the old "me".
+        // This machine's account (whoever runs the test) is what the form offers.
         let name = Settings::default().name;
-        assert!(!name.is_empty() && name != "me", "{name:?}");
+        match os_account() {
+            Some((login, gecos)) => assert_eq!(Some(name), name_from_account(&login, &gecos)),
+            None => assert!(!name.is_empty(), "{name:?}"),
+        }
     }
 
     #[test]

@@ -55,6 +55,7 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
         return;
     }
     let mut assembler = FrameAssembler::new(codec, MAX_FRAME_WAIT);
+    let mut after_loss = false;
     let mut last_pli: Option<Instant> = None;
     // One timer for the whole call (not one per packet): it wakes the loop when no packets come, so a
     // wanted PLI still goes out.
@@ -78,21 +79,23 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
             Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                 Counters::add(&counters.video_bytes_received, packet.payload.len() as u64);
                 for out in assembler.push(Instant::now(), packet) {
-                    match out {
-                        Assembled::Frame { data, .. } => {
-                            if frames_tx.try_send(DecodeJob::Frame(data)).is_err() {
-                                // The decoder is behind: dropping breaks references, so get a keyframe.
-                                Counters::add(&counters.frames_lost, 1);
-                                want_keyframe.store(true, Ordering::Relaxed);
-                                let _ = frames_tx.try_send(DecodeJob::Lost);
-                            }
-                        }
+                    let (data, keyframe) = match out {
+                        Assembled::Frame { data, keyframe, .. } => (data, keyframe),
                         Assembled::Lost => {
                             Counters::add(&counters.frames_lost, 1);
-                            // VP8 cannot see the gap itself: tell its decoder to wait for the keyframe.
-                            let _ = frames_tx.try_send(DecodeJob::Lost);
                             want_keyframe.store(true, Ordering::Relaxed);
+                            after_loss = true;
+                            continue;
                         }
+                    };
+                    if frames_tx.try_send(DecodeJob { data, keyframe, after_loss }).is_ok() {
+                        after_loss = false;
+                    } else {
+                        // The decoder is behind: dropping breaks references, so get a keyframe, and
+                        // tell the decoder with the next frame that gets through.
+                        Counters::add(&counters.frames_lost, 1);
+                        want_keyframe.store(true, Ordering::Relaxed);
+                        after_loss = true;
                     }
                 }
             }
@@ -102,12 +105,13 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
     }
 }
 
-/// What the receive task hands the decoder thread.
-enum DecodeJob {
-    /// One whole encoded frame.
-    Frame(bytes::Bytes),
-    /// A frame went missing before the next one.
-    Lost,
+/// What the receive task hands the decoder thread: one whole encoded frame, whether it is a keyframe
+/// (the assembler read it from the bitstream), and whether a frame went missing before it. The loss
+/// travels with the next frame, so a full channel cannot swallow it: VP8 cannot see a gap by itself.
+struct DecodeJob {
+    data: bytes::Bytes,
+    keyframe: bool,
+    after_loss: bool,
 }
 
 fn decode_loop(
@@ -124,15 +128,10 @@ fn decode_loop(
             return;
         }
     };
-    while let Ok(job) = frames.recv() {
-        let access_unit = match job {
-            DecodeJob::Frame(data) => data,
-            DecodeJob::Lost => {
-                decoder.reference_lost();
-                continue;
-            }
-        };
-        let is_idr = codec.is_keyframe(&access_unit);
+    while let Ok(DecodeJob { data: access_unit, keyframe: is_idr, after_loss }) = frames.recv() {
+        if after_loss {
+            decoder.reference_lost();
+        }
         if is_idr {
             want_keyframe.store(false, Ordering::Relaxed);
         }

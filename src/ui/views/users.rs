@@ -26,13 +26,12 @@ pub fn show(ui: &mut egui::Ui, model: &Model, out: &mut Vec<UiCommand>) {
     // same key press (↓ would pass the list and land in the chat line).
     let pending = ui.scope_id().with("enter-list");
     let entering: Option<bool> = ui.data_mut(|d| d.remove_temp(pending));
-    let enter_list = ui.ctx().memory(|m| m.focused().is_none())
-        && !ui.ctx().egui_wants_keyboard_input()
-        && ui.input(|i| {
-            i.modifiers.is_none() && (i.key_pressed(Key::ArrowDown) || i.key_pressed(Key::ArrowUp))
-        });
-    if enter_list {
-        let up = ui.input(|i| i.key_pressed(Key::ArrowUp));
+    // `Some(up)` when ↑ or ↓ was pressed with nothing focused.
+    let arrow = ui.input(|i| {
+        let (down, up) = (i.key_pressed(Key::ArrowDown), i.key_pressed(Key::ArrowUp));
+        (i.modifiers.is_none() && (down || up)).then_some(up)
+    });
+    if let Some(up) = arrow.filter(|_| ui.ctx().memory(|m| m.focused().is_none())) {
         ui.data_mut(|d| d.insert_temp(pending, up));
         ui.ctx().request_repaint();
     }
@@ -62,9 +61,9 @@ pub fn show(ui: &mut egui::Ui, model: &Model, out: &mut Vec<UiCommand>) {
                 focusable.push(response.id);
             }
             paint_row(ui, &response, row);
-            let label = row.spoken();
             let enabled = row.callable || row.in_call || row.is_me;
-            response.widget_info(|| WidgetInfo::labeled(Role::ListItem, enabled, &label));
+            // Built only when AccessKit asks (a screen reader is on), not every frame.
+            response.widget_info(|| WidgetInfo::labeled(Role::ListItem, enabled, row.spoken()));
             // Asked before: the builder holds the context's lock, and has_focus takes it too.
             let selected = response.has_focus();
             ui.ctx().accesskit_node_builder(response.id, |node| {
