@@ -233,12 +233,7 @@ async fn candidates_that_arrive_before_the_offer_still_connect() {
         let msg = Message::NewIceCandidate {
             name: Some("carol".into()),
             target: "bob".into(),
-            candidate: IceCandidate {
-                candidate: c.candidate.clone(),
-                sdp_mid: c.sdp_mid.clone(),
-                sdp_m_line_index: c.sdp_mline_index,
-                username_fragment: c.username_fragment.clone(),
-            },
+            candidate: IceCandidate::from(c.clone()),
         };
         ws.send(Ws::text(msg.to_json())).await.expect("send candidate");
     }

@@ -64,7 +64,6 @@ async fn a_vp8_call_carries_the_pattern_both_ways_and_answers_keyframe_requests(
     // alice offers VP8 first; bob, on auto, follows the caller's order: VP8 both ways.
     assert_eq!(stats_codecs(&alice).await, (Some(VideoCodec::Vp8), Some(VideoCodec::Vp8)));
     assert_eq!(stats_codecs(&bob).await, (Some(VideoCodec::Vp8), Some(VideoCodec::Vp8)));
-    assert_eq!(codecs(&alice), codecs(&bob));
 
     // PLI → a VP8 keyframe, decoded on the far side.
     let (a, b) = (counters(&alice), counters(&bob));
@@ -144,12 +143,7 @@ async fn a_peer_without_our_codecs_gets_an_audio_call_and_the_reason() {
         }
     })
     .await;
-    let candidate = IceCandidate {
-        candidate: candidate.candidate,
-        sdp_mid: candidate.sdp_mid,
-        sdp_m_line_index: candidate.sdp_mline_index,
-        username_fragment: candidate.username_fragment,
-    };
+    let candidate = IceCandidate::from(candidate);
     let msg = Message::NewIceCandidate { name: Some("carol".into()), target: "bob".into(), candidate };
     ws.send(Ws::text(msg.to_json())).await.expect("send candidate");
 

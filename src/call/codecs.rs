@@ -3,7 +3,6 @@
 //! words for a peer with nothing in common. Pure: SDP text in, decisions out.
 
 use crate::media::codec::VideoCodec;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_VP8};
 use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -14,6 +13,8 @@ pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;prof
 pub const H264_PAYLOAD_TYPE: u8 = 102;
 /// Payload type we offer for VP8 (Chromium's usual number; an answer uses the offer's numbers).
 pub const VP8_PAYLOAD_TYPE: u8 = 96;
+/// Payload type VP9 would have (Chromium's); calls do not offer VP9.
+const VP9_PAYLOAD_TYPE: u8 = 98;
 /// RTP's clock for video (RFC 3551).
 pub const VIDEO_CLOCK_RATE: u32 = 90_000;
 
@@ -67,12 +68,9 @@ impl fmt::Display for VideoPreference {
 pub fn rtp_codec(codec: VideoCodec) -> RTCRtpCodec {
     let fb =
         |typ: &str, parameter: &str| RTCPFeedback { typ: typ.to_owned(), parameter: parameter.to_owned() };
-    let (mime, fmtp) = match codec {
-        VideoCodec::H264 => (MIME_TYPE_H264, H264_FMTP),
-        VideoCodec::Vp8 | VideoCodec::Vp9 => (MIME_TYPE_VP8, ""),
-    };
+    let fmtp = if codec == VideoCodec::H264 { H264_FMTP } else { "" };
     RTCRtpCodec {
-        mime_type: mime.to_owned(),
+        mime_type: codec.mime_type().to_owned(),
         clock_rate: VIDEO_CLOCK_RATE,
         channels: 0,
         sdp_fmtp_line: fmtp.to_owned(),
@@ -84,7 +82,9 @@ pub fn rtp_codec(codec: VideoCodec) -> RTCRtpCodec {
 pub fn rtp_parameters(codec: VideoCodec) -> RTCRtpCodecParameters {
     let payload_type = match codec {
         VideoCodec::H264 => H264_PAYLOAD_TYPE,
-        VideoCodec::Vp8 | VideoCodec::Vp9 => VP8_PAYLOAD_TYPE,
+        VideoCodec::Vp8 => VP8_PAYLOAD_TYPE,
+        // Not offered in calls (see `CALL_CODECS`); Chromium's number, should it ever be.
+        VideoCodec::Vp9 => VP9_PAYLOAD_TYPE,
     };
     RTCRtpCodecParameters { rtp_codec: rtp_codec(codec), payload_type }
 }

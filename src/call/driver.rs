@@ -4,7 +4,6 @@
 //! business is plumbing that holds no decision: chat (stamped with the wall clock), remote tracks
 //! (handed to the receive pipelines) and the watches the [`Engine`](super::Engine) handle reads.
 
-use super::codecs::NoCommonCodec;
 use super::config::EngineConfig;
 use super::error::{CallError, EngineError};
 use super::machine::{Action, CallId, CallMachine, Input, PeerInput};
@@ -15,7 +14,7 @@ use super::state::CallState;
 use super::stats::{add_transport_stats, Counters, StatsMeter};
 use super::{Command, Event};
 use crate::signaling::client::{self, SignalingHandle, SignalingTask};
-use crate::signaling::protocol::{self, IceCandidate, Message};
+use crate::signaling::protocol::{self, Message};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,7 +23,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::Track;
-use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCIceServer, RTCSessionDescription};
+use webrtc::peer_connection::{PeerConnection, RTCIceServer, RTCSessionDescription};
 use webrtc::rtp_transceiver::RtpSender;
 
 /// How long leaving may wait for the hang-up and the WebSocket close to go out.
@@ -67,8 +66,6 @@ struct CallResources {
     audio: (Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>),
     /// Groups the call's audio and video into one stream (MDN's page shows `streams[0]`).
     stream_id: String,
-    /// The call's video was decided (a track made, or none in common): later offers leave it be.
-    video_settled: bool,
     stop: watch::Sender<bool>,
     controls: Arc<MediaControls>,
     counters: Arc<Counters>,
@@ -182,12 +179,7 @@ impl Driver {
     fn peer_input(&self, call: CallId, event: PeerEvent) -> Option<PeerInput> {
         tracing::debug!(me = ?self.machine.me(), call, event = event.name(), "peer event");
         match event {
-            PeerEvent::LocalCandidate(init) => Some(PeerInput::LocalCandidate(IceCandidate {
-                candidate: init.candidate,
-                sdp_mid: init.sdp_mid,
-                sdp_m_line_index: init.sdp_mline_index,
-                username_fragment: init.username_fragment,
-            })),
+            PeerEvent::LocalCandidate(init) => Some(PeerInput::LocalCandidate(init.into())),
             PeerEvent::Ice(state) => Some(PeerInput::Ice(state)),
             PeerEvent::Connection(state) => Some(PeerInput::Connection(state)),
             // The caller's offer is made as soon as its tracks are added (see the machine's dial).
@@ -221,9 +213,11 @@ impl Driver {
                 return None;
             }
             Action::OpenPeer { call } => (call, self.open_peer(call).await.map(|()| None)),
-            Action::MakeOffer { call, ice_restart } => {
-                let made =
-                    self.make_offer(call, ice_restart).await.map(|sdp| Some(PeerInput::LocalOffer(sdp)));
+            Action::MakeOffer { call, ice_restart, first } => {
+                let made = self
+                    .make_offer(call, ice_restart, first)
+                    .await
+                    .map(|sdp| Some(PeerInput::LocalOffer(sdp)));
                 match made {
                     Err(CallError::Offer(why)) if ice_restart => {
                         (call, Ok(Some(PeerInput::RestartFailed(why))))
@@ -231,13 +225,13 @@ impl Driver {
                     made => (call, made),
                 }
             }
-            Action::ApplyOffer { call, sdp } => {
-                (call, self.apply_offer(call, sdp).await.map(|sdp| Some(PeerInput::LocalAnswer(sdp))))
+            Action::ApplyOffer { call, sdp, first } => {
+                (call, self.apply_offer(call, sdp, first).await.map(|sdp| Some(PeerInput::LocalAnswer(sdp))))
             }
-            Action::ApplyAnswer { call, sdp } => (call, self.apply_answer(call, sdp).await),
+            Action::ApplyAnswer { call, sdp, first } => (call, self.apply_answer(call, sdp, first).await),
             Action::AddCandidate { call, candidate } => {
                 if let Some(pc) = self.pc(call) {
-                    if let Err(e) = pc.add_ice_candidate(to_init(&candidate)).await {
+                    if let Err(e) = pc.add_ice_candidate((&candidate).into()).await {
                         tracing::debug!(%e, candidate = %candidate.candidate, "a remote candidate was refused");
                     }
                 }
@@ -344,7 +338,6 @@ impl Driver {
             video: None,
             audio: (audio, audio_sender),
             stream_id,
-            video_settled: false,
             stop: watch::channel(false).0,
             controls,
             counters,
@@ -353,11 +346,16 @@ impl Driver {
         Ok(())
     }
 
-    async fn make_offer(&mut self, call: CallId, ice_restart: bool) -> Result<String, CallError> {
+    async fn make_offer(
+        &mut self,
+        call: CallId,
+        ice_restart: bool,
+        first: bool,
+    ) -> Result<String, CallError> {
         let pc = self.pc_for(call, CallError::Offer)?;
         let offer_error = |e: webrtc::error::Error| CallError::Offer(e.to_string());
-        if let Some(resources) = self.call.as_mut().filter(|c| !c.video_settled && !ice_restart) {
-            resources.video_settled = true;
+        // Our track goes with the call's first offer; later offers keep what that settled.
+        if let Some(resources) = self.call.as_mut().filter(|_| first) {
             let video =
                 negotiation::add_offered_video(pc.as_ref(), self.config.video_codec, &resources.stream_id);
             resources.video = Some(video.await?);
@@ -371,16 +369,14 @@ impl Driver {
         Ok(sdp)
     }
 
-    async fn apply_offer(&mut self, call: CallId, sdp: String) -> Result<String, CallError> {
+    async fn apply_offer(&mut self, call: CallId, sdp: String, first: bool) -> Result<String, CallError> {
         let pc = self.pc_for(call, CallError::Answer)?;
         let refused = |e: webrtc::error::Error| CallError::OfferRefused(e.to_string());
         // The first offer of a call settles our video; later ones (ICE restarts) change nothing of it.
-        let first = self.call.as_ref().is_some_and(|c| c.video.is_none() && !c.video_settled);
         let answering = first.then(|| negotiation::answering(&sdp, self.config.video_codec));
         let offer = RTCSessionDescription::offer(sdp).map_err(refused)?;
         pc.set_remote_description(offer).await.map_err(refused)?;
         if let (Some(resources), Some(answering)) = (self.call.as_mut(), answering) {
-            resources.video_settled = true;
             // Our track only now, in the codec the offer leads with: see `negotiation`.
             match answering {
                 Answering::With(codec) => {
@@ -401,11 +397,17 @@ impl Driver {
     }
 
     /// Applies the answer; asks for one more round if it left out our track's codec.
-    async fn apply_answer(&mut self, call: CallId, sdp: String) -> Result<Option<PeerInput>, CallError> {
+    async fn apply_answer(
+        &mut self,
+        call: CallId,
+        sdp: String,
+        first: bool,
+    ) -> Result<Option<PeerInput>, CallError> {
         let pc = self.pc_for(call, CallError::AnswerRefused)?;
         let refused = |e: webrtc::error::Error| CallError::AnswerRefused(e.to_string());
-        let verdict =
-            self.call.as_ref().and_then(|c| c.video.as_ref()).map(|v| negotiation::answered(&sdp, v.codec));
+        // Only the call's first answer decides our video (see `make_offer`).
+        let ours = self.call.as_ref().and_then(|c| c.video.as_ref()).filter(|_| first);
+        let verdict = ours.map(|v| negotiation::answered(&sdp, v.codec));
         let answer = RTCSessionDescription::answer(sdp).map_err(refused)?;
         pc.set_remote_description(answer).await.map_err(refused)?;
         let Some(resources) = self.call.as_mut() else { return Ok(None) };
@@ -422,9 +424,7 @@ impl Driver {
             }
             Some(Answered::Refused) => {
                 resources.video = None;
-                self.emit(Event::Error(EngineError::NoCommonVideoCodec(NoCommonCodec {
-                    theirs: Vec::new(),
-                })));
+                self.emit(Event::Error(EngineError::VideoDeclined));
                 Ok(None)
             }
         }
@@ -480,16 +480,6 @@ fn release_freed_memory() {
     // SAFETY: malloc_trim only walks glibc's own heap structures; it has no preconditions.
     unsafe {
         libc::malloc_trim(0);
-    }
-}
-
-fn to_init(candidate: &IceCandidate) -> RTCIceCandidateInit {
-    RTCIceCandidateInit {
-        candidate: candidate.candidate.clone(),
-        sdp_mid: candidate.sdp_mid.clone(),
-        sdp_mline_index: candidate.sdp_m_line_index,
-        username_fragment: candidate.username_fragment.clone(),
-        ..Default::default()
     }
 }
 

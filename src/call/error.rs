@@ -70,6 +70,9 @@ pub enum EngineError {
     /// The far side has no video codec we have (or turned our video down): the call is audio only.
     #[error("{0}")]
     NoCommonVideoCodec(NoCommonCodec),
+    /// Our offer's video was turned down in the answer (the far side takes neither of our codecs).
+    #[error("the other side turned our video down (it takes neither H.264 nor VP8); the call goes on with audio only")]
+    VideoDeclined,
     /// A listener read events too slowly and lost some.
     #[error("{0} engine events were missed (the listener fell behind)")]
     MissedEvents(u64),

@@ -151,6 +151,31 @@ impl From<crate::signaling::protocol::IceServer> for RTCIceServer {
     }
 }
 
+/// A candidate as the peer connection gathered it, in the shape the signaling protocol trickles it.
+impl From<RTCIceCandidateInit> for crate::signaling::protocol::IceCandidate {
+    fn from(init: RTCIceCandidateInit) -> Self {
+        Self {
+            candidate: init.candidate,
+            sdp_mid: init.sdp_mid,
+            sdp_m_line_index: init.sdp_mline_index,
+            username_fragment: init.username_fragment,
+        }
+    }
+}
+
+/// A trickled candidate from the far side, in the form the peer connection takes.
+impl From<&crate::signaling::protocol::IceCandidate> for RTCIceCandidateInit {
+    fn from(candidate: &crate::signaling::protocol::IceCandidate) -> Self {
+        RTCIceCandidateInit {
+            candidate: candidate.candidate.clone(),
+            sdp_mid: candidate.sdp_mid.clone(),
+            sdp_mline_index: candidate.sdp_m_line_index,
+            username_fragment: candidate.username_fragment.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// Builds a peer connection whose events go to `events`, each tagged with `call_id`. The far side's
 /// reports on our video go to `loss` (the bitrate controller's input).
 pub async fn build(

@@ -23,6 +23,9 @@ pub enum Action {
         call: CallId,
         /// With fresh ICE credentials (how a call survives a network change).
         ice_restart: bool,
+        /// The call's first description this side makes or takes: it decides the call's video
+        /// (which codec our track sends, or none); later ones (ICE restarts, renegotiation) leave it.
+        first: bool,
     },
     /// Set the far side's offer, make and set an answer, report [`PeerInput::LocalAnswer`].
     ApplyOffer {
@@ -30,6 +33,9 @@ pub enum Action {
         call: CallId,
         /// The offer's SDP.
         sdp: String,
+        /// The call's first description this side makes or takes: it decides the call's video
+        /// (which codec our track sends, or none); later ones (ICE restarts, renegotiation) leave it.
+        first: bool,
     },
     /// Set the far side's answer.
     ApplyAnswer {
@@ -37,6 +43,9 @@ pub enum Action {
         call: CallId,
         /// The answer's SDP.
         sdp: String,
+        /// The call's first description this side makes or takes: it decides the call's video
+        /// (which codec our track sends, or none); later ones (ICE restarts, renegotiation) leave it.
+        first: bool,
     },
     /// Add a remote ICE candidate.
     AddCandidate {

@@ -68,8 +68,6 @@ pub struct CallMachine {
     call: Option<Call>,
     early_candidates: HashMap<String, Vec<IceCandidate>>,
     next_call_id: CallId,
-    audio_muted: bool,
-    video_off: bool,
     actions: VecDeque<Action>,
 }
 
@@ -83,8 +81,6 @@ impl CallMachine {
             call: None,
             early_candidates: HashMap::new(),
             next_call_id: 1,
-            audio_muted: false,
-            video_off: false,
             actions: VecDeque::new(),
         }
     }
@@ -182,11 +178,9 @@ impl CallMachine {
             }
             Command::HangUp | Command::Shutdown => self.end(EndReason::HungUp, true),
             Command::SetAudioMuted(muted) => {
-                self.audio_muted = muted;
                 self.push(Action::SetAudioMuted(muted));
             }
             Command::SetVideoOff(off) => {
-                self.video_off = off;
                 self.push(Action::SetVideoOff(off));
             }
             Command::SetAutoAnswer(on) => {
@@ -227,7 +221,7 @@ impl CallMachine {
         // MDN's page makes the offer in `onnegotiationneeded`. webrtc 0.21 queues that event inside
         // its driver and delivers it late, so the offer is made as soon as the tracks are added.
         self.push(Action::OpenPeer { call: id });
-        self.push(Action::MakeOffer { call: id, ice_restart: false });
+        self.push(Action::MakeOffer { call: id, ice_restart: false, first: true });
     }
 
     fn accept(&mut self, now: Instant) {
@@ -239,7 +233,7 @@ impl CallMachine {
         call.peer_open = true;
         let id = call.id;
         self.push(Action::OpenPeer { call: id });
-        self.apply_remote(Action::ApplyOffer { call: id, sdp });
+        self.apply_remote(Action::ApplyOffer { call: id, sdp, first: true });
         self.state_moved(&before);
     }
 
@@ -386,7 +380,7 @@ impl CallMachine {
                 }
                 let id = call.id;
                 call.sdp = Sdp::RemoteOffer;
-                self.apply_remote(Action::ApplyOffer { call: id, sdp: offer.sdp });
+                self.apply_remote(Action::ApplyOffer { call: id, sdp: offer.sdp, first: false });
             }
         }
     }
@@ -398,14 +392,14 @@ impl CallMachine {
             return;
         };
         call.sdp = Sdp::Stable;
-        if call.phase == Phase::Calling {
-            call.phase = if call.media_started { Phase::InCall } else { Phase::Connecting { since: now } };
-            if call.phase == Phase::InCall {
-                call.next_stats = Some(now + self.config.stats_interval);
-            }
+        // The first answer: the caller connects from here (the path cannot be up before it, as ICE
+        // needs the answer's credentials). Later ones answer our ICE restarts and renegotiations.
+        let first = call.phase == Phase::Calling;
+        if first {
+            call.phase = Phase::Connecting { since: now };
         }
         let id = call.id;
-        self.apply_remote(Action::ApplyAnswer { call: id, sdp: answer.sdp });
+        self.apply_remote(Action::ApplyAnswer { call: id, sdp: answer.sdp, first });
         self.state_moved(&before);
     }
 
@@ -518,7 +512,7 @@ impl CallMachine {
             PeerInput::Connection(_) => {}
             PeerInput::RenegotiationNeeded => {
                 if call.sdp == Sdp::Stable {
-                    self.actions.push_back(Action::MakeOffer { call: id, ice_restart: false });
+                    self.actions.push_back(Action::MakeOffer { call: id, ice_restart: false, first: false });
                 } else {
                     tracing::warn!("renegotiation wanted while an offer is out; it waits for the next one");
                 }
@@ -549,7 +543,7 @@ impl CallMachine {
             call.ice_restarts += 1;
             let (id, attempt) = (call.id, call.ice_restarts);
             self.emit(Event::Ice(format!("restarting (attempt {attempt})")));
-            self.push(Action::MakeOffer { call: id, ice_restart: true });
+            self.push(Action::MakeOffer { call: id, ice_restart: true, first: false });
             return;
         }
         if passed(call.ring_deadline(self.config.ring_timeout)) {

@@ -176,7 +176,7 @@ fn a_placed_call_walks_from_dial_to_hang_up() {
         [
             Action::Emit(Event::CallState(CallState::Calling { peer: "bob".into() })),
             Action::OpenPeer { call },
-            Action::MakeOffer { call, ice_restart: false },
+            Action::MakeOffer { call, ice_restart: false, first: true },
         ]
     );
     let actions = rig.peer(PeerInput::LocalOffer("v=0 ours".into()));
@@ -188,7 +188,7 @@ fn a_placed_call_walks_from_dial_to_hang_up() {
     assert_eq!(
         actions,
         [
-            Action::ApplyAnswer { call, sdp: "their answer".into() },
+            Action::ApplyAnswer { call, sdp: "their answer".into(), first: true },
             Action::Emit(Event::CallState(CallState::Connecting { peer: "bob".into() })),
         ]
     );
@@ -230,7 +230,7 @@ fn a_taken_call_rings_then_answers_and_connects() {
         actions,
         [
             Action::OpenPeer { call },
-            Action::ApplyOffer { call, sdp: "offer of bob".into() },
+            Action::ApplyOffer { call, sdp: "offer of bob".into(), first: true },
             Action::Emit(Event::CallState(CallState::Connecting { peer: "bob".into() })),
         ]
     );
@@ -292,13 +292,13 @@ fn ice_outage_caller_restarts_on_a_schedule_then_gives_up() {
         let Some(t) = rig.next_timeout() else { break };
         let actions = rig.timeout_at(t);
         if restarts(&actions) > 0 {
-            assert!(actions.contains(&Action::MakeOffer { call, ice_restart: true }));
+            assert!(actions.contains(&Action::MakeOffer { call, ice_restart: true, first: false }));
             restart_times.push(t);
             // The restart's offer goes out like any offer; the answer is applied on the same call.
             let out = rig.peer(PeerInput::LocalOffer(format!("restart {t}")));
             assert!(matches!(&out[..], [Action::Signal(Message::VideoOffer { .. })]));
             let applied = rig.message(answer_from("bob"));
-            assert!(matches!(&applied[..], [Action::ApplyAnswer { .. }]), "{applied:?}");
+            assert!(matches!(&applied[..], [Action::ApplyAnswer { first: false, .. }]), "{applied:?}");
         }
         if let Some(reason) = ended(&actions) {
             end = Some((t, reason));
@@ -436,7 +436,7 @@ fn an_offer_sent_again_while_ringing_replaces_the_first() {
     assert_eq!(rig.message(again), [], "not busy: it is the same call");
     let call = rig.m.call_id().expect("a call");
     let actions = rig.command(Command::Accept);
-    assert!(actions.contains(&Action::ApplyOffer { call, sdp: "second".into() }));
+    assert!(actions.contains(&Action::ApplyOffer { call, sdp: "second".into(), first: true }));
 }
 
 #[test]
@@ -513,7 +513,7 @@ fn a_renegotiation_offer_mid_call_is_answered_on_the_same_connection() {
     let call = rig.placed_call();
     let again =
         Message::VideoOffer { name: "bob".into(), target: "alice".into(), sdp: sdp("offer", "renegotiate") };
-    assert_eq!(rig.message(again), [Action::ApplyOffer { call, sdp: "renegotiate".into() }]);
+    assert_eq!(rig.message(again), [Action::ApplyOffer { call, sdp: "renegotiate".into(), first: false }]);
     let actions = rig.peer(PeerInput::LocalAnswer("new answer".into()));
     assert!(matches!(&actions[..], [Action::Signal(Message::VideoAnswer { target, .. })] if target == "bob"));
     assert_eq!(rig.m.state(), in_call("bob"));
@@ -537,7 +537,7 @@ fn candidates_that_come_before_the_description_wait_for_it() {
         actions[..4],
         [
             Action::OpenPeer { call },
-            Action::ApplyOffer { call, sdp: "offer of bob".into() },
+            Action::ApplyOffer { call, sdp: "offer of bob".into(), first: true },
             add("early"),
             add("while ringing")
         ]
@@ -557,7 +557,7 @@ fn candidates_that_come_before_the_description_wait_for_it() {
     assert_eq!(
         actions[..2],
         [
-            Action::ApplyAnswer { call, sdp: "their answer".into() },
+            Action::ApplyAnswer { call, sdp: "their answer".into(), first: true },
             Action::AddCandidate { call, candidate: candidate("before the answer") }
         ]
     );
@@ -615,7 +615,7 @@ fn auto_answer_takes_calls_by_itself_and_switches_at_run_time() {
             Action::Emit(Event::CallState(CallState::Ringing { peer: "bob".into() })),
             Action::Emit(Event::IncomingCall { from: "bob".into() }),
             Action::OpenPeer { call },
-            Action::ApplyOffer { call, sdp: "offer of bob".into() },
+            Action::ApplyOffer { call, sdp: "offer of bob".into(), first: true },
             Action::Emit(Event::CallState(CallState::Connecting { peer: "bob".into() })),
         ]
     );
@@ -684,6 +684,19 @@ fn a_failure_before_the_offer_went_out_tells_nobody() {
     rig.placed_call();
     assert_eq!(rig.peer(PeerInput::RestartFailed("busy".into())), []);
     assert_eq!(rig.m.state(), in_call("bob"));
+}
+
+#[test]
+fn a_track_switch_makes_one_more_offer_that_settles_nothing_anew() {
+    let mut rig = Rig::new("alice");
+    let call = rig.answered_call();
+    // The driver found the answer left out our track's codec and swapped the track.
+    let actions = rig.peer(PeerInput::RenegotiationNeeded);
+    assert_eq!(actions, [Action::MakeOffer { call, ice_restart: false, first: false }]);
+    rig.peer(PeerInput::LocalOffer("again".into()));
+    let applied = rig.message(answer_from("bob"));
+    assert!(matches!(&applied[..], [Action::ApplyAnswer { first: false, .. }]), "{applied:?}");
+    assert_eq!(rig.m.state(), CallState::Connecting { peer: "bob".into() }, "the call goes on connecting");
 }
 
 #[test]
