@@ -163,9 +163,28 @@ fn h264_frame(frame: &[Packet]) -> Option<Bytes> {
     let mut depacketizer = H264Packet::default();
     let mut data = BytesMut::new();
     for p in frame {
+        if !stap_a_lengths_fit(&p.payload) {
+            return None;
+        }
         data.extend_from_slice(&depacketizer.depacketize(&p.payload).ok()?);
     }
     Some(data.freeze())
+}
+
+/// Whether an STAP-A packet's NAL unit lengths all fit in it (any other packet passes). rtc-rtp 0.21's
+/// depacketizer reads a length's second byte without a bounds check, so a packet ending one byte into
+/// a length field would panic the receive task: such a packet is a lost frame instead.
+fn stap_a_lengths_fit(payload: &[u8]) -> bool {
+    const STAP_A: u8 = 24;
+    if payload.first().map(|b| b & 0x1f) != Some(STAP_A) {
+        return true;
+    }
+    let mut offset = 1;
+    while offset < payload.len() {
+        let Some(size) = payload.get(offset..offset + 2) else { return false };
+        offset += 2 + (usize::from(size[0]) << 8 | usize::from(size[1]));
+    }
+    offset == payload.len()
 }
 
 /// The VP8 frame in `frame`'s packets, if they hold a whole one: the first must start it (S bit set,
@@ -194,6 +213,17 @@ fn vp8_frame(frame: &[Packet]) -> Option<Bytes> {
 mod tests {
     use super::*;
     use rtc::rtp::header::Header;
+
+    #[test]
+    fn a_truncated_stap_a_is_a_lost_frame_not_a_panic() {
+        // One NAL unit of length 0, then a length field cut after its first byte.
+        let out = FrameAssembler::new(VideoCodec::H264, Duration::from_millis(100))
+            .push(Instant::now(), pkt(1, 9, true, &[0x18, 0, 0, 0xab]));
+        assert!(matches!(out[..], [Assembled::Lost]), "{} outputs", out.len());
+        // A well-formed one (two NAL units: 2 and 1 bytes) still goes through.
+        assert!(stap_a_lengths_fit(&[0x18, 0, 2, 0x67, 0x42, 0, 1, 0x68]));
+        assert!(!stap_a_lengths_fit(&[0x18, 0, 9, 0x67]), "a length past the end");
+    }
 
     fn pkt(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Packet {
         Packet {

@@ -462,6 +462,12 @@ impl VideoDecoder for VpxDecoder {
         if self.needs_keyframe && !keyframe {
             return Ok(None);
         }
+        if let Some((w, h)) = keyframe.then(|| vp8_keyframe_size(self.codec, frame)).flatten() {
+            // A keyframe may claim up to 16383x16383; libvpx would allocate its buffers for that.
+            if u64::from(w) * u64::from(h) > MAX_PICTURE_PIXELS {
+                return Err(self.fail(format!("a {w}x{h} picture is larger than we decode")));
+            }
+        }
         let Ok(len) = c_uint::try_from(frame.len()) else {
             return Err(self.fail(format!("a {} byte frame is too large", frame.len())));
         };
@@ -535,6 +541,20 @@ impl Drop for VpxDecoder {
 
 /// Whether a VP8 frame is a keyframe: the frame tag's P bit (bit 0 of byte 0) is 0, and a keyframe
 /// carries the start code 9d 01 2a after the 3-byte tag (RFC 6386 §9.1).
+/// The largest picture we decode, in pixels (4096x2304): a peer's keyframe claiming more is refused
+/// before libvpx allocates for it.
+const MAX_PICTURE_PIXELS: u64 = 4096 * 2304;
+
+/// The size a VP8 keyframe's header gives (RFC 6386 §9.1: 14 bits each after the start code).
+fn vp8_keyframe_size(codec: VideoCodec, frame: &[u8]) -> Option<(u16, u16)> {
+    let header = frame.get(3..10).filter(|_| codec == VideoCodec::Vp8)?;
+    if header[..3] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let dim = |lo: u8, hi: u8| u16::from_le_bytes([lo, hi]) & 0x3fff;
+    Some((dim(header[3], header[4]), dim(header[5], header[6])))
+}
+
 pub fn vp8_is_keyframe(frame: &[u8]) -> bool {
     frame.len() >= 10 && frame[0] & 1 == 0 && frame[3..6] == [0x9d, 0x01, 0x2a]
 }
@@ -557,6 +577,17 @@ pub fn vp9_is_keyframe(frame: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keyframe_claiming_a_huge_picture_is_refused_before_libvpx_sees_it() {
+        let mut decoder = VpxDecoder::new(VideoCodec::Vp8).expect("decoder");
+        // A keyframe tag (P bit 0, shown), the start code, 16383x16383.
+        let mut frame = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0xff, 0x3f, 0xff, 0x3f];
+        frame.extend_from_slice(&[0; 64]);
+        assert_eq!(vp8_keyframe_size(VideoCodec::Vp8, &frame), Some((16383, 16383)));
+        let refused = decoder.decode(&frame).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("16383x16383"), "{refused}");
+    }
     use crate::media::frame::RgbaFrame;
     use crate::media::pattern::{grainy, psnr_luma, read_stamp, render, Stamp};
 
