@@ -116,7 +116,7 @@ pub struct ConvertError(String);
 /// range, which is what openh264 and libvpx decode to and what browsers assume for untagged
 /// WebRTC video. `chroma` says whether U and V are at half resolution (420) or full (444, used
 /// by the half-size preview, which takes one chroma sample per output pixel).
-fn yuv_to_rgba(view: &I420View<'_>, chroma: Chroma) -> Result<Vec<u8>, ConvertError> {
+fn yuv_to_rgba(view: &I420View<'_>, chroma: Chroma) -> Result<Arc<[u8]>, ConvertError> {
     use yuv::{YuvPlanarImage, YuvRange, YuvStandardMatrix};
     let (width, height) = (view.width, view.height);
     let image = YuvPlanarImage {
@@ -129,15 +129,18 @@ fn yuv_to_rgba(view: &I420View<'_>, chroma: Chroma) -> Result<Vec<u8>, ConvertEr
         width: width as u32,
         height: height as u32,
     };
-    let mut rgba = vec![0u8; width * height * 4];
+    // Written in place in the shared buffer the picture is handed on in: no copy per frame.
+    let mut shared: Arc<[u8]> = std::iter::repeat_n(0u8, width * height * 4).collect();
+    // A buffer made just now has one owner; the error only keeps this free of a panic path.
+    let rgba = Arc::get_mut(&mut shared).ok_or_else(|| ConvertError("RGBA buffer shared".into()))?;
     let (range, matrix) = (YuvRange::Limited, YuvStandardMatrix::Bt601);
     let stride = width as u32 * 4;
     match chroma {
-        Chroma::Half => yuv::yuv420_to_rgba(&image, &mut rgba, stride, range, matrix),
-        Chroma::Full => yuv::yuv444_to_rgba(&image, &mut rgba, stride, range, matrix),
+        Chroma::Half => yuv::yuv420_to_rgba(&image, rgba, stride, range, matrix),
+        Chroma::Full => yuv::yuv444_to_rgba(&image, rgba, stride, range, matrix),
     }
     .map_err(|e| ConvertError(e.to_string()))?;
-    Ok(rgba)
+    Ok(shared)
 }
 
 #[derive(Clone, Copy)]
@@ -148,7 +151,7 @@ enum Chroma {
 
 impl I420View<'_> {
     /// This picture in RGBA (BT.601 limited range, as our decoders produce).
-    pub fn to_rgba(&self) -> Result<Vec<u8>, ConvertError> {
+    pub fn to_rgba(&self) -> Result<Arc<[u8]>, ConvertError> {
         yuv_to_rgba(self, Chroma::Half)
     }
 }
@@ -231,7 +234,7 @@ pub struct RgbaFrame {
 
 impl RgbaFrame {
     /// A picture made now (not from a keyframe), which took `took` to make.
-    pub fn new(width: usize, height: usize, pixels: Vec<u8>, took: std::time::Duration) -> Self {
+    pub fn new(width: usize, height: usize, pixels: impl Into<Arc<[u8]>>, took: std::time::Duration) -> Self {
         Self {
             width,
             height,
