@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
     ping_interval: f64,
     /// Milliseconds a room gathers joins and leaves before sending one userlist (grows with the room).
-    #[arg(long, value_name = "MS", default_value_t = 50)]
+    #[arg(long, value_name = "MS", default_value_t = ServerConfig::default().userlist_delay.as_millis() as u64)]
     userlist_delay_ms: u64,
     /// TURN server URL handed to clients after login, e.g. turn:turn.example.org:3478?transport=udp
     /// (repeat for more). Needs --turn-secret.

@@ -155,13 +155,17 @@ impl Client {
         users(&msg)
     }
 
-    /// Keeps reading (so pings are answered) for `time`, failing on anything but a userlist.
+    /// Keeps reading (so pings are answered) for `time`, failing on anything but a userlist; the
+    /// newest list is kept in `users`.
     pub async fn idle_for(&mut self, time: Duration) {
         let deadline = tokio::time::Instant::now() + time;
         while let Ok(frame) = tokio::time::timeout_at(deadline, self.ws.next()).await {
             match frame {
                 Some(Ok(Message::Text(text))) => {
-                    assert!(text.contains(r#""type":"userlist""#), "{}: {text}", self.name)
+                    let msg: Value = serde_json::from_str(&text).expect("server sends JSON");
+                    assert_eq!(msg["type"], "userlist", "{}: {text}", self.name);
+                    // Kept, so a test can check the newest list after the quiet spell.
+                    self.users = Some(users(&msg));
                 }
                 Some(Ok(_)) => {}
                 other => panic!("{}: connection ended while idle: {other:?}", self.name),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{FutureExt as _, StreamExt as _};
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use tokio::sync::mpsc;
-use tokio::time::{sleep, timeout, Instant, MissedTickBehavior};
+use tokio::time::{sleep_until, timeout, Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use super::super::wire::{self, Envelope, RoomEvent};
@@ -111,12 +111,16 @@ impl Task {
     /// Retries until Redis answers and the node has rejoined; `None` when the handle is gone.
     async fn reconnect(&mut self) -> Option<Connected> {
         let mut pause = RETRY_FIRST;
+        // A deadline, not a fresh sleep per pass: writes keep arriving while Redis is down, and each
+        // one would otherwise restart the wait, so a busy node would never try again.
+        let mut retry_at = Instant::now() + pause;
         loop {
             // Down: writes have nowhere to go (a rejoin re-publishes everything), so drop them.
             tokio::select! {
                 op = self.ops.recv() => op.map(drop)?,
-                () = sleep(pause) => {
+                () = sleep_until(retry_at) => {
                     pause = (pause * 2).min(RETRY_MAX);
+                    retry_at = Instant::now() + pause;
                     let mut connected = match open(&self.core.client).await {
                         Ok(connected) => connected,
                         Err(why) => {
@@ -137,6 +141,8 @@ impl Task {
     /// names published again (after a Redis restart nothing of them is left). Also what the link
     /// does after dropping writes on a full queue.
     pub(super) async fn join(&mut self, live: &mut Connected) -> redis::RedisResult<()> {
+        // Whatever was dropped before now is covered by this join.
+        self.core.overflowed.store(false, Ordering::Relaxed);
         let node = Arc::clone(&self.core.node);
         liveness::beat(&self.core, &mut live.conn).await?;
         live.sink.subscribe(wire::node_channel(&node)).await?;
