@@ -84,11 +84,7 @@ async fn bob_hangs_up_both_return_to_idle_and_a_second_call_works() {
         wait_frames(&alice, 5).await;
         wait_frames(&bob, 5).await;
         bob.send(Command::HangUp);
-        let reason = wait_event(&mut alice_events, "alice hears the hang-up", |e| match e {
-            Event::CallEnded { reason, .. } => Some(reason.clone()),
-            _ => None,
-        })
-        .await;
+        let reason = wait_ended(&mut alice_events, "alice hears the hang-up").await;
         assert_eq!(reason, EndReason::RemoteHungUp, "round {round}");
         wait_state(&alice, "alice idle", CallState::is_idle).await;
         wait_state(&bob, "bob idle", CallState::is_idle).await;
@@ -108,11 +104,7 @@ async fn a_third_caller_gets_busy_and_calling_someone_gone_is_an_error() {
     alice.send(Command::Call("bob".into()));
     wait_state(&bob, "bob in call", |s| matches!(s, CallState::InCall { .. })).await;
     carol.send(Command::Call("bob".into()));
-    let reason = wait_event(&mut carol_events, "carol's call ends", |e| match e {
-        Event::CallEnded { reason, .. } => Some(reason.clone()),
-        _ => None,
-    })
-    .await;
+    let reason = wait_ended(&mut carol_events, "carol's call ends").await;
     assert_eq!(reason, EndReason::Busy);
     assert!(
         matches!(bob.state().borrow().clone(), CallState::InCall { peer } if peer == "alice"),

@@ -298,7 +298,7 @@ impl Driver {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_screen_reader_finds_calls_and_hangs_up_and_hears_the_ring() {
+async fn a_screen_reader_finds_calls_and_hangs_up_and_hears_an_incoming_call() {
     let _turn = ONE_AT_A_TIME.lock().await;
     ensure_tool("xrdb", &["-version"]);
     let (_xvfb, display) = start_xvfb("2200x1500x24");

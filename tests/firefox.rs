@@ -150,9 +150,14 @@ async fn page_on_vp8(browser: &mut Browser, page: &str) -> serde_json::Value {
 /// each side end the call on the other. Prints setup times (click to the far side's first picture).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firefox_calls_and_is_called_through_our_server() {
-    if let Some(why) = testnet::unavailable().or_else(firefox_unavailable).or_else(chromium_unavailable) {
+    // Only what a test cannot install (root, namespaces) skips; a missing browser or driver is a
+    // failure that says what to install, as `browser.rs` does, so no run loses Firefox silently.
+    if let Some(why) = testnet::unavailable() {
         eprintln!("skipped: {why}");
         return;
+    }
+    if let Some(missing) = firefox_unavailable().or_else(chromium_unavailable) {
+        panic!("{missing}");
     }
     let test_started = Instant::now();
     // Declared first, dropped last: the browsers and the server leave the namespaces before they go.

@@ -34,6 +34,8 @@ pub struct PeercallApp {
     ringer: Ringer,
     perf: Option<FrameStats>,
     title: String,
+    /// The form's name field takes the keys the next time the form shows (at start and after Leave).
+    focus_name: bool,
 }
 
 /// A joined room: the engine and what the window shows of it.
@@ -74,6 +76,7 @@ impl PeercallApp {
             session: None,
             embedded: None,
             ringer: Ringer::new(),
+            focus_name: true,
             title: String::new(),
         };
         if app.options.join {
@@ -148,6 +151,7 @@ impl PeercallApp {
             session.engine.send(Command::Shutdown);
         }
         self.ringer.set(false);
+        self.focus_name = true;
     }
 
     fn save_settings(&mut self) {
@@ -314,7 +318,8 @@ impl eframe::App for PeercallApp {
         if self.session.is_some() {
             self.draw_room(ui, &mut commands);
         } else {
-            views::login::show(ui, &mut self.settings, self.notice.as_deref(), &mut commands);
+            let focus_name = std::mem::take(&mut self.focus_name);
+            views::login::show(ui, &mut self.settings, self.notice.as_deref(), focus_name, &mut commands);
         }
         for command in commands {
             self.execute(command, &ctx);

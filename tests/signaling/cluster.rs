@@ -230,8 +230,9 @@ async fn a_name_is_unique_across_nodes_even_when_claimed_at_once() {
     let everyone: Vec<&str> = names.iter().map(String::as_str).collect();
     wait_users(&mut clients[0], &everyone).await;
     wait_users(&mut clients[1], &everyone).await;
-    // A name freed on one node can be taken on the other.
+    // A name freed on one node can be taken on the other, once the other node has seen its holder go.
     drop(first);
+    wait_users(&mut second, &[&variant]).await;
     let again = login(&b, "/", "sam").await;
     assert_eq!(again.name, "sam", "the name came free when its holder left");
 }

@@ -6,7 +6,15 @@ use crate::ui::settings::Settings;
 use eframe::egui;
 
 /// Draws the form into the middle of `ui`; Enter in a field joins like the button.
-pub fn show(ui: &mut egui::Ui, settings: &mut Settings, notice: Option<&str>, out: &mut Vec<UiCommand>) {
+/// `focus_name`: the form has just appeared, so its name field takes the keys (once, not every frame:
+/// a click elsewhere must stick).
+pub fn show(
+    ui: &mut egui::Ui,
+    settings: &mut Settings,
+    notice: Option<&str>,
+    focus_name: bool,
+    out: &mut Vec<UiCommand>,
+) {
     egui::CentralPanel::default().show(ui, |ui| {
         ui.vertical_centered(|ui| {
             ui.add_space((ui.available_height() * 0.18).max(12.0));
@@ -22,11 +30,8 @@ pub fn show(ui: &mut egui::Ui, settings: &mut Settings, notice: Option<&str>, ou
                 ui.set_width(width);
                 let mut enter = false;
                 let name = field(ui, "Your name", &mut settings.name, "", width);
-                // Once per showing of the form (not every frame: a click elsewhere must stick).
-                let focused_once = ui.scope_id().with("name-focused");
-                if !ui.data(|d| d.get_temp::<bool>(focused_once).unwrap_or(false)) {
+                if focus_name {
                     name.request_focus();
-                    ui.data_mut(|d| d.insert_temp(focused_once, true));
                 }
                 enter |= name.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 ui.add_space(8.0);

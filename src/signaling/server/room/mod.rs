@@ -105,8 +105,9 @@ impl Rooms {
         let Some(member) = state.members.remove(&id) else { return };
         if let Some(name) = &member.name {
             state.names.remove(name);
-            self.directory.announce(room.name(), id, None);
+            // Released before the leave is announced: whoever sees the holder gone can take the name.
             self.directory.release(room.name(), name, id);
+            self.directory.announce(room.name(), id, None);
         }
         room.end_calls(&mut state, id, member.name.as_deref(), member.partners);
         if state.members.is_empty() {
