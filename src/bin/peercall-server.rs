@@ -48,7 +48,8 @@ struct Args {
     /// Seconds of silence before a connection is pinged; no answer within as long again and it is dropped.
     #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
     ping_interval: f64,
-    /// Milliseconds a room gathers joins and leaves before sending one userlist (grows with the room).
+    /// The shortest user-list window, in milliseconds: a calm room sends its list at once; while
+    /// its users keep changing, at most one list per window (the window grows with the room).
     #[arg(long, value_name = "MS", default_value_t = ServerConfig::default().userlist_delay.as_millis() as u64)]
     userlist_delay_ms: u64,
     /// TURN server URL handed to clients after login, e.g. turn:turn.example.org:3478?transport=udp

@@ -287,6 +287,7 @@ async fn a_killed_node_leaves_the_lists_and_its_call_partners_get_hang_up() {
     let mut bob = login(&survivor, "/team", "bob").await;
     let mut carol = login(&survivor, "/team", "carol").await;
     wait_users(&mut bob, &["bob", "carol", "doomed"]).await;
+    wait_users(&mut doomed, &["bob", "carol", "doomed"]).await;
     // doomed calls bob: bob is its partner.
     doomed
         .send(json!({"type": "video-offer", "target": "bob", "sdp": {"type": "offer", "sdp": "v=0\r\n"}}))
@@ -320,6 +321,8 @@ async fn nodes_survive_redis_stopping_and_resume_when_it_returns() {
     let mut amy = login(&a, "/", "amy").await;
     let mut bob = login(&b, "/", "bob").await;
     wait_users(&mut bob, &["alice", "amy", "bob"]).await;
+    // Node a knows bob too: amy's next list without him is the outage's.
+    wait_users(&mut amy, &["alice", "amy", "bob"]).await;
 
     // Load across nodes while Redis goes away and comes back: a chat and a candidate to bob (on the
     // other node) every 4 ms, about 500 messages a second.
@@ -377,7 +380,9 @@ async fn a_node_that_shuts_down_takes_its_users_with_it_at_once() {
     let b = TestServer::with(|c| c.cluster = Some(slow)).await;
     let mut alice = login(&a, "/", "alice").await;
     let mut bob = login(&b, "/", "bob").await;
+    // Each node learns of the other's user on its own: alice calls bob once her node lists him.
     wait_users(&mut bob, &["alice", "bob"]).await;
+    wait_users(&mut alice, &["alice", "bob"]).await;
     alice
         .send(json!({"type": "video-offer", "target": "bob", "sdp": {"type": "offer", "sdp": "v=0\r\n"}}))
         .await;

@@ -126,11 +126,8 @@ impl Session {
 
     async fn register(&mut self, wanted: &str) -> Result<(), Rejection> {
         check_name(wanted, self.max_name_chars).map_err(|why| Rejection::new(reason::BAD_NAME, why))?;
-        let Some((name, renamed)) = self.room.register(self.id, wanted).await else { return Ok(()) };
-        if renamed {
-            let reply = Message::RejectUsername { id: self.id, name: name.to_string() };
-            self.outbox.push(reply.to_json().into());
-        }
+        // The room queues `rejectusername` itself when it picked another name.
+        let Some((name, _renamed)) = self.room.register(self.id, wanted).await else { return Ok(()) };
         if let Some(turn) = &self.turn {
             let ice_servers = turn.ice_servers_for(&name, SystemTime::now());
             self.outbox.push(Message::IceServers { ice_servers }.to_json().into());

@@ -89,7 +89,7 @@ impl Rooms {
             }
             return Err(RoomFull);
         }
-        state.members.insert(id, Member { name: None, outbox, partners: Vec::new() });
+        state.members.insert(id, Member { name: None, outbox, partners: Vec::new(), list_seen: 0 });
         drop(state);
         if created {
             self.directory.room_opened(room.name());
@@ -116,7 +116,7 @@ impl Rooms {
                 self.directory.room_closed(room.name());
             }
         } else {
-            room.userlist_changed(&mut state);
+            room.userlist_changed(&mut state, None);
         }
     }
 
@@ -181,7 +181,7 @@ impl Rooms {
             state.names.entry(Arc::clone(name)).or_insert_with(|| Route::Remote(Arc::clone(node)));
         }
         state.remote = remote;
-        room.userlist_changed(&mut state);
+        room.userlist_changed(&mut state, None);
     }
 
     /// Another node died: its clients leave every room and their call partners here get `hang-up`.
@@ -207,7 +207,7 @@ impl Rooms {
                 }
             }
             if state.remote.len() != before {
-                room.userlist_changed(&mut state);
+                room.userlist_changed(&mut state, None);
             }
         }
     }
@@ -222,7 +222,7 @@ impl Rooms {
             }
             state.remote.clear();
             state.names.retain(|_, route| matches!(route, Route::Local(_)));
-            room.userlist_changed(&mut state);
+            room.userlist_changed(&mut state, None);
         }
     }
 }

@@ -63,6 +63,8 @@ pub(super) struct Member {
     pub(super) outbox: Arc<Outbox>,
     /// Peers this member exchanged an offer or answer with, until one hangs up.
     pub(super) partners: Vec<Peer>,
+    /// The version of the room's user list this member was last handed (0: none yet).
+    pub(super) list_seen: u64,
 }
 
 impl Room {
@@ -76,7 +78,8 @@ impl Room {
     }
 
     /// Registers `wanted` for connection `id`, or a free variant of it (`wanted` + a number, as the
-    /// sample does). Returns the name given and whether it differs from `wanted`.
+    /// sample does). Returns the name given and whether it differs from `wanted`; when it does,
+    /// the member's `rejectusername` is queued already, ahead of any list holding the name.
     /// A change of name ends the connection's calls, as its peers address it by the old name.
     pub(in crate::signaling::server) async fn register(
         self: &Arc<Self>,
@@ -132,9 +135,15 @@ impl Room {
         state.names.insert(Arc::clone(&name), Route::Local(id));
         if let Some(member) = state.members.get_mut(&id) {
             member.name = Some(Arc::clone(&name));
+            if renamed {
+                // Queued before the list that holds the new name can be handed out (the writer runs
+                // on another thread): a client must learn its name before it sees it listed.
+                let reply = Message::RejectUsername { id, name: name.to_string() };
+                member.outbox.push(reply.to_json().into());
+            }
         }
         self.directory.announce(&self.name, id, Some(&name));
-        self.userlist_changed(state);
+        self.userlist_changed(state, Some(id));
         Some((name, renamed))
     }
 
@@ -219,6 +228,18 @@ impl Room {
 }
 
 impl Member {
+    /// Hands this member the room's list `version`, unless it holds that one already or has no
+    /// name yet. MDN's server lists to every connection, but its page asks for a name as soon as
+    /// it connects; waiting for the name means a client's first list holds the name it was given
+    /// (after its `rejectusername`), never a list from before its login that shows someone else
+    /// under the name it asked for.
+    pub(super) fn hand_userlist(&mut self, version: u64, json: &Utf8Bytes) {
+        if self.name.is_some() && self.list_seen != version {
+            self.list_seen = version;
+            self.outbox.set_userlist(json.clone());
+        }
+    }
+
     /// Tells this member that `gone` hung up because it disconnected.
     pub(super) fn push_hang_up(&self, gone: &str) {
         if let Some(target) = &self.name {
