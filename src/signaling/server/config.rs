@@ -81,17 +81,18 @@ impl ServerConfig {
     }
 
     /// The user-list window of a room of `members` connections: the shortest window plus
-    /// 10 µs × members plus 20 ns × members² (100 members: +1.2 ms; 1,000: +30 ms; 10,000: +2.1 s;
+    /// 64 µs × members plus 20 ns × members² (100 members: +6.6 ms; 1,000: +84 ms; 10,000: +2.6 s;
     /// at most +5 s).
     ///
-    /// One broadcast costs a wake-up and a write per member, and every member a list of every
-    /// member, O(members²) bytes. A window that grows with both caps what user lists cost under
-    /// a burst (here near a tenth of a core for the writes and 400 MB/s for the bytes, at any room
-    /// size), while a room of a few sees every change within the shortest window.
+    /// One broadcast costs a write per member (on loopback here ~16 µs each, the far end's receive
+    /// included) and every member a list of every member, O(members²) bytes. The linear term keeps
+    /// a room's broadcasts near a quarter of a core whatever its size (with a window of 12 ms, 500
+    /// one-by-one logins took 3.9 s; with 30 ms, 0.45 s), the square term caps the bytes as before,
+    /// and a room of a few sees every change within the shortest window.
     pub fn userlist_delay_for(&self, members: usize) -> Duration {
         let members = members.min(1 << 20) as u64;
         let extra =
-            Duration::from_nanos(10_000 * members + 20 * members * members).min(Duration::from_secs(5));
+            Duration::from_nanos(64_000 * members + 20 * members * members).min(Duration::from_secs(5));
         self.userlist_delay + extra
     }
 }
