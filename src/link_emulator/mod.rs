@@ -362,3 +362,26 @@ impl Drop for Link {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refused before anything is made, so these need no root.
+    #[test]
+    fn bad_tags_and_settings_are_refused_up_front() {
+        for tag in ["", "has space", "muchtoolong", "dash-ed"] {
+            assert!(matches!(Link::new(tag, LinkConfig::default()), Err(LinkError::BadTag(_))), "{tag:?}");
+        }
+        let lossy = PathConfig::new(Impairments { loss: -0.1, ..Default::default() });
+        let config = LinkConfig { b_to_a: lossy, ..Default::default() };
+        assert!(matches!(Link::new("ok", config), Err(LinkError::Config(ConfigError::Probability { .. }))));
+    }
+
+    #[test]
+    fn the_directions_draw_different_random_sequences() {
+        let config = PathConfig::default().seed(9);
+        assert_eq!(seeded(Direction::AToB, config.clone()).seed, 9);
+        assert_ne!(seeded(Direction::BToA, config).seed, 9);
+    }
+}
