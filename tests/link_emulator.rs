@@ -343,3 +343,31 @@ fn an_outage_delivers_nothing() {
     assert_eq!(c.a_to_b.path.delivered, 300 - lost);
     assert_eq!(c.b_to_a.path.offered, 300 - lost, "nothing got through the outage");
 }
+
+/// The forwarder's CPU time so far (user + system, in clock ticks), found by its thread name.
+fn forwarder_ticks() -> u64 {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+    let forwarder = tasks.flatten().find(|t| {
+        std::fs::read_to_string(t.path().join("comm")).is_ok_and(|name| name.trim() == "link-emulator")
+    });
+    let stat =
+        std::fs::read_to_string(forwarder.expect("the forwarder thread").path().join("stat")).expect("stat");
+    // Fields after the command's closing parenthesis: state is the 3rd field, utime the 14th, stime the 15th.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<u64> = after.split(' ').skip(11).take(2).map(|f| f.parse().expect("a number")).collect();
+    fields.iter().sum()
+}
+
+/// A namespace deleted under a running link (its device goes with it) leaves the forwarder idle,
+/// not spinning on the dead device's error, and the link still drops cleanly.
+#[test]
+fn a_device_gone_under_the_link_does_not_spin_the_forwarder() {
+    let Some((_serial, link)) = start("gone", LinkConfig::default()) else { return };
+    let out = std::process::Command::new("ip").args(["netns", "del", link.a().namespace()]).output();
+    assert!(out.is_ok_and(|o| o.status.success()), "ip netns del");
+    let before = forwarder_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = forwarder_ticks() - before;
+    eprintln!("forwarder after its device went: {used} ticks of CPU in 1 s");
+    assert!(used <= 5, "the forwarder used {used} ticks (of 100) in a second");
+}

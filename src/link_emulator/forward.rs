@@ -87,6 +87,9 @@ pub(super) fn run(shared: Arc<Shared>, devices: [Tun; 2], wake: Arc<OwnedFd>) {
     let mut heap: BinaryHeap<Held> = BinaryHeap::new();
     let mut buf = vec![0u8; 65_536];
     let mut seq = 0u64;
+    // A device that reports an error (it was destroyed under us, say, with its namespace) is polled
+    // no more: poll would report it again at once, for ever, and spin.
+    let mut alive = [true; 2];
     loop {
         let now = Instant::now();
         while heap.peek().is_some_and(|h| h.at <= now) {
@@ -103,7 +106,9 @@ pub(super) fn run(shared: Arc<Shared>, devices: [Tun; 2], wake: Arc<OwnedFd>) {
             return;
         }
         let timeout = heap.peek().map(|h| h.at.saturating_duration_since(Instant::now()));
-        let mut fds = [devices[0].fd(), devices[1].fd(), wake.as_raw_fd()].map(|fd| libc::pollfd {
+        // poll skips a negative fd.
+        let device_fd = |i: usize| if alive[i] { devices[i].fd() } else { -1 };
+        let mut fds = [device_fd(0), device_fd(1), wake.as_raw_fd()].map(|fd| libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
@@ -118,7 +123,11 @@ pub(super) fn run(shared: Arc<Shared>, devices: [Tun; 2], wake: Arc<OwnedFd>) {
             let _ = unsafe { libc::read(wake.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
         }
         for direction in 0..2 {
-            if fds[direction].revents == 0 {
+            let revents = fds[direction].revents;
+            if revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                alive[direction] = false;
+            }
+            if revents & libc::POLLIN == 0 {
                 continue;
             }
             for _ in 0..READ_BATCH {
