@@ -2,8 +2,8 @@
 //! send UDP across it (probes echoed back, or a flood into a counting sink) and the figures they
 //! print are checked against the paths' settings and the link's counters.
 //!
-//! Needs root and `/dev/net/tun` (without them each test says why and passes without running), `ip`
-//! and `python3`.
+//! Needs root and `/dev/net/tun` (without them each test says why and passes without running), and
+//! `ip` and `python3` (without them the tests fail, saying which is missing).
 
 use peercall::link_emulator::{
     self, Direction, Endpoint, Impairments, Link, LinkConfig, PathConfig, QueueLimit, RateLimit,

@@ -16,8 +16,8 @@
 //! another address reaches the far namespace, which does not forward it. The devices have no IPv6
 //! addresses, so the link carries only what the programs in it send (counters count just that).
 //!
-//! Needs root (CAP_NET_ADMIN), `/dev/net/tun` and `ip` (iproute2); [`unavailable`] says which is
-//! missing. Namespaces are named from a caller's tag, the process id and a counter, so tests running
+//! Needs root (CAP_NET_ADMIN), `/dev/net/tun` and `ip` (iproute2); [`unavailable`] says whether the
+//! first two are missing, and [`Link::new`] names whatever failed. Namespaces are named from a caller's tag, the process id and a counter, so tests running
 //! at once don't collide; leftovers of a killed run with the same name are removed first, and
 //! everything is removed when the [`Link`] is dropped.
 
@@ -73,12 +73,14 @@ pub enum LinkError {
     Forwarder(std::io::Error),
 }
 
-/// Why a link can't be made here, if it can't (tests print it and pass without running).
+/// Why a link can't be made on this machine, if it can't: not root, or no TUN support (tests print
+/// it and pass without running). A missing tool is not such a reason: [`Link::new`] then fails
+/// saying which.
 pub fn unavailable() -> Option<String> {
-    check_prerequisites().err().map(|e| e.to_string())
+    machine_can().err().map(|e| e.to_string())
 }
 
-fn check_prerequisites() -> Result<(), LinkError> {
+fn machine_can() -> Result<(), LinkError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(LinkError::NotRoot);
@@ -86,6 +88,11 @@ fn check_prerequisites() -> Result<(), LinkError> {
     if !std::path::Path::new("/dev/net/tun").exists() {
         return Err(LinkError::NoTunDevice);
     }
+    Ok(())
+}
+
+fn check_prerequisites() -> Result<(), LinkError> {
+    machine_can()?;
     match Command::new("ip").arg("-V").output() {
         Ok(_) => Ok(()),
         Err(_) => Err(LinkError::IpMissing),
