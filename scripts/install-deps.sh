@@ -26,8 +26,9 @@ if [[ "${1:-build}" == "test" ]]; then
   want+=(coturn)
   # The cluster tests: signaling nodes sharing a real Redis on loopback.
   want+=(redis-server)
-  # The network tests: packet loss by nftables rules inside network namespaces.
-  want+=(nftables iproute2)
+  # The network tests: packet loss by nftables rules inside network namespaces; the link emulator's
+  # tests send their probes with small Python programs.
+  want+=(nftables iproute2 python3)
   # The desktop tests: the package's tools (dpkg-shlibdeps for its dependencies, desktop-file-validate),
   # a D-Bus session with the AT-SPI bus and pyatspi (the window as a screen reader sees it), and xrdb
   # (the desktop's text scale, Xft.dpi).

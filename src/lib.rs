@@ -18,9 +18,12 @@
 //!   and RTP frame assembly ([`media::assembler`]).
 //! - [`headless`]: the windowless front end (`peercall --headless`): events and stats on stdout.
 //! - [`ui`]: the eframe window, views only: sends the engine commands, draws its events and frames.
+//! - [`link_emulator`]: test and benchmark support, not used by the app: two network namespaces
+//!   joined through TUN devices by a forwarder that delays, jitters, loses and rate-limits packets.
 
 pub mod call;
 pub mod headless;
+pub mod link_emulator;
 pub mod media;
 pub mod signaling;
 pub mod ui;
