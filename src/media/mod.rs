@@ -9,5 +9,8 @@ pub mod devices;
 pub mod frame;
 pub mod opus_codec;
 pub mod pattern;
+pub mod scene;
 pub mod source;
+pub mod stamp;
 pub mod tone;
+pub mod y4m;
