@@ -97,10 +97,13 @@ impl Y4mClip {
         let Some(header) = header else {
             return Err(header_err("the header line is cut off (no end of line)".into()));
         };
-        let (file_size, rate) = parse_header(&String::from_utf8_lossy(&header)).map_err(|e| match e {
-            HeaderError::Colourspace(colourspace) => Y4mError::NotYuv420 { path: path.clone(), colourspace },
-            HeaderError::Other(what) => header_err(what),
-        })?;
+        let Header { size: file_size, rate } =
+            parse_header(&String::from_utf8_lossy(&header)).map_err(|e| match e {
+                HeaderError::Colourspace(colourspace) => {
+                    Y4mError::NotYuv420 { path: path.clone(), colourspace }
+                }
+                HeaderError::Other(what) => header_err(what),
+            })?;
         let need = frame_bytes(file_size) as u64;
         let mut offsets = Vec::new();
         let mut at = header.len() as u64 + 1;
@@ -223,13 +226,19 @@ fn truncate(s: &str) -> String {
     s.chars().take(24).collect()
 }
 
+/// What a stream header says that we use.
+struct Header {
+    size: (usize, usize),
+    rate: (u32, u32),
+}
+
 enum HeaderError {
     Colourspace(String),
     Other(String),
 }
 
 /// Size and rate from a stream header line (`YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420jpeg`).
-fn parse_header(line: &str) -> Result<((usize, usize), (u32, u32)), HeaderError> {
+fn parse_header(line: &str) -> Result<Header, HeaderError> {
     let other = |what: String| HeaderError::Other(what);
     let mut words = line.split(' ');
     if words.next() != Some("YUV4MPEG2") {
@@ -265,7 +274,7 @@ fn parse_header(line: &str) -> Result<((usize, usize), (u32, u32)), HeaderError>
     if n == 0 || d == 0 || n > 120 * d || n < d {
         return Err(other(format!("frame rate F{n}:{d} is outside 1..120 fps")));
     }
-    Ok(((w, h), (n, d)))
+    Ok(Header { size: (w, h), rate: (n, d) })
 }
 
 /// A clip as a camera: its frames in a loop at its own rate.
