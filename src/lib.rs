@@ -12,7 +12,8 @@
 //!   our codecs and PLI delivery ([`call::peer`]), the send and receive pipelines with their controls ([`call::media`]),
 //!   loss-based bitrate ([`call::rate`]), the call slot users see ([`call::state`]) and statistics
 //!   ([`call::stats`]).
-//! - [`media`]: frames and sources ([`media::source`]: the synthetic stamped pattern and tone, and
+//! - [`media`]: frames and sources ([`media::source`]: the synthetic stamped pattern, the stamped
+//!   camera-like scene ([`media::scene`], stamp in [`media::stamp`]), Y4M clips ([`media::y4m`]) and tone, and
 //!   cameras, microphones and speakers in [`media::devices`]), video codecs behind one seam
 //!   ([`media::codec`]: H.264 in `h264`, VP8/VP9 on libvpx in `vpx`), Opus ([`media::opus_codec`])
 //!   and RTP frame assembly ([`media::assembler`]).

@@ -4,6 +4,8 @@ use clap::Parser;
 use peercall::call::{EngineConfig, VideoPreference};
 use peercall::headless::{self, HeadlessPlan};
 use peercall::media::devices::{self, CameraSettings, MediaDevices, Selection};
+use peercall::media::source::SyntheticVideo;
+use peercall::media::y4m::Y4mClip;
 use peercall::signaling::protocol::IceServer;
 use peercall::ui::WindowOptions;
 use std::time::Duration;
@@ -49,6 +51,15 @@ struct Args {
     /// Synthetic video size and rate, WIDTHxHEIGHT@FPS.
     #[arg(long, default_value = "640x480@30", value_parser = parse_video)]
     video: (usize, usize, u32),
+    /// Synthetic video to send (when the camera is `synthetic` or missing): `pattern`, the stamped
+    /// test pattern (cheap: ~160 kbit/s at 640x480@30), or `camera`, a stamped camera-like scene
+    /// (texture, motion, sensor noise: ~0.5–1.5 Mbit/s at 640x480@30, as a webcam).
+    #[arg(long, value_enum, default_value_t = Scene::Pattern)]
+    video_scene: Scene,
+    /// Send this Y4M clip (4:2:0, as Chromium's --use-file-for-fake-video-capture reads) looped, at its
+    /// own size and rate, instead of the synthetic video. Checked before anything starts.
+    #[arg(long, value_name = "PATH", conflicts_with = "video_scene")]
+    video_file: Option<std::path::PathBuf>,
     /// Frequency of the synthetic tone, Hz.
     #[arg(long, default_value_t = 440.0)]
     tone: f64,
@@ -84,6 +95,24 @@ struct Args {
     /// `all` (default) or `relay`: with relay, media only goes through TURN (hides your address).
     #[arg(long, default_value = "all", value_parser = ["all", "relay"])]
     ice_transport_policy: String,
+}
+
+/// `--video-scene`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Scene {
+    /// The stamped test pattern.
+    Pattern,
+    /// The stamped camera-like scene.
+    Camera,
+}
+
+/// The synthetic video the arguments ask for; a clip is opened and checked here, before any call.
+fn synthetic_video(args: &Args) -> anyhow::Result<SyntheticVideo> {
+    Ok(match (&args.video_file, args.video_scene) {
+        (Some(path), _) => SyntheticVideo::File(std::sync::Arc::new(Y4mClip::open(path)?)),
+        (None, Scene::Pattern) => SyntheticVideo::Pattern,
+        (None, Scene::Camera) => SyntheticVideo::Scene,
+    })
 }
 
 /// The `--ice-server` URLs as one server entry with the given credentials (none when no URL was given).
@@ -147,6 +176,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         list_devices();
         return Ok(());
     }
+    let synthetic = synthetic_video(&args)?;
     if !args.headless {
         return peercall::ui::run(WindowOptions {
             name: args.name,
@@ -155,6 +185,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             show_stats: args.stats,
             join: args.join,
             video: args.video,
+            synthetic_video: synthetic,
             tone: args.tone,
             bind: args.bind,
             frame_stats: args.frame_stats,
@@ -167,7 +198,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (w, h, fps) = args.video;
     let name = args.name.unwrap_or_else(|| "peercall".to_owned());
     let server = args.server.unwrap_or_else(|| "ws://127.0.0.1:6503/".to_owned());
-    let mut config = EngineConfig::new(name, server).with_pattern(w, h, fps).with_tone(args.tone);
+    let mut config =
+        EngineConfig::new(name, server).with_synthetic_video(&synthetic, w, h, fps).with_tone(args.tone);
     config.auto_answer = args.auto_answer;
     config.video_codec = args.video_codec.unwrap_or_default();
     config.trusted_cert = args.trust_cert;
@@ -177,7 +209,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     config.peer.relay_only = args.ice_transport_policy == "relay";
     let (camera, mic) = (selection(&args.camera), selection(&args.mic));
     let media = (camera != Selection::Synthetic || mic != Selection::Synthetic).then(|| {
-        let media = MediaDevices::new(camera, mic, CameraSettings { width: w as u32, height: h as u32, fps });
+        let media = MediaDevices::new(camera, mic, CameraSettings { width: w as u32, height: h as u32, fps })
+            .with_video_stand_in(synthetic.clone());
         config.video_source = media.video_factory();
         config.audio_source = media.audio_factory();
         media

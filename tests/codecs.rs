@@ -7,7 +7,10 @@ mod common;
 use common::*;
 use peercall::call::{CallState, Command, Counters, Engine, EngineError, Event, VideoPreference};
 use peercall::media::codec::VideoCodec;
+use peercall::media::frame::I420Frame;
 use peercall::media::pattern::{psnr_luma, read_stamp, render};
+use peercall::media::scene::{Scene, DEFAULT_SEED};
+use peercall::media::y4m::Y4mClip;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,4 +175,70 @@ async fn a_peer_without_our_codecs_gets_an_audio_call_and_the_reason() {
     wait_state(&bob, "bob in an audio call with carol", |s| matches!(s, CallState::InCall { .. })).await;
     assert_eq!(codecs(&bob).0, 0, "bob sends no video");
     pc.close().await.ok();
+}
+
+/// A Y4M clip of `frames` distinct frames at 160x120@15: gradients whose slope and offset differ by frame.
+fn write_clip(path: &std::path::Path, frames: usize) {
+    let (w, h) = (160, 120);
+    let mut bytes = format!("YUV4MPEG2 W{w} H{h} F15:1 Ip A1:1 C420jpeg\n").into_bytes();
+    for n in 0..frames {
+        bytes.extend_from_slice(b"FRAME\n");
+        bytes.extend((0..w * h).map(|i| (40 + (i % w + i / w * (n + 1)) % 160 + n * 4) as u8));
+        bytes.extend(std::iter::repeat_n(128u8, w * h / 2));
+    }
+    std::fs::write(path, bytes).expect("clip written");
+}
+
+/// alice sends the camera-like scene, bob a Y4M clip: each side gets what the other sent (the scene
+/// redrawn from its stamp; the clip at its own size, each picture one of its frames).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_camera_like_scene_and_a_y4m_clip_cross_a_call_as_sent() {
+    let (_server, url) = start_server().await;
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("codecs-clip.y4m");
+    write_clip(&path, 6);
+    let alice = Engine::start(config("alice", &url).with_camera_like(320, 240, 30));
+    let mut b = config("bob", &url).with_video_file(&path).expect("the clip is good");
+    b.auto_answer = true;
+    let bob = Engine::start(b);
+    wait_users(&alice, &["alice", "bob"]).await;
+    wait_users(&bob, &["alice", "bob"]).await;
+    alice.send(Command::Call("bob".into()));
+    wait_state(&alice, "alice in call", |s| matches!(s, CallState::InCall { .. })).await;
+
+    let scene = Scene::new(320, 240, DEFAULT_SEED);
+    let mut video = bob.remote_video();
+    let mut psnrs = Vec::new();
+    within(20, "bob decodes 20 frames of the scene", async {
+        while psnrs.len() < 20 {
+            video.changed().await.expect("engine alive");
+            let Some(frame) = video.borrow_and_update().clone() else { continue };
+            let stamp = read_stamp(&frame).expect("a decoded scene frame keeps its stamp");
+            psnrs.push(psnr_luma(&frame, &scene.render(stamp)));
+        }
+    })
+    .await;
+    let worst = psnrs.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(worst > 26.0, "the scene as redrawn from its stamps: {psnrs:.1?}");
+
+    let clip = std::sync::Arc::new(Y4mClip::open(&path).expect("clip"));
+    let mut reader = clip.reader().expect("reader");
+    let sent: Vec<I420Frame> = (0..clip.frames()).map(|n| reader.frame(n).expect("frame")).collect();
+    let mut video = alice.remote_video();
+    let mut matched = std::collections::BTreeSet::new();
+    within(20, "alice decodes every frame of bob's clip", async {
+        while matched.len() < sent.len() {
+            video.changed().await.expect("engine alive");
+            let Some(frame) = video.borrow_and_update().clone() else { continue };
+            assert_eq!((frame.width, frame.height), clip.size(), "the clip goes out at its own size");
+            let (best, psnr) = sent
+                .iter()
+                .enumerate()
+                .map(|(n, f)| (n, psnr_luma(&frame, f)))
+                .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
+            assert!(psnr > 30.0, "a picture that is none of the clip's frames (best {best}: {psnr:.1} dB)");
+            matched.insert(best);
+        }
+    })
+    .await;
+    alice.send(Command::HangUp);
 }

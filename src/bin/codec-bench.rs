@@ -1,13 +1,17 @@
 //! `codec-bench`: what each video codec costs on this machine, without a call around it: encode and
-//! decode milliseconds per frame, bitrate reached and PSNR, on the stamped test pattern at 30 fps.
+//! decode milliseconds per frame, bitrate reached and PSNR, on stamped synthetic video at 30 fps.
 //!
 //! Run: `cargo run --release --bin codec-bench -- --frames 300` (add `--cpu-used -4,-6,-8,-10,-12` to
-//! sweep libvpx's speed). It never fails on a figure; it reports.
+//! sweep libvpx's speed). What the camera-like scene costs, bitrate against PSNR:
+//! `cargo run --release --bin codec-bench -- --content camera --sizes 640x480 --codecs h264,vp8
+//! --kbps 300,600,1000,1500`. It never fails on a figure; it reports.
 
 use clap::Parser;
 use peercall::media::codec::vpx::{VpxEncoder, VpxOptions};
 use peercall::media::codec::{new_decoder, new_encoder, EncoderSettings, VideoCodec, VideoEncoder};
+use peercall::media::frame::I420Frame;
 use peercall::media::pattern::{grainy, psnr_luma, read_stamp, render, Stamp};
+use peercall::media::scene::{Scene, DEFAULT_SEED};
 use std::time::{Duration, Instant};
 
 /// Encodes and decodes the test pattern with each codec and prints the cost.
@@ -29,14 +33,36 @@ struct Args {
     /// libvpx encoder threads (default: what calls use).
     #[arg(long)]
     threads: Option<u32>,
-    /// Content: `grain` (the pattern with camera-like grain: a call's bitrate) or `plain` (the bare
-    /// pattern, which the encoders compress to a fraction of it).
+    /// Content: `grain` (the pattern with grain: a call's bitrate), `plain` (the bare pattern, which
+    /// the encoders compress to a fraction of it) or `camera` (the camera-like scene: texture, motion
+    /// and sensor noise, as a webcam's picture).
     #[arg(long, default_value = "grain")]
     content: String,
+    /// Target bitrates to sweep, kbit/s (default: what a call starts at for the size).
+    #[arg(long, value_delimiter = ',')]
+    kbps: Vec<u32>,
+}
+
+/// Draws frame `stamp` of the chosen content.
+type Draw = Box<dyn Fn(Stamp) -> I420Frame>;
+
+/// The content at one size (the scene makes its textures once per size).
+fn content(name: &str, w: usize, h: usize) -> anyhow::Result<Draw> {
+    Ok(match name {
+        "grain" => Box::new(move |s| grainy(s, w, h)),
+        "plain" => Box::new(move |s| render(s, w, h)),
+        "camera" => {
+            let scene = Scene::new(w, h, DEFAULT_SEED);
+            anyhow::ensure!(scene.size() == (w, h), "the scene needs multiples of 16, at least 256x128");
+            Box::new(move |s| scene.render(s))
+        }
+        other => anyhow::bail!("unknown content {other} (grain, plain, camera)"),
+    })
 }
 
 struct Row {
     what: String,
+    draw_ms: f64,
     encode_ms: f64,
     encode_cpu_ms: f64,
     decode_ms: f64,
@@ -51,28 +77,38 @@ struct Row {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let draw: fn(Stamp, usize, usize) -> peercall::media::frame::I420Frame = match args.content.as_str() {
-        "grain" => grainy,
-        "plain" => render,
-        other => anyhow::bail!("unknown content {other} (grain, plain)"),
-    };
     let mut rows = Vec::new();
     for size in &args.sizes {
         let (w, h) = size
             .split_once('x')
             .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
             .ok_or_else(|| anyhow::anyhow!("size must be WIDTHxHEIGHT, got {size}"))?;
-        for name in &args.codecs {
+        let draw = content(&args.content, w, h)?;
+        let rates: Vec<Option<u32>> = if args.kbps.is_empty() {
+            vec![None]
+        } else {
+            args.kbps.iter().map(|k| Some(k * 1000)).collect()
+        };
+        for (name, bitrate) in args.codecs.iter().flat_map(|c| rates.iter().map(move |r| (c, *r))) {
             let codec = match name.to_ascii_lowercase().as_str() {
                 "h264" => VideoCodec::H264,
                 "vp8" => VideoCodec::Vp8,
                 "vp9" => VideoCodec::Vp9,
                 other => anyhow::bail!("unknown codec {other} (h264, vp8, vp9)"),
             };
-            let settings = EncoderSettings::for_size(w, h, 30);
+            let mut settings = EncoderSettings::for_size(w, h, 30);
+            settings.bitrate_bps = bitrate.unwrap_or(settings.bitrate_bps);
+            let target = bitrate.map(|b| format!(" @ {} kbit/s", b / 1000)).unwrap_or_default();
             if codec == VideoCodec::H264 {
                 let encoder = new_encoder(codec, settings)?;
-                rows.push(measure(format!("{codec} {w}x{h}"), encoder, codec, (w, h), args.frames, draw)?);
+                rows.push(measure(
+                    format!("{codec} {w}x{h}{target}"),
+                    encoder,
+                    codec,
+                    (w, h),
+                    args.frames,
+                    &draw,
+                )?);
                 continue;
             }
             let default = VpxOptions::for_codec(codec);
@@ -81,25 +117,27 @@ fn main() -> anyhow::Result<()> {
             for cpu_used in speeds {
                 let options = VpxOptions { cpu_used, threads: args.threads.unwrap_or(default.threads) };
                 let encoder = Box::new(VpxEncoder::with_options(codec, settings, options)?);
-                let what = format!("{codec} {w}x{h} cpu-used {cpu_used}, {} thread(s)", options.threads);
-                rows.push(measure(what, encoder, codec, (w, h), args.frames, draw)?);
+                let what =
+                    format!("{codec} {w}x{h}{target} cpu-used {cpu_used}, {} thread(s)", options.threads);
+                rows.push(measure(what, encoder, codec, (w, h), args.frames, &draw)?);
             }
         }
     }
     println!(
-        "(target {} kbit/s at 640x480, {} at 1280x720; {} frames of `{}` content at 30 fps; CPU = process CPU time, \
+        "(target {} kbit/s at 640x480, {} at 1280x720 unless a row says; {} frames of `{}` content at 30 fps; CPU = process CPU time, \
          which holds on a busy machine where wall time does not)",
         EncoderSettings::for_size(640, 480, 30).bitrate_bps / 1000,
         EncoderSettings::for_size(1280, 720, 30).bitrate_bps / 1000,
         args.frames,
         args.content
     );
-    println!("| codec, size | encode wall / CPU (ms/frame) | decode wall / CPU (ms/frame) | + RGBA (ms/frame) | kbit/s | PSNR (dB) | keyframes | dropped | stamps |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| codec, size | draw (ms/frame) | encode wall / CPU (ms/frame) | decode wall / CPU (ms/frame) | + RGBA (ms/frame) | kbit/s | PSNR (dB) | keyframes | dropped | stamps |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} |",
+            "| {} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} |",
             r.what,
+            r.draw_ms,
             r.encode_ms,
             r.encode_cpu_ms,
             r.decode_ms,
@@ -132,16 +170,19 @@ fn measure(
     codec: VideoCodec,
     (w, h): (usize, usize),
     frames: u32,
-    draw: fn(Stamp, usize, usize) -> peercall::media::frame::I420Frame,
+    draw: &Draw,
 ) -> anyhow::Result<Row> {
     let mut decoder = new_decoder(codec)?;
     let (mut encode, mut decode, mut rgba) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut drawing = Duration::ZERO;
     let (mut encode_cpu, mut decode_cpu) = (Duration::ZERO, Duration::ZERO);
     let (mut bytes, mut keyframes, mut dropped, mut decoded, mut psnr_sum) = (0usize, 0, 0, 0u32, 0.0);
     let mut stamps_ok = true;
     for n in 0..frames {
         let stamp = Stamp { frame_no: n, capture_us: n as u64 * 33_333 };
-        let sent = draw(stamp, w, h);
+        let started = Instant::now();
+        let sent = draw(stamp);
+        drawing += started.elapsed();
         let (started, cpu) = (Instant::now(), cpu_time());
         let Some(frame) = encoder.encode(&sent)? else {
             dropped += 1;
@@ -167,6 +208,7 @@ fn measure(
     let decoded_f = decoded.max(1) as f64;
     Ok(Row {
         what,
+        draw_ms: drawing.as_secs_f64() * 1000.0 / frames.max(1) as f64,
         encode_ms: encode.as_secs_f64() * 1000.0 / encoded,
         encode_cpu_ms: encode_cpu.as_secs_f64() * 1000.0 / encoded,
         decode_ms: decode.as_secs_f64() * 1000.0 / decoded_f,

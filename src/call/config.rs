@@ -4,9 +4,9 @@
 use super::codecs::VideoPreference;
 use super::machine::MachineConfig;
 use super::peer::PeerSettings;
-use crate::media::pattern::PatternSource;
-use crate::media::source::{AudioSourceFactory, VideoSourceFactory};
+use crate::media::source::{AudioSourceFactory, SyntheticVideo, VideoSourceFactory};
 use crate::media::tone::ToneSource;
+use crate::media::y4m::{Y4mClip, Y4mError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,7 +47,7 @@ impl EngineConfig {
             server_url: server_url.into(),
             auto_answer: false,
             peer: PeerSettings::default(),
-            video_source: Arc::new(|| Box::new(PatternSource::new(640, 480, 30))),
+            video_source: SyntheticVideo::Pattern.factory(640, 480, 30),
             audio_source: Arc::new(|| Box::new(ToneSource::new(440.0, 0.25))),
             disconnected_grace: Duration::from_secs(15),
             ice_restart_after: Duration::from_secs(1),
@@ -59,8 +59,31 @@ impl EngineConfig {
     }
 
     /// Uses the synthetic pattern at this size and rate.
-    pub fn with_pattern(mut self, width: usize, height: usize, fps: u32) -> Self {
-        self.video_source = Arc::new(move || Box::new(PatternSource::new(width, height, fps)));
+    pub fn with_pattern(self, width: usize, height: usize, fps: u32) -> Self {
+        self.with_synthetic_video(&SyntheticVideo::Pattern, width, height, fps)
+    }
+
+    /// Uses the camera-like scene (texture, motion, noise: a webcam's bitrate) at this size and rate.
+    pub fn with_camera_like(self, width: usize, height: usize, fps: u32) -> Self {
+        self.with_synthetic_video(&SyntheticVideo::Scene, width, height, fps)
+    }
+
+    /// Sends this Y4M clip, looped at its own size and rate; a missing, truncated or non-4:2:0 file
+    /// is refused here, naming the file and what is wrong.
+    pub fn with_video_file(self, path: impl AsRef<std::path::Path>) -> Result<Self, Y4mError> {
+        let clip = Arc::new(Y4mClip::open(path)?);
+        Ok(self.with_synthetic_video(&SyntheticVideo::File(clip), 0, 0, 0))
+    }
+
+    /// Uses this synthetic video at this size and rate (a clip keeps its own).
+    pub fn with_synthetic_video(
+        mut self,
+        video: &SyntheticVideo,
+        width: usize,
+        height: usize,
+        fps: u32,
+    ) -> Self {
+        self.video_source = video.factory(width, height, fps);
         self
     }
 

@@ -1,4 +1,4 @@
-//! Media: frames, sources (synthetic pattern and tone; cameras, microphones and speakers in
+//! Media: frames, sources (synthetic pattern, camera-like scene, Y4M clips and tone; cameras, microphones and speakers in
 //! `devices`), video codecs behind one seam (`codec`: H.264, VP8, VP9), Opus, and RTP frame assembly.
 //!
 //! Nothing here knows about calls or the network: the call engine feeds packets in and takes frames out.
@@ -9,5 +9,8 @@ pub mod devices;
 pub mod frame;
 pub mod opus_codec;
 pub mod pattern;
+pub mod scene;
 pub mod source;
+pub mod stamp;
 pub mod tone;
+pub mod y4m;

@@ -1,83 +1,15 @@
 //! The synthetic video source: a moving test pattern that carries its frame number and capture time
 //! in its pixels, so the far end can check content and measure glass-to-glass latency from decoded frames.
 //!
-//! The stamp is 96 bits (32-bit frame number, 48-bit capture time in µs, 16-bit checksum) drawn as
-//! 16×16 black/white blocks in the top rows. 16×16 is one H.264 macroblock, so each bit is coded on its
-//! own and survives any quantiser we use: the receiver reads the centre 8×8 of each block and thresholds.
-//! Below the stamp, colour bars scroll and a white square moves, so every frame differs (the encoder
+//! The stamp (see [`super::stamp`]) takes the top rows. Below the stamp, colour bars scroll and a white square moves, so every frame differs (the encoder
 //! can't skip) and a frozen or torn picture is visible at a glance. Everything is a pure function of
 //! the frame number and stamp, so a receiver can redraw the expected frame and compute PSNR.
 
-use super::frame::{now_us, I420Frame, RgbaFrame};
+use super::frame::{now_us, I420Frame};
 use super::source::{pace, VideoSource};
+use super::stamp::{self, stamp_height, WHITE};
+pub use super::stamp::{psnr_luma, read_stamp, Stamp};
 use std::time::{Duration, Instant};
-
-/// Side of one stamp block, in pixels: one H.264 macroblock.
-const BLOCK: usize = 16;
-/// Bits in a stamp: frame number, capture time, checksum.
-const STAMP_BITS: usize = 32 + 48 + 16;
-/// Studio-range luma for white and black blocks.
-const WHITE: u8 = 235;
-const BLACK: u8 = 16;
-
-/// What a frame carries in its pixels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stamp {
-    /// Frame number since the source started.
-    pub frame_no: u32,
-    /// Capture time, µs since the Unix epoch, modulo 2^48.
-    pub capture_us: u64,
-}
-
-impl Stamp {
-    fn bits(&self) -> [bool; STAMP_BITS] {
-        let mut bytes = [0u8; 12];
-        bytes[..4].copy_from_slice(&self.frame_no.to_be_bytes());
-        bytes[4..10].copy_from_slice(&(self.capture_us & 0xFFFF_FFFF_FFFF).to_be_bytes()[2..]);
-        let check = fletcher16(&bytes[..10]);
-        bytes[10..].copy_from_slice(&check.to_be_bytes());
-        let mut bits = [false; STAMP_BITS];
-        for (i, bit) in bits.iter_mut().enumerate() {
-            *bit = bytes[i / 8] & (0x80 >> (i % 8)) != 0;
-        }
-        bits
-    }
-
-    fn from_bits(bits: &[bool; STAMP_BITS]) -> Option<Self> {
-        let mut bytes = [0u8; 12];
-        for (i, &bit) in bits.iter().enumerate() {
-            if bit {
-                bytes[i / 8] |= 0x80 >> (i % 8);
-            }
-        }
-        if fletcher16(&bytes[..10]).to_be_bytes() != bytes[10..] {
-            return None;
-        }
-        let frame_no = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        let mut t = [0u8; 8];
-        t[2..].copy_from_slice(&bytes[4..10]);
-        Some(Self { frame_no, capture_us: u64::from_be_bytes(t) })
-    }
-
-    /// Microseconds from capture to `now_us` (same clock, modulo 2^48 like the stamp).
-    pub fn age_us(&self, now_us: u64) -> u64 {
-        (now_us & 0xFFFF_FFFF_FFFF).wrapping_sub(self.capture_us) & 0xFFFF_FFFF_FFFF
-    }
-}
-
-fn fletcher16(data: &[u8]) -> u16 {
-    let (mut a, mut b) = (0u16, 0u16);
-    for &d in data {
-        a = (a + d as u16) % 255;
-        b = (b + a) % 255;
-    }
-    (b << 8) | a
-}
-
-/// Rows of blocks the stamp takes at this width.
-fn stamp_rows(width: usize) -> usize {
-    STAMP_BITS.div_ceil(width / BLOCK)
-}
 
 /// 75% colour bars (Y, U, V), BT.601 studio range.
 const BARS: [(u8, u8, u8); 8] = [
@@ -94,7 +26,7 @@ const BARS: [(u8, u8, u8); 8] = [
 /// Draws the frame `stamp.frame_no` of the pattern at `width`×`height` (both multiples of 16, width ≥ 64).
 pub fn render(stamp: Stamp, width: usize, height: usize) -> I420Frame {
     let mut frame = I420Frame::black(width, height);
-    let code_h = stamp_rows(width) * BLOCK;
+    let code_h = stamp_height(width);
     let shift = (stamp.frame_no as usize * 4) % width;
     let (yp, up, vp) = frame.planes_mut();
 
@@ -131,14 +63,7 @@ pub fn render(stamp: Stamp, width: usize, height: usize) -> I420Frame {
     }
 
     // The stamp: one block per bit, row-major from the top-left; chroma stays neutral (128).
-    let cols = width / BLOCK;
-    for (i, bit) in stamp.bits().iter().enumerate() {
-        let (bx, by) = (i % cols * BLOCK, i / cols * BLOCK);
-        let value = if *bit { WHITE } else { BLACK };
-        for row in yp.chunks_exact_mut(width).skip(by).take(BLOCK) {
-            row[bx..bx + BLOCK].fill(value);
-        }
-    }
+    stamp::draw(&mut frame, stamp);
     frame
 }
 
@@ -148,7 +73,7 @@ pub fn render(stamp: Stamp, width: usize, height: usize) -> I420Frame {
 /// stays readable. Tests and `codec-bench` use it.
 pub fn grainy(stamp: Stamp, width: usize, height: usize) -> I420Frame {
     let mut frame = render(stamp, width, height);
-    let start = stamp_rows(width) * BLOCK * width;
+    let start = stamp_height(width) * width;
     let (y, _, _) = frame.planes_mut();
     for (i, p) in y.iter_mut().enumerate().skip(start) {
         // lowbias32 (a well-mixed integer hash): a plain multiplicative hash leaves structure the
@@ -165,46 +90,6 @@ pub fn grainy(stamp: Stamp, width: usize, height: usize) -> I420Frame {
     frame
 }
 
-/// Reads the stamp from a decoded frame; `None` if the checksum fails (not our pattern, or damaged).
-pub fn read_stamp(frame: &RgbaFrame) -> Option<Stamp> {
-    let cols = frame.width / BLOCK;
-    if cols == 0 || stamp_rows(frame.width) * BLOCK > frame.height {
-        return None;
-    }
-    let mut bits = [false; STAMP_BITS];
-    for (i, bit) in bits.iter_mut().enumerate() {
-        let (bx, by) = (i % cols * BLOCK, i / cols * BLOCK);
-        let mut sum = 0.0;
-        for y in by + 4..by + 12 {
-            for x in bx + 4..bx + 12 {
-                sum += frame.luma(x, y);
-            }
-        }
-        *bit = sum / 64.0 > (WHITE as f32 + BLACK as f32) / 2.0;
-    }
-    Stamp::from_bits(&bits)
-}
-
-/// Peak signal-to-noise ratio (dB) of the decoded frame's luma against the frame we sent.
-pub fn psnr_luma(decoded: &RgbaFrame, sent: &I420Frame) -> f64 {
-    if decoded.width != sent.width || decoded.height != sent.height {
-        return 0.0;
-    }
-    let (yp, _, _) = sent.planes();
-    let mut sse = 0.0f64;
-    for y in 0..sent.height {
-        for x in 0..sent.width {
-            let d = decoded.luma(x, y) as f64 - yp[y * sent.width + x] as f64;
-            sse += d * d;
-        }
-    }
-    let mse = sse / (sent.width * sent.height) as f64;
-    if mse <= 1e-9 {
-        return 99.0;
-    }
-    10.0 * (255.0f64 * 255.0 / mse).log10()
-}
-
 /// The synthetic camera: renders the pattern at a steady frame rate, stamping each frame's capture time.
 pub struct PatternSource {
     width: usize,
@@ -218,15 +103,8 @@ impl PatternSource {
     /// A pattern of `width`×`height` (rounded down to multiples of 16, and at least big enough for the
     /// stamp and the moving square: 256×128) at `fps`.
     pub fn new(width: usize, height: usize, fps: u32) -> Self {
-        let width = (width / 16 * 16).max(256);
-        let min_height = stamp_rows(width) * BLOCK + 32;
-        Self {
-            width,
-            height: (height / 16 * 16).max(min_height),
-            fps: fps.clamp(1, 120),
-            frame_no: 0,
-            deadline: Instant::now(),
-        }
+        let (width, height) = stamp::min_size(width, height, 32);
+        Self { width, height, fps: fps.clamp(1, 120), frame_no: 0, deadline: Instant::now() }
     }
 }
 
@@ -250,6 +128,7 @@ impl VideoSource for PatternSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::frame::RgbaFrame;
 
     fn to_rgba(frame: &I420Frame) -> RgbaFrame {
         frame.to_rgba().expect("a packed frame converts")

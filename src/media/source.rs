@@ -42,3 +42,42 @@ pub(crate) fn pace(deadline: &mut std::time::Instant, period: std::time::Duratio
 pub type VideoSourceFactory = std::sync::Arc<dyn Fn() -> Box<dyn VideoSource> + Send + Sync>;
 /// Makes a fresh audio source for each call.
 pub type AudioSourceFactory = std::sync::Arc<dyn Fn() -> Box<dyn AudioSource> + Send + Sync>;
+
+/// Which synthetic video a call sends (`--video-scene`, `--video-file`), and what stands in for a
+/// missing camera.
+#[derive(Clone, Debug, Default)]
+pub enum SyntheticVideo {
+    /// The stamped test pattern: cheap to draw and to encode (~160 kbit/s at 640x480@30).
+    #[default]
+    Pattern,
+    /// The stamped camera-like scene: texture, motion and noise at a webcam's bitrate.
+    Scene,
+    /// A checked Y4M clip, looped at its own size and rate.
+    File(std::sync::Arc<super::y4m::Y4mClip>),
+}
+
+impl SyntheticVideo {
+    /// A source of this kind at `width`×`height` and `fps` (a clip keeps its own).
+    pub fn source(&self, width: usize, height: usize, fps: u32) -> Box<dyn VideoSource> {
+        match self {
+            SyntheticVideo::Pattern => Box::new(super::pattern::PatternSource::new(width, height, fps)),
+            SyntheticVideo::Scene => Box::new(super::scene::SceneSource::new(width, height, fps)),
+            SyntheticVideo::File(clip) => Box::new(super::y4m::Y4mSource::new(clip.clone())),
+        }
+    }
+
+    /// A factory making a fresh such source for each call.
+    pub fn factory(&self, width: usize, height: usize, fps: u32) -> VideoSourceFactory {
+        let kind = self.clone();
+        std::sync::Arc::new(move || kind.source(width, height, fps))
+    }
+
+    /// What people call it, as the device pickers and notices do.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SyntheticVideo::Pattern => "test pattern",
+            SyntheticVideo::Scene => "camera-like test scene",
+            SyntheticVideo::File(_) => "video file",
+        }
+    }
+}

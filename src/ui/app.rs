@@ -102,7 +102,8 @@ impl PeercallApp {
         }
         let (w, h, fps) = self.options.video;
         let mut config = EngineConfig::new(&self.settings.name, &self.settings.server);
-        let mut devices = DevicePanel::new(&self.settings, (w, h, fps), self.options.tone);
+        let mut devices =
+            DevicePanel::new(&self.settings, (w, h, fps), self.options.tone, &self.options.synthetic_video);
         devices.apply(&mut config);
         config.peer.bind_addrs = self.options.bind.clone();
         let ice = self.settings.ice_servers.iter().chain(&self.options.ice_servers);

@@ -11,6 +11,7 @@ use crate::media::devices::{
     list_cameras, list_microphones, list_speakers, CameraSettings, DeviceChoice, MediaDevices, Selection,
     Speaker,
 };
+use crate::media::source::SyntheticVideo;
 use eframe::egui;
 use tokio::sync::watch;
 
@@ -46,13 +47,19 @@ fn selection(setting: &Option<String>) -> Selection {
 }
 
 impl DevicePanel {
-    /// Devices as the settings say, the synthetic pattern at `video` (width, height, fps) and the tone
-    /// at `tone` Hz standing in where a device is missing.
-    pub fn new(settings: &Settings, video: (usize, usize, u32), tone: f64) -> Self {
+    /// Devices as the settings say, `stand_in` (the pattern, the scene or a clip) at `video` (width,
+    /// height, fps) and the tone at `tone` Hz standing in where a device is missing.
+    pub fn new(
+        settings: &Settings,
+        video: (usize, usize, u32),
+        tone: f64,
+        stand_in: &SyntheticVideo,
+    ) -> Self {
         let (width, height, fps) = video;
         let want = CameraSettings { width: width as u32, height: height as u32, fps };
         let media = MediaDevices::new(selection(&settings.camera), selection(&settings.microphone), want)
-            .with_tone(tone);
+            .with_tone(tone)
+            .with_video_stand_in(stand_in.clone());
         Self {
             video_status: media.video_status(),
             audio_status: media.audio_status(),

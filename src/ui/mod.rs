@@ -43,6 +43,8 @@ pub struct WindowOptions {
     pub join: bool,
     /// Synthetic video: width, height, fps.
     pub video: (usize, usize, u32),
+    /// Which synthetic video is sent when the camera is `synthetic` or missing (a clip is already checked).
+    pub synthetic_video: crate::media::source::SyntheticVideo,
     /// Synthetic tone frequency, Hz.
     pub tone: f64,
     /// Local addresses for ICE host candidates.

@@ -17,7 +17,9 @@ use super::microphone::Microphone;
 use super::{list_microphones, DeviceError};
 use crate::media::frame::I420Frame;
 use crate::media::pattern::PatternSource;
-use crate::media::source::{AudioSource, AudioSourceFactory, VideoSource, VideoSourceFactory};
+use crate::media::source::{
+    AudioSource, AudioSourceFactory, SyntheticVideo, VideoSource, VideoSourceFactory,
+};
 use crate::media::tone::ToneSource;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,6 +120,8 @@ struct Shared {
     open_microphone: Mutex<MicrophoneOpener>,
     /// Frequency of the stand-in tone (f64 bits).
     tone_hz: AtomicU64,
+    /// What video stands in for a camera (the pattern unless set).
+    stand_in: Mutex<SyntheticVideo>,
     video_status: watch::Sender<DeviceChoice>,
     audio_status: watch::Sender<DeviceChoice>,
     /// The open microphone's clock, for latency measurements.
@@ -166,6 +170,7 @@ impl MediaDevices {
                     Microphone::open(id).map(|m| Box::new(m) as Box<dyn AudioCapture>)
                 })),
                 tone_hz: AtomicU64::new(440f64.to_bits()),
+                stand_in: Mutex::new(SyntheticVideo::Pattern),
                 video_status: watch::channel(video).0,
                 audio_status: watch::channel(audio).0,
                 microphone_clock: Mutex::new(None),
@@ -176,6 +181,15 @@ impl MediaDevices {
     /// The stand-in tone's frequency (440 Hz unless set), from the next call or fallback on.
     pub fn with_tone(self, hz: f64) -> Self {
         self.shared.tone_hz.store(hz.to_bits(), Ordering::Relaxed);
+        self
+    }
+
+    /// The video standing in for a camera (the test pattern unless set: the camera-like scene, or a
+    /// clip), from the next call or fallback on.
+    pub fn with_video_stand_in(self, video: SyntheticVideo) -> Self {
+        if let Ok(mut v) = self.shared.stand_in.lock() {
+            *v = video;
+        }
         self
     }
 
@@ -280,10 +294,11 @@ fn fallback_notice(kind: DeviceKind, why: &str) -> String {
 
 enum Video {
     Camera(Camera),
-    Pattern(PatternSource),
+    /// The synthetic stand-in (the pattern, the scene or a clip).
+    StandIn(Box<dyn VideoSource>),
 }
 
-/// A call's video: the chosen camera, or the pattern in its place; reopens when the choice changes.
+/// A call's video: the chosen camera, or the stand-in (the pattern unless set) in its place; reopens when the choice changes.
 struct DeviceVideo {
     shared: Arc<Shared>,
     generation: u64,
@@ -305,7 +320,7 @@ impl DeviceVideo {
             shared,
             // No generation is ever this, so the first frame opens the device.
             generation: u64::MAX,
-            current: Video::Pattern(PatternSource::new(1, 1, 1)),
+            current: Video::StandIn(Box::new(PatternSource::new(1, 1, 1))),
             size: (settings.width as usize, settings.height as usize),
             fps: settings.fps,
             sent_any: false,
@@ -343,12 +358,13 @@ impl DeviceVideo {
     }
 
     fn use_pattern(&mut self, notice: Option<String>) {
-        let pattern = PatternSource::new(self.size.0, self.size.1, self.fps);
+        let stand_in = self.shared.stand_in.lock().map(|v| v.clone()).unwrap_or_default();
+        let source = stand_in.source(self.size.0, self.size.1, self.fps);
         if let Some(n) = &notice {
-            tracing::warn!(notice = %n, "video falls back to the test pattern");
+            tracing::warn!(notice = %n, "video falls back to the {}", stand_in.name());
         }
-        self.publish(pattern.describe(), true, notice);
-        self.current = Video::Pattern(pattern);
+        self.publish(source.describe(), true, notice);
+        self.current = Video::StandIn(source);
     }
 
     fn publish(&self, source: String, synthetic: bool, notice: Option<String>) {
@@ -368,7 +384,7 @@ impl VideoSource for DeviceVideo {
         }
         self.sent_any = true;
         let why = match &mut self.current {
-            Video::Pattern(p) => return p.next_frame(),
+            Video::StandIn(p) => return p.next_frame(),
             Video::Camera(c) => match c.next_frame() {
                 Some(f) => {
                     // A stand-in takes this size, so the encoder goes on unchanged.
@@ -382,7 +398,7 @@ impl VideoSource for DeviceVideo {
         let notice = fallback_notice(DeviceKind::Camera, &why);
         self.use_pattern(Some(notice));
         match &mut self.current {
-            Video::Pattern(p) => p.next_frame(),
+            Video::StandIn(p) => p.next_frame(),
             Video::Camera(_) => None,
         }
     }
@@ -394,7 +410,7 @@ impl VideoSource for DeviceVideo {
     fn describe(&self) -> String {
         match &self.current {
             Video::Camera(c) => c.describe(),
-            Video::Pattern(p) => p.describe(),
+            Video::StandIn(p) => p.describe(),
         }
     }
 }

@@ -1,0 +1,142 @@
+//! The stamp every synthetic video frame carries in its top rows: its frame number and capture time,
+//! so the far end can check content and measure glass-to-glass latency from decoded pixels.
+//!
+//! The stamp is 96 bits (32-bit frame number, 48-bit capture time in µs, 16-bit checksum) drawn as
+//! 16×16 black/white blocks in the top rows. 16×16 is one H.264 macroblock, so each bit is coded on its
+//! own and survives any quantiser we use: the receiver reads the centre 8×8 of each block and thresholds.
+//! The test pattern ([`super::pattern`]) and the camera-like scene ([`super::scene`]) both draw it.
+
+use super::frame::{I420Frame, RgbaFrame};
+
+/// Side of one stamp block, in pixels: one H.264 macroblock.
+pub(crate) const BLOCK: usize = 16;
+/// Bits in a stamp: frame number, capture time, checksum.
+const STAMP_BITS: usize = 32 + 48 + 16;
+/// Studio-range luma for white and black blocks.
+pub(crate) const WHITE: u8 = 235;
+const BLACK: u8 = 16;
+
+/// What a frame carries in its pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// Frame number since the source started.
+    pub frame_no: u32,
+    /// Capture time, µs since the Unix epoch, modulo 2^48.
+    pub capture_us: u64,
+}
+
+impl Stamp {
+    fn bits(&self) -> [bool; STAMP_BITS] {
+        let mut bytes = [0u8; 12];
+        bytes[..4].copy_from_slice(&self.frame_no.to_be_bytes());
+        bytes[4..10].copy_from_slice(&(self.capture_us & 0xFFFF_FFFF_FFFF).to_be_bytes()[2..]);
+        let check = fletcher16(&bytes[..10]);
+        bytes[10..].copy_from_slice(&check.to_be_bytes());
+        let mut bits = [false; STAMP_BITS];
+        for (i, bit) in bits.iter_mut().enumerate() {
+            *bit = bytes[i / 8] & (0x80 >> (i % 8)) != 0;
+        }
+        bits
+    }
+
+    fn from_bits(bits: &[bool; STAMP_BITS]) -> Option<Self> {
+        let mut bytes = [0u8; 12];
+        for (i, &bit) in bits.iter().enumerate() {
+            if bit {
+                bytes[i / 8] |= 0x80 >> (i % 8);
+            }
+        }
+        if fletcher16(&bytes[..10]).to_be_bytes() != bytes[10..] {
+            return None;
+        }
+        let frame_no = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let mut t = [0u8; 8];
+        t[2..].copy_from_slice(&bytes[4..10]);
+        Some(Self { frame_no, capture_us: u64::from_be_bytes(t) })
+    }
+
+    /// Microseconds from capture to `now_us` (same clock, modulo 2^48 like the stamp).
+    pub fn age_us(&self, now_us: u64) -> u64 {
+        (now_us & 0xFFFF_FFFF_FFFF).wrapping_sub(self.capture_us) & 0xFFFF_FFFF_FFFF
+    }
+}
+
+fn fletcher16(data: &[u8]) -> u16 {
+    let (mut a, mut b) = (0u16, 0u16);
+    for &d in data {
+        a = (a + d as u16) % 255;
+        b = (b + a) % 255;
+    }
+    (b << 8) | a
+}
+
+/// Pixel rows the stamp takes at this width (whole blocks).
+pub(crate) fn stamp_height(width: usize) -> usize {
+    STAMP_BITS.div_ceil(width / BLOCK) * BLOCK
+}
+
+/// The smallest picture a stamped source makes: 256 wide (16 blocks a row), with `below` rows of
+/// picture under the stamp.
+pub(crate) fn min_size(width: usize, height: usize, below: usize) -> (usize, usize) {
+    let width = (width / 16 * 16).max(256);
+    (width, (height / 16 * 16).max(stamp_height(width) + below))
+}
+
+/// Draws `stamp` over the top rows of `frame` (width a multiple of 16, at least 16): the stamp rows
+/// become black with neutral chroma, then one white or black block per bit, row-major from the left.
+pub(crate) fn draw(frame: &mut I420Frame, stamp: Stamp) {
+    let width = frame.width;
+    let code_h = stamp_height(width).min(frame.height & !1);
+    let (yp, up, vp) = frame.planes_mut();
+    yp[..code_h * width].fill(BLACK);
+    up[..code_h / 2 * width / 2].fill(128);
+    vp[..code_h / 2 * width / 2].fill(128);
+    let cols = width / BLOCK;
+    let bits = stamp.bits();
+    for i in (0..STAMP_BITS).filter(|&i| bits[i]) {
+        let (bx, by) = (i % cols * BLOCK, i / cols * BLOCK);
+        for row in yp[..code_h * width].chunks_exact_mut(width).skip(by).take(BLOCK) {
+            row[bx..bx + BLOCK].fill(WHITE);
+        }
+    }
+}
+
+/// Reads the stamp from a decoded frame; `None` if the checksum fails (not a stamped source, or damaged).
+pub fn read_stamp(frame: &RgbaFrame) -> Option<Stamp> {
+    let cols = frame.width / BLOCK;
+    if cols == 0 || stamp_height(frame.width) > frame.height {
+        return None;
+    }
+    let mut bits = [false; STAMP_BITS];
+    for (i, bit) in bits.iter_mut().enumerate() {
+        let (bx, by) = (i % cols * BLOCK, i / cols * BLOCK);
+        let mut sum = 0.0;
+        for y in by + 4..by + 12 {
+            for x in bx + 4..bx + 12 {
+                sum += frame.luma(x, y);
+            }
+        }
+        *bit = sum / 64.0 > (WHITE as f32 + BLACK as f32) / 2.0;
+    }
+    Stamp::from_bits(&bits)
+}
+
+/// Peak signal-to-noise ratio (dB) of the decoded frame's luma against the frame we sent.
+pub fn psnr_luma(decoded: &RgbaFrame, sent: &I420Frame) -> f64 {
+    if decoded.width != sent.width || decoded.height != sent.height {
+        return 0.0;
+    }
+    let (yp, _, _) = sent.planes();
+    let mut sse = 0.0f64;
+    for y in 0..sent.height {
+        for x in 0..sent.width {
+            let d = decoded.luma(x, y) as f64 - yp[y * sent.width + x] as f64;
+            sse += d * d;
+        }
+    }
+    let mse = sse / (sent.width * sent.height) as f64;
+    if mse <= 1e-9 {
+        return 99.0;
+    }
+    10.0 * (255.0f64 * 255.0 / mse).log10()
+}
