@@ -35,6 +35,11 @@ fn delay(one_way: Duration) -> Impairments {
     Impairments { delay: one_way, ..Impairments::default() }
 }
 
+/// 50 ms ± 10 ms of jitter that reorders, and `loss` random loss.
+fn reordering(loss: f64) -> Impairments {
+    Impairments { jitter: Jitter::Uniform { max: ms(10) }, reorder: true, loss, ..delay(ms(50)) }
+}
+
 /// Gilbert-Elliott loss averaging `share` of the packets in bursts of `burst` packets on average
 /// (everything lost in the bad state, nothing in the good one).
 pub fn bursty(share: f64, burst: f64) -> GilbertElliott {
@@ -57,16 +62,7 @@ pub fn issue_12(outage_after: Duration) -> Vec<LinkCase> {
     };
     vec![
         case("clean", "25 ms, no loss", delay(ms(25))),
-        case(
-            "reorder5",
-            "50 ± 10 ms jitter with reordering, 5 % random loss",
-            Impairments {
-                jitter: Jitter::Uniform { max: ms(10) },
-                reorder: true,
-                loss: 0.05,
-                ..delay(ms(50))
-            },
-        ),
+        case("reorder5", "50 ± 10 ms jitter with reordering, 5 % random loss", reordering(0.05)),
         case(
             "bursty",
             "25 ms, Gilbert-Elliott loss (3 % in bursts of 3)",
@@ -77,16 +73,7 @@ pub fn issue_12(outage_after: Duration) -> Vec<LinkCase> {
             "50 ± 30 ms jitter, no reordering, no loss",
             Impairments { jitter: Jitter::Uniform { max: ms(30) }, reorder: false, ..delay(ms(50)) },
         ),
-        case(
-            "loss10",
-            "50 ± 10 ms jitter with reordering, 10 % random loss",
-            Impairments {
-                jitter: Jitter::Uniform { max: ms(10) },
-                reorder: true,
-                loss: 0.10,
-                ..delay(ms(50))
-            },
-        ),
+        case("loss10", "50 ± 10 ms jitter with reordering, 10 % random loss", reordering(0.10)),
         LinkCase {
             outage: Some(Outage { after: outage_after, length: ms(3000) }),
             ..case("outage", "25 ms, a 3 s outage both ways", delay(ms(25)))

@@ -10,7 +10,7 @@ use super::cases::LinkCase;
 use super::{Direction, Link, LinkConfig, LinkCounters, LinkError};
 use crate::call::quality::QualitySummary;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -60,7 +60,7 @@ struct Peer {
 }
 
 impl Peer {
-    fn start(link: &Link, a_side: bool, program: &PathBuf, args: &[String]) -> Result<Peer, String> {
+    fn start(link: &Link, a_side: bool, program: &Path, args: &[String]) -> Result<Peer, String> {
         let end = if a_side { link.a() } else { link.b() };
         let mut child = end
             .command(&program.to_string_lossy())
