@@ -26,6 +26,8 @@ bench: deps
 	$(CARGO) run --release --bin signaling-bench -- --clients 1000
 	$(CARGO) run --release --bin call-bench
 	$(CARGO) run --release --bin codec-bench
+	@if [ "$$(id -u)" = 0 ] && [ -e /dev/net/tun ]; then $(CARGO) build --release --bins && ./target/release/net-bench; \
+	else echo "net-bench skipped: it needs root and /dev/net/tun (network namespaces, TUN devices)"; fi
 
 ## Install for this user (PREFIX=/usr/local as root for everyone): both binaries, stripped (the release
 ## profile keeps debug info for benchmarks; users need none of it), the app-menu entry and the icons, so

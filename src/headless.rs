@@ -1,9 +1,13 @@
 //! The headless front end: places or takes one call with the engine and prints what happens, one
-//! line per event and a stats line a second. Bots, tests and benchmarks use the engine the same way.
+//! line per event and a stats line a second, and at each call's end one `summary:` line of the
+//! receiver's figures ([`crate::call::quality`]). Bots, tests and benchmarks use the engine the same way.
 
-use crate::call::{CallState, Command, Engine, EngineConfig, Event};
+use crate::call::quality::{CallQuality, Expected, ShownFrame};
+use crate::call::{CallState, Command, Counters, Engine, EngineConfig, Event};
 use crate::media::devices::{DeviceChoice, MediaDevices, Speaker};
-use crate::media::frame::RgbaFrame;
+use crate::media::frame::{now_us, RgbaFrame};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -20,12 +24,37 @@ pub struct HeadlessPlan {
     pub speaker: Option<Option<String>>,
     /// The camera and microphone the config's sources come from, to print which is in use and why.
     pub devices: Option<MediaDevices>,
+    /// What the far side is taken to send (size and rate), for the summary's freeze threshold and
+    /// "size held"; peers of a benchmark send what we send.
+    pub expected: Expected,
+}
+
+/// One call's figures while it runs: what [`CallQuality`] needs from the engine besides pictures.
+struct Measured {
+    quality: CallQuality,
+    counters: Option<Arc<Counters>>,
+    rtx: Option<u64>,
+}
+
+impl Measured {
+    fn new(expected: Expected) -> Measured {
+        Measured { quality: CallQuality::new(expected), counters: None, rtx: None }
+    }
+
+    /// Prints the `summary:` line: the call's receiver figures up to now.
+    fn print(&self) {
+        let bytes = self.counters.as_ref().map_or(0, |c| c.video_bytes_received.load(Ordering::Relaxed));
+        println!("summary: {}", self.quality.summary(now_us(), bytes, self.rtx));
+    }
 }
 
 /// Runs the engine headless until Ctrl-C, or until the planned call is over.
 pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()> {
     let engine = Engine::start(config);
     let mut events = engine.subscribe();
+    let mut frames = engine.frames_shown();
+    // The call being measured, from the click (or the ring) to its summary.
+    let mut measured: Option<Measured> = None;
     print_first_pictures(engine.remote_video());
     if let Some(devices) = &plan.devices {
         print_device_changes(devices.video_status());
@@ -61,8 +90,19 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
             }
             _ = hang_up => {
                 println!("duration reached: hanging up");
+                if let Some(m) = measured.take() {
+                    m.print();
+                }
                 engine.send(Command::HangUp);
                 hang_up_at = None;
+                continue;
+            }
+            frame = frames.recv() => {
+                match frame {
+                    Ok(frame) => note_frame(&mut measured, &frame),
+                    Err(RecvError::Lagged(n)) => println!("(skipped {n} pictures in the figures)"),
+                    Err(RecvError::Closed) => {}
+                }
                 continue;
             }
             event = events.recv() => event,
@@ -81,20 +121,45 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
                 if let Some(target) = plan.call.as_ref().filter(|t| !dialled && users.contains(t)) {
                     dialled = true;
                     println!("calling {target}");
+                    let mut m = Measured::new(plan.expected);
+                    m.quality.clicked(now_us());
+                    measured = Some(m);
                     engine.send(Command::Call(target.clone()));
                 }
             }
+            Event::IncomingCall { .. } => measured = Some(Measured::new(plan.expected)),
+            Event::Stats(stats) => {
+                if let Some(m) = measured.as_mut() {
+                    m.quality.second(stats);
+                    m.rtx = (stats.rtx_packets_in > 0).then_some(stats.rtx_bytes_in);
+                }
+            }
             Event::CallState(CallState::InCall { .. }) => {
+                let m = measured.get_or_insert_with(|| Measured::new(plan.expected));
+                m.counters = engine.counters().borrow().clone();
                 if let Some(d) = plan.duration {
                     hang_up_at = Some(tokio::time::Instant::now() + d);
                 }
             }
-            Event::CallEnded { .. } if plan.exit_after_call => {
-                engine.shutdown().await;
-                return Ok(());
+            Event::CallEnded { .. } => {
+                if let Some(m) = measured.take() {
+                    m.print();
+                }
+                if plan.exit_after_call {
+                    engine.shutdown().await;
+                    return Ok(());
+                }
             }
             _ => {}
         }
+    }
+}
+
+/// Counts a shown picture into the call being measured, if one is (after its summary, the pictures
+/// until the hang-up takes effect are not).
+fn note_frame(measured: &mut Option<Measured>, frame: &ShownFrame) {
+    if let Some(m) = measured.as_mut() {
+        m.quality.frame(frame);
     }
 }
 

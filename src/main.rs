@@ -1,6 +1,7 @@
 //! The desktop app entry: parses arguments and starts the window or the headless engine.
 
 use clap::Parser;
+use peercall::call::quality::Expected;
 use peercall::call::{EngineConfig, VideoPreference};
 use peercall::headless::{self, HeadlessPlan};
 use peercall::media::devices::{self, CameraSettings, MediaDevices, Selection};
@@ -221,6 +222,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         exit_after_call: args.once || args.duration.is_some(),
         speaker: args.speaker.map(|s| (s != "default").then_some(s)),
         devices: media,
+        expected: Expected { width: w as u32, height: h as u32, fps: fps as f64 },
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(headless::run(config, plan))

@@ -182,6 +182,12 @@ impl Engine {
         self.sinks.remote_video()
     }
 
+    /// Every remote picture shown from now on: when, its size and stamp (for the receiver's figures,
+    /// [`super::quality`]). A reader more than 256 pictures behind is told how many it missed.
+    pub fn frames_shown(&self) -> broadcast::Receiver<super::quality::ShownFrame> {
+        self.sinks.shown.subscribe()
+    }
+
     /// A small preview of the video we send (a few frames a second, only while a receiver exists).
     pub fn local_video(&self) -> watch::Receiver<Option<RgbaFrame>> {
         self.sinks.local_video.subscribe()

@@ -15,6 +15,7 @@ pub mod machine;
 pub mod media;
 mod negotiation;
 pub mod peer;
+pub mod quality;
 pub mod rate;
 pub mod state;
 pub mod stats;

@@ -168,6 +168,12 @@ pub struct CallStats {
     pub frames_lost: u64,
     /// Opus packets received so far.
     pub audio_packets_in: u64,
+    /// Retransmitted packets and bytes received so far, as the peer connection counts them: only
+    /// those on an RTX stream (RFC 4588). Peercall negotiates no RTX yet, so NACK repairs (resent on
+    /// the media stream itself) are not told apart and these stay 0.
+    pub rtx_packets_in: u64,
+    /// See `rtx_packets_in`.
+    pub rtx_bytes_in: u64,
 }
 
 impl fmt::Display for CallStats {
@@ -246,6 +252,8 @@ impl StatsMeter {
             keyframes_decoded: total(&counters.keyframes_decoded),
             frames_lost: total(&counters.frames_lost),
             audio_packets_in: total(&counters.audio_packets_received),
+            rtx_packets_in: 0,
+            rtx_bytes_in: 0,
         }
     }
 }
@@ -279,6 +287,8 @@ pub async fn add_transport_stats(pc: &dyn PeerConnection, stats: &mut CallStats)
             }
             RTCStatsReportEntry::InboundRtp(inbound) => {
                 stats.packets_lost += inbound.received_rtp_stream_stats.packets_lost;
+                stats.rtx_packets_in += inbound.retransmitted_packets_received;
+                stats.rtx_bytes_in += inbound.retransmitted_bytes_received;
             }
             _ => {}
         }

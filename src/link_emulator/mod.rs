@@ -20,7 +20,12 @@
 //! first two are missing, and [`Link::new`] names whatever failed. Namespaces are named from a caller's tag, the process id and a counter, so tests running
 //! at once don't collide; leftovers of a killed run with the same name are removed first, and
 //! everything is removed when the [`Link`] is dropped.
+//!
+//! [`cases`] names the links of issue 12, and [`headless_call`] runs a Peercall ↔ Peercall call
+//! through one with the headless binaries (`net-bench` and `tests/netpath.rs`).
 
+pub mod cases;
+pub mod headless_call;
 pub mod model;
 
 mod forward;

@@ -12,6 +12,7 @@ pub use receive::receive_track;
 pub use send::{start_audio_sender, start_video_sender};
 
 use super::machine::CallId;
+use super::quality::ShownFrame;
 use super::rate::LossFeedback;
 use super::stats::Counters;
 use crate::media::frame::{AudioChunk, RgbaFrame};
@@ -67,6 +68,9 @@ pub struct Sinks {
     /// A half-size preview of what we send, a few times a second while someone watches; `None` when
     /// no video is going out.
     pub local_video: watch::Sender<Option<RgbaFrame>>,
+    /// Every remote picture shown (time, size, stamp), for the receiver's figures: the latest-picture
+    /// slot may skip pictures its reader was too slow for, this does not (up to its capacity).
+    pub shown: broadcast::Sender<ShownFrame>,
 }
 
 impl Sinks {
@@ -77,6 +81,7 @@ impl Sinks {
             showing: Arc::default(),
             remote_audio: broadcast::channel(256).0,
             local_video: watch::channel(None).0,
+            shown: broadcast::channel(256).0,
         }
     }
 
@@ -93,15 +98,16 @@ impl Sinks {
         });
     }
 
-    /// Shows `frame` if its call is still the one shown: the one place where late pictures are dropped.
-    pub fn show_remote(&self, call: CallId, frame: RgbaFrame) {
+    /// Shows `frame` if its call is still the one shown: the one place where late pictures are
+    /// dropped. Returns whether it was shown.
+    pub fn show_remote(&self, call: CallId, frame: RgbaFrame) -> bool {
         self.remote_video.send_if_modified(|slot| {
             let current = self.showing.load(Ordering::Relaxed) == call;
             if current {
                 *slot = Some(frame);
             }
             current
-        });
+        })
     }
 
     /// No picture is shown until the next call begins.

@@ -2,6 +2,7 @@
 //! Opus packets → decoder (FEC and concealment for lost frames) → the audio sink.
 
 use super::{CallMedia, Sinks};
+use crate::call::quality::ShownFrame;
 use crate::call::stats::Counters;
 use crate::media::assembler::{Assembled, FrameAssembler};
 use crate::media::codec::{new_decoder, VideoCodec};
@@ -144,10 +145,16 @@ fn decode_loop(
                 counters.last_resolution.store(res, Ordering::Relaxed);
                 let now = now_us();
                 counters.frame_shown(now);
-                if let Some(stamp) = read_stamp(&frame) {
+                let stamp = read_stamp(&frame);
+                if let Some(stamp) = stamp {
                     counters.last_latency_us.store(stamp.age_us(now), Ordering::Relaxed);
                 }
-                sinks.show_remote(media.call, frame);
+                let shown =
+                    ShownFrame { at_us: now, width: frame.width as u32, height: frame.height as u32, stamp };
+                if sinks.show_remote(media.call, frame) {
+                    // Nobody listening is fine.
+                    let _ = sinks.shown.send(shown);
+                }
             }
             Ok(None) => {
                 if !is_idr {

@@ -1,0 +1,152 @@
+//! `net-bench`: a Peercall ↔ Peercall headless call through each emulated link of issue 12
+//! (`peercall::link_emulator`: two network namespaces joined by TUN devices), one at a time, and one
+//! markdown table row per link of what the caller received: setup (click → first picture), fps,
+//! freezes, glass-to-glass latency, bitrate, RTT, retransmissions, and what the link dropped.
+//!
+//! Run as root: `cargo build --release --bins && sudo target/release/net-bench` (`--seconds`,
+//! `--links clean,bursty`, `--peer-args "--video-scene camera"`). It uses the `peercall` and
+//! `peercall-server` binaries next to itself. It never fails on a figure; a call that does not come
+//! up is reported in its row and the bench goes on.
+
+use clap::Parser;
+use peercall::call::quality::QualitySummary;
+use peercall::link_emulator::cases::{self, LinkCase};
+use peercall::link_emulator::headless_call::{self, CallPlan, CallRun, Programs};
+use peercall::link_emulator::{self, DirectionCounters};
+use std::time::Duration;
+
+/// Measures Peercall calls over emulated network paths.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Seconds in each call.
+    #[arg(long, default_value_t = 45.0)]
+    seconds: f64,
+    /// The links to measure, by name (default: all): clean, reorder5, bursty, jitter30, loss10,
+    /// outage, rate300k.
+    #[arg(long, value_delimiter = ',')]
+    links: Vec<String>,
+    /// Synthetic video both peers send.
+    #[arg(long, default_value = "640x480@30")]
+    video: String,
+    /// More arguments for both peers, split at spaces (e.g. "--video-scene camera").
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    peer_args: String,
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("net-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The binaries next to this one.
+fn programs() -> Result<Programs, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("where am I: {e}"))?;
+    let dir = exe.parent().ok_or("the bench has no folder")?;
+    let programs = Programs { peercall: dir.join("peercall"), server: dir.join("peercall-server") };
+    for p in [&programs.peercall, &programs.server] {
+        if !p.exists() {
+            return Err(format!(
+                "{} is missing: build every binary (`cargo build --release --bins`)",
+                p.display()
+            ));
+        }
+    }
+    Ok(programs)
+}
+
+fn run(args: Args) -> Result<(), String> {
+    if let Some(why) = link_emulator::unavailable() {
+        return Err(format!("the link emulator can't run here: {why}"));
+    }
+    let programs = programs()?;
+    // The outage comes a third into the call, so there is as much call after it as before.
+    let all = cases::issue_12(Duration::from_secs_f64(args.seconds / 3.0));
+    let picked = if args.links.is_empty() { all } else { cases::pick(all, &args.links)? };
+    let plan = CallPlan {
+        seconds: args.seconds,
+        video: args.video.clone(),
+        peer_args: args.peer_args.split_whitespace().map(str::to_owned).collect(),
+        setup_limit: Duration::from_secs(20),
+    };
+    let mut rows = Vec::new();
+    for (i, case) in picked.iter().enumerate() {
+        eprintln!("[{}/{}] {} ({} s)...", i + 1, picked.len(), case.label, args.seconds);
+        let row = match headless_call::run("nb", case, &programs, &plan) {
+            Ok(run) => {
+                let row = row(case, &run);
+                eprintln!("{row}");
+                row
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                format!("| {} | call failed: {} |", case.label, e.lines().next().unwrap_or(""))
+            }
+        };
+        rows.push(row);
+    }
+    let peer_args =
+        if args.peer_args.is_empty() { String::new() } else { format!(", peers: {}", args.peer_args) };
+    println!("\n{} s a call, {}{peer_args}; what the caller received:\n", args.seconds, args.video);
+    println!(
+        "| link (each way) | setup (ms) | fps | freezes | longest freeze (ms) | frozen (s) | g2g p50 / p95 (ms) \
+         | kbit/s | RTT p50 / p95 (ms) | RTX kB | size held | callee: fps / freezes | link drops A→B / B→A |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+    println!(
+        "\nRTX kB `-`: the engine negotiates no RTX stream, and NACK repairs resent on the media stream \
+         are not counted apart. Drops: r random, b burst, q queue, o outage."
+    );
+    Ok(())
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+fn drops(d: &DirectionCounters) -> String {
+    let p = &d.path;
+    let parts: Vec<String> =
+        [("r", p.random_loss), ("b", p.burst_loss), ("q", p.queue_overflow), ("o", p.outage)]
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{n}{k}"))
+            .collect();
+    if parts.is_empty() {
+        "0".to_owned()
+    } else {
+        format!("{} of {}", parts.join(" "), p.offered)
+    }
+}
+
+fn row(case: &LinkCase, run: &CallRun) -> String {
+    let s: &QualitySummary = &run.caller;
+    format!(
+        "| {} | {} | {:.1} | {} | {:.0} | {:.2} | {} / {} | {:.0} | {} / {} | {} | {} | {:.1} / {} | {} / {} |",
+        case.label,
+        opt(s.setup_ms, 0),
+        s.fps,
+        s.freezes,
+        s.longest_freeze_ms,
+        s.frozen_ms / 1000.0,
+        opt(s.g2g_p50_ms, 0),
+        opt(s.g2g_p95_ms, 0),
+        s.kbps,
+        opt(s.rtt_p50_ms, 0),
+        opt(s.rtt_p95_ms, 0),
+        opt(s.rtx_kb, 0),
+        s.size_held.map_or_else(|| "-".to_owned(), |h| format!("{:.0} %", h * 100.0)),
+        run.callee.fps,
+        run.callee.freezes,
+        drops(&run.counters.a_to_b),
+        drops(&run.counters.b_to_a),
+    )
+}

@@ -1,0 +1,136 @@
+//! The links of issue 12, by name: what `net-bench` measures and `tests/netpath.rs` checks. Each is
+//! the same both ways (the directions still draw different random sequences, see [`super::Link`]).
+
+use super::model::{GilbertElliott, Impairments, Jitter, PathConfig, QueueLimit, RateLimit};
+use std::time::Duration;
+
+/// One emulated path for a call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkCase {
+    /// A short name for `--links` and test names.
+    pub name: &'static str,
+    /// What it is, in words (the table's first column).
+    pub label: &'static str,
+    /// Each direction's path.
+    pub path: PathConfig,
+    /// An outage of both directions during the call, if any.
+    pub outage: Option<Outage>,
+}
+
+/// Both directions lose everything for `length`, from `after` the caller's first remote picture on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outage {
+    /// From the first picture.
+    pub after: Duration,
+    /// How long.
+    pub length: Duration,
+}
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// The base of every case: a one-way delay and nothing else.
+fn delay(one_way: Duration) -> Impairments {
+    Impairments { delay: one_way, ..Impairments::default() }
+}
+
+/// 50 ms ± 10 ms of jitter that reorders, and `loss` random loss.
+fn reordering(loss: f64) -> Impairments {
+    Impairments { jitter: Jitter::Uniform { max: ms(10) }, reorder: true, loss, ..delay(ms(50)) }
+}
+
+/// Gilbert-Elliott loss averaging `share` of the packets in bursts of `burst` packets on average
+/// (everything lost in the bad state, nothing in the good one).
+pub fn bursty(share: f64, burst: f64) -> GilbertElliott {
+    let p_bad_to_good = 1.0 / burst;
+    GilbertElliott {
+        p_good_to_bad: share * p_bad_to_good / (1.0 - share),
+        p_bad_to_good,
+        loss_good: 0.0,
+        loss_bad: 1.0,
+    }
+}
+
+/// Every case of issue 12, in its order. `outage_after` places the outage case's 3 s outage in the call.
+pub fn issue_12(outage_after: Duration) -> Vec<LinkCase> {
+    let case = |name, label, impairments: Impairments| LinkCase {
+        name,
+        label,
+        path: PathConfig::new(impairments).seed(12),
+        outage: None,
+    };
+    vec![
+        case("clean", "25 ms, no loss", delay(ms(25))),
+        case("reorder5", "50 ± 10 ms jitter with reordering, 5 % random loss", reordering(0.05)),
+        case(
+            "bursty",
+            "25 ms, Gilbert-Elliott loss (3 % in bursts of 3)",
+            Impairments { burst_loss: Some(bursty(0.03, 3.0)), ..delay(ms(25)) },
+        ),
+        case(
+            "jitter30",
+            "50 ± 30 ms jitter, no reordering, no loss",
+            Impairments { jitter: Jitter::Uniform { max: ms(30) }, reorder: false, ..delay(ms(50)) },
+        ),
+        case("loss10", "50 ± 10 ms jitter with reordering, 10 % random loss", reordering(0.10)),
+        LinkCase {
+            outage: Some(Outage { after: outage_after, length: ms(3000) }),
+            ..case("outage", "25 ms, a 3 s outage both ways", delay(ms(25)))
+        },
+        case(
+            "rate300k",
+            "25 ms, 300 kbit/s with a 300 ms drop-tail queue",
+            Impairments {
+                rate: Some(RateLimit { bits_per_second: 300_000, queue: QueueLimit::Time(ms(300)) }),
+                ..delay(ms(25))
+            },
+        ),
+    ]
+}
+
+/// The cases named in `names` (comma-separated list items), in the order given; an unknown name is
+/// an error that lists the known ones.
+pub fn pick(all: Vec<LinkCase>, names: &[String]) -> Result<Vec<LinkCase>, String> {
+    names
+        .iter()
+        .map(|name| {
+            all.iter().find(|c| c.name == name).cloned().ok_or_else(|| {
+                let known: Vec<&str> = all.iter().map(|c| c.name).collect();
+                format!("no link {name:?}; the links are {}", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursty_loss_averages_its_share_in_bursts_of_its_length() {
+        let ge = bursty(0.03, 3.0);
+        let share = ge.p_good_to_bad / (ge.p_good_to_bad + ge.p_bad_to_good);
+        assert!((share - 0.03).abs() < 1e-12, "{share}");
+        assert!((1.0 / ge.p_bad_to_good - 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn every_case_is_valid_and_named_once() {
+        let all = issue_12(ms(5000));
+        assert_eq!(all.len(), 7);
+        for case in &all {
+            case.path.validate().unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            assert_eq!(all.iter().filter(|c| c.name == case.name).count(), 1);
+        }
+        assert_eq!(all.iter().filter(|c| c.outage.is_some()).count(), 1);
+    }
+
+    #[test]
+    fn cases_are_picked_by_name_in_the_order_asked() {
+        let picked = pick(issue_12(ms(1)), &["rate300k".into(), "clean".into()]).expect("known");
+        assert_eq!(picked.iter().map(|c| c.name).collect::<Vec<_>>(), ["rate300k", "clean"]);
+        let err = pick(issue_12(ms(1)), &["nope".into()]).unwrap_err();
+        assert!(err.contains("nope") && err.contains("bursty"), "{err}");
+    }
+}
