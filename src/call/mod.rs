@@ -16,6 +16,7 @@ pub mod media;
 mod negotiation;
 pub mod peer;
 pub mod rate;
+pub mod recovery;
 pub mod state;
 pub mod stats;
 

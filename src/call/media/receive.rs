@@ -2,6 +2,7 @@
 //! Opus packets → decoder (FEC and concealment for lost frames) → the audio sink.
 
 use super::{CallMedia, Sinks};
+use crate::call::recovery;
 use crate::call::stats::Counters;
 use crate::media::assembler::{Assembled, FrameAssembler};
 use crate::media::codec::{new_decoder, VideoCodec};
@@ -21,8 +22,6 @@ const MAX_CONCEALED_FRAMES: u16 = 5;
 
 /// Minimum spacing of our PLIs: one per round trip or so is plenty, a flood helps nobody.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
-/// How long a frame may wait for a missing packet (NACK retransmission) before we give it up.
-const MAX_FRAME_WAIT: Duration = Duration::from_millis(250);
 
 /// Handles one remote track until it ends or the call stops.
 pub async fn receive_track(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMedia) {
@@ -54,7 +53,10 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
         tracing::error!("could not start the video decoder thread");
         return;
     }
-    let mut assembler = FrameAssembler::new(codec, MAX_FRAME_WAIT);
+    // A frame with a hole waits one retransmission round (from the measured round trip) for its
+    // repair before it is given up and a keyframe asked for; the NACK generator asks at once.
+    let recovery = Arc::clone(&controls.recovery);
+    let mut assembler = FrameAssembler::new(codec, recovery::frame_wait(recovery.rtt()));
     let mut after_loss = false;
     let mut last_pli: Option<Instant> = None;
     // One timer for the whole call (not one per packet): it wakes the loop when no packets come, so a
@@ -78,6 +80,7 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
         match event {
             Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                 Counters::add(&counters.video_bytes_received, packet.payload.len() as u64);
+                assembler.set_max_wait(recovery::frame_wait(recovery.rtt()));
                 for out in assembler.push(Instant::now(), packet) {
                     let (data, keyframe) = match out {
                         Assembled::Frame { data, keyframe, .. } => (data, keyframe),
@@ -146,6 +149,7 @@ fn decode_loop(
                 counters.frame_shown(now);
                 if let Some(stamp) = read_stamp(&frame) {
                     counters.last_latency_us.store(stamp.age_us(now), Ordering::Relaxed);
+                    counters.last_stamp.store(u64::from(stamp.frame_no) + 1, Ordering::Relaxed);
                 }
                 sinks.show_remote(media.call, frame);
             }
