@@ -23,6 +23,12 @@ const MAX_CONCEALED_FRAMES: u16 = 5;
 /// Minimum spacing of our PLIs: one per round trip or so is plenty, a flood helps nobody.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
 
+/// Whole frames waiting for the decoder at most. A frame dropped because the decoder is behind breaks
+/// the references of every frame after it until a keyframe (a PLI, a large frame, a freeze), so the
+/// queue rides out a decoder held up for half a second (a busy machine) in order rather than dropping:
+/// with 4 frames, a call on a loaded 2-core machine asked for a keyframe a few times a second.
+const DECODE_QUEUE: usize = 15;
+
 /// Handles one remote track until it ends or the call stops.
 pub async fn receive_track(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMedia) {
     match track.kind().await {
@@ -45,7 +51,7 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
     });
     media.counters.set_codec_in(codec);
     // The decoder runs on its own thread: a 720p decode takes milliseconds we don't take from the runtime.
-    let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel::<DecodeJob>(4);
+    let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel::<DecodeJob>(DECODE_QUEUE);
     let decoder = std::thread::Builder::new()
         .name("video-decode".into())
         .spawn(move || decode_loop(codec, frames_rx, sinks, media));
