@@ -131,7 +131,7 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
             Event::Stats(stats) => {
                 if let Some(m) = measured.as_mut() {
                     m.quality.second(stats);
-                    m.rtx = (stats.rtx_packets_in > 0).then_some(stats.rtx_bytes_in);
+                    m.rtx = (stats.rtx_received > 0).then_some(stats.rtx_bytes_received);
                 }
             }
             Event::CallState(CallState::InCall { .. }) => {

@@ -96,7 +96,8 @@ fn engine_stats(line: &str) -> Option<EngineStats> {
     Some(EngineStats {
         fps_in: inbound.first()?.parse().ok()?,
         size_in,
-        codecs: rest.split(" | codec ").nth(1)?.to_owned(),
+        // Up to the next field: the loss-recovery figures follow the codecs.
+        codecs: rest.split(" | codec ").nth(1)?.split(" | ").next()?.to_owned(),
     })
 }
 

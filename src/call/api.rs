@@ -126,7 +126,7 @@ pub enum Event {
         reason: EndReason,
     },
     /// Once a second during a call.
-    Stats(CallStats),
+    Stats(Box<CallStats>),
     /// Something went wrong that did not end a call.
     Error(EngineError),
 }

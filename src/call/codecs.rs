@@ -3,6 +3,7 @@
 //! words for a peer with nothing in common. Pure: SDP text in, decisions out.
 
 use crate::media::codec::VideoCodec;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_RTX;
 use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -87,6 +88,22 @@ pub fn rtp_parameters(codec: VideoCodec) -> RTCRtpCodecParameters {
         VideoCodec::Vp9 => VP9_PAYLOAD_TYPE,
     };
     RTCRtpCodecParameters { rtp_codec: rtp_codec(codec), payload_type }
+}
+
+/// RTX (RFC 4588) for `codec`: `video/rtx` under the payload type after the codec's, `apt=` the
+/// codec's, as Chromium numbers them (`a=rtpmap:97 rtx/90000`, `a=fmtp:97 apt=96`).
+pub fn rtx_parameters(codec: VideoCodec) -> RTCRtpCodecParameters {
+    let media = rtp_parameters(codec).payload_type;
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_RTX.to_owned(),
+            clock_rate: VIDEO_CLOCK_RATE,
+            channels: 0,
+            sdp_fmtp_line: format!("apt={media}"),
+            rtcp_feedback: vec![],
+        },
+        payload_type: media + 1,
+    }
 }
 
 /// One video format a description lists: its name (`VP8`, `H264`, `AV1`) and fmtp line.
@@ -274,5 +291,8 @@ mod tests {
         assert_eq!(VideoPreference::Vp8.offer_order(), [VideoCodec::Vp8, VideoCodec::H264]);
         assert_eq!(rtp_parameters(VideoCodec::Vp8).payload_type, VP8_PAYLOAD_TYPE);
         assert!(rtp_codec(VideoCodec::H264).sdp_fmtp_line.contains("packetization-mode=1"));
+        let rtx = rtx_parameters(VideoCodec::Vp8);
+        assert_eq!((rtx.payload_type, rtx.rtp_codec.sdp_fmtp_line.as_str()), (97, "apt=96"));
+        assert_eq!(rtx_parameters(VideoCodec::H264).payload_type, 103, "Chromium's rtx of 102");
     }
 }

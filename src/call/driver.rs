@@ -323,9 +323,15 @@ impl Driver {
         controls.audio_muted.store(self.audio_muted, Ordering::Relaxed);
         controls.video_off.store(self.video_off, Ordering::Relaxed);
         let setup = |e: webrtc::error::Error| CallError::Setup(e.to_string());
-        let pc = peer::build(&settings, call, self.peer_tx.clone(), Arc::clone(&controls.loss_feedback))
-            .await
-            .map_err(setup)?;
+        let pc = peer::build(
+            &settings,
+            call,
+            self.peer_tx.clone(),
+            Arc::clone(&controls.loss_feedback),
+            Arc::clone(&controls.recovery),
+        )
+        .await
+        .map_err(setup)?;
         let stream_id = peer::new_stream_id();
         let audio = peer::local_track(RtpCodecKind::Audio, peer::opus_codec(), &stream_id).map_err(setup)?;
         let audio_sender = pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await.map_err(setup)?;
@@ -455,7 +461,7 @@ impl Driver {
         let Some(resources) = self.call.as_mut().filter(|c| c.id == call) else { return };
         let mut stats = resources.meter.sample(&resources.counters, &resources.controls);
         add_transport_stats(resources.pc.as_ref(), &mut stats).await;
-        self.emit(Event::Stats(stats));
+        self.emit(Event::Stats(Box::new(stats)));
     }
 
     /// Stops the call's media and closes its connection; the picture and counters go with it.

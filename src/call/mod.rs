@@ -17,6 +17,7 @@ mod negotiation;
 pub mod peer;
 pub mod quality;
 pub mod rate;
+pub mod recovery;
 pub mod state;
 pub mod stats;
 

@@ -53,7 +53,9 @@ pub async fn add_offered_video(
     for transceiver in pc.get_transceivers().await {
         let is_ours = transceiver.sender().await.ok().flatten().is_some_and(|s| s.id() == sender_id);
         if is_ours {
-            let all = order.iter().map(|c| codecs::rtp_parameters(*c)).collect();
+            // Each codec with its RTX, as a browser's `setCodecPreferences` must list them.
+            let all =
+                order.iter().flat_map(|c| [codecs::rtp_parameters(*c), codecs::rtx_parameters(*c)]).collect();
             transceiver.set_codec_preferences(all).await.map_err(setup)?;
         }
     }

@@ -5,10 +5,10 @@
 
 use super::codecs::{self, CALL_CODECS, VIDEO_CLOCK_RATE};
 use super::rate::LossFeedback;
+use super::recovery::{Recovery, RttNackGenerator, RtxTap, RTX_TAP_SLOT, SENDER_HISTORY};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{
-    Attribute, Interceptor, NackGeneratorBuilder, NackResponderBuilder, Packet as InterceptorPacket, Slot,
-    StreamInfo, TaggedPacket,
+    Attribute, Interceptor, NackResponderBuilder, Packet as InterceptorPacket, Slot, StreamInfo, TaggedPacket,
 };
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
@@ -82,12 +82,6 @@ impl Default for PeerSettings {
         Self { ice_servers: Vec::new(), bind_addrs: vec!["0.0.0.0:0".to_owned()], relay_only: false }
     }
 }
-
-/// How often one lost packet is asked for again (NACK): enough to repair random loss on a clean
-/// path, bounded so that loss from congestion cannot feed itself with retransmissions.
-/// Five covers half a second at the crate's 100 ms NACK interval: on the veth tests three made
-/// random loss freeze video twice as long, ten let retransmissions choke a 200 kbit/s bottleneck.
-const NACKS_PER_PACKET: u16 = 5;
 
 /// The codec we send and receive audio with.
 pub fn opus_codec() -> RTCRtpCodec {
@@ -183,15 +177,23 @@ pub async fn build(
     call_id: u64,
     events: mpsc::UnboundedSender<(u64, PeerEvent)>,
     loss: Arc<LossFeedback>,
+    recovery: Arc<Recovery>,
 ) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
-    match build_with(settings, call_id, events.clone(), Arc::clone(&loss), MulticastDnsMode::QueryOnly).await
-    {
+    let first = build_with(
+        settings,
+        call_id,
+        events.clone(),
+        Arc::clone(&loss),
+        Arc::clone(&recovery),
+        MulticastDnsMode::QueryOnly,
+    );
+    match first.await {
         Ok(pc) => Ok(pc),
         Err(e) => {
             // The mDNS socket needs a multicast route; hosts and network namespaces without one fail
             // to build at all. Calls work without mDNS: only browsers' `.local` candidates go unresolved.
             tracing::warn!(%e, "peer connection failed with mDNS on; trying without (no .local candidates)");
-            build_with(settings, call_id, events, loss, MulticastDnsMode::Disabled).await
+            build_with(settings, call_id, events, loss, recovery, MulticastDnsMode::Disabled).await
         }
     }
 }
@@ -201,26 +203,31 @@ async fn build_with(
     call_id: u64,
     events: mpsc::UnboundedSender<(u64, PeerEvent)>,
     loss: Arc<LossFeedback>,
+    recovery: Arc<Recovery>,
     mdns: MulticastDnsMode,
 ) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
     let mut media_engine = MediaEngine::default();
     for codec in CALL_CODECS {
         media_engine.register_codec(codecs::rtp_parameters(codec), RtpCodecKind::Video)?;
+        // RTX (RFC 4588) for it, `apt=` its payload type, as browsers offer it: the crate then gives
+        // our video an RTX SSRC (`a=ssrc-group:FID`) and its NACK responder resends on it.
+        media_engine.register_codec(codecs::rtx_parameters(codec), RtpCodecKind::Video)?;
     }
     media_engine.register_codec(
         RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: OPUS_PAYLOAD_TYPE },
         RtpCodecKind::Audio,
     )?;
     // What the crate's `register_default_interceptors` sets up (NACK generator and responder, RTCP
-    // sender/receiver reports, TWCC receiver feedback, simulcast header extensions), except that
-    // each lost packet is asked for a bounded number of times. The crate's default asks every 100 ms
-    // for as long as the packet is in its log: behind a full bottleneck queue the retransmissions
-    // are lost too, the requests multiply, and the link collapses (we measured 1,300 packets a
-    // second offered to a 200 kbit/s link carrying 80). Our video codec lists `nack` and `nack pli`.
-    let registry = Registry::new().with(Slot::NackResponder, NackResponderBuilder::new().build()).with(
-        Slot::NackGenerator,
-        NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_PACKET).build(),
-    );
+    // sender/receiver reports, TWCC receiver feedback, simulcast header extensions), with loss
+    // recovery of our own where the crate's falls short (see `recovery`): the NACK generator asks
+    // once per measured round trip (the crate's every 100 ms), a bounded number of times (behind a
+    // full bottleneck queue the retransmissions are lost too, and unbounded requests multiplied
+    // until the link collapsed: 1,300 packets a second offered to a 200 kbit/s link carrying 80),
+    // and RTX is undone before the generator and the reports see it. Our video lists `nack`.
+    let registry = Registry::new()
+        .with(Slot::NackResponder, NackResponderBuilder::new().with_size(SENDER_HISTORY as u16).build())
+        .with(Slot::NackGenerator, RttNackGenerator::new(Arc::clone(&recovery)))
+        .with(Slot::from(RTX_TAP_SLOT), RtxTap::new(recovery));
     configure_simulcast_extension_headers(&mut media_engine)?;
     let registry = configure_twcc_receiver_only(registry, &mut media_engine)?;
     let registry = configure_rtcp_reports(registry);

@@ -47,6 +47,8 @@ pub struct Counters {
     pub max_frame_gap_us: AtomicU64,
     /// 20 ms audio frames lost on the way and rebuilt (Opus FEC) or concealed (PLC).
     pub audio_concealed: AtomicU64,
+    /// The frame number of the last stamp read from a decoded picture, plus one (0: none yet).
+    pub last_stamp: AtomicU64,
     /// The video codec we send and the one we receive (one byte per codec; 0 until known).
     pub codec_out: AtomicU8,
     /// See `codec_out`.
@@ -168,12 +170,23 @@ pub struct CallStats {
     pub frames_lost: u64,
     /// Opus packets received so far.
     pub audio_packets_in: u64,
-    /// Retransmitted packets and bytes received so far, as the peer connection counts them: only
-    /// those on an RTX stream (RFC 4588). Peercall negotiates no RTX yet, so NACK repairs (resent on
-    /// the media stream itself) are not told apart and these stay 0.
-    pub rtx_packets_in: u64,
-    /// See `rtx_packets_in`.
-    pub rtx_bytes_in: u64,
+    /// Loss recovery so far: retransmissions we sent (packets, bytes), RTX packets received, and
+    /// of those the ones that filled a hole.
+    pub rtx_packets_sent: u64,
+    /// See `rtx_packets_sent`.
+    pub rtx_bytes_sent: u64,
+    /// See `rtx_packets_sent`.
+    pub rtx_received: u64,
+    /// Bytes of the RTX packets received (RTP payload with the OSN).
+    pub rtx_bytes_received: u64,
+    /// See `rtx_packets_sent`.
+    pub rtx_repaired: u64,
+    /// Packets we asked for again (NACK), each ask counted.
+    pub nacked_packets: u64,
+    /// The round trip measured from RTCP that NACK and the frame wait are timed from, ms.
+    pub rtcp_rtt_ms: Option<f64>,
+    /// The frame number of the last stamp read from a decoded picture (synthetic sources).
+    pub last_stamp: Option<u32>,
 }
 
 impl fmt::Display for CallStats {
@@ -200,7 +213,25 @@ impl fmt::Display for CallStats {
         write!(f, " | max gap {:.0} ms | audio concealed {}", self.max_frame_gap_ms, self.audio_concealed)?;
         write!(f, " | enc {:.1} ms dec {:.1} ms", self.encode_ms, self.decode_ms)?;
         let name = |c: Option<VideoCodec>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
-        write!(f, " | codec out {} in {}", name(self.codec_out), name(self.codec_in))
+        write!(f, " | codec out {} in {}", name(self.codec_out), name(self.codec_in))?;
+        write!(
+            f,
+            " | rtx sent {} pkts {:.0} kB | rtx in {} repaired {} | nack {}",
+            self.rtx_packets_sent,
+            self.rtx_bytes_sent as f64 / 1000.0,
+            self.rtx_received,
+            self.rtx_repaired,
+            self.nacked_packets
+        )?;
+        match self.rtcp_rtt_ms {
+            Some(rtt) => write!(f, " | rtcp rtt {rtt:.0} ms")?,
+            None => write!(f, " | rtcp rtt -")?,
+        }
+        write!(f, " | pli sent {}", self.plis_sent)?;
+        if let Some(stamp) = self.last_stamp {
+            write!(f, " | stamp {stamp}")?;
+        }
+        Ok(())
     }
 }
 
@@ -252,8 +283,17 @@ impl StatsMeter {
             keyframes_decoded: total(&counters.keyframes_decoded),
             frames_lost: total(&counters.frames_lost),
             audio_packets_in: total(&counters.audio_packets_received),
-            rtx_packets_in: 0,
-            rtx_bytes_in: 0,
+            rtx_packets_sent: total(&controls.recovery.retransmitted_packets),
+            rtx_bytes_sent: total(&controls.recovery.retransmitted_bytes),
+            rtx_received: total(&controls.recovery.rtx_received),
+            rtx_bytes_received: total(&controls.recovery.rtx_bytes_received),
+            rtx_repaired: total(&controls.recovery.rtx_repaired),
+            nacked_packets: total(&controls.recovery.nacked_packets),
+            rtcp_rtt_ms: controls.recovery.measured_rtt().map(|d| d.as_secs_f64() * 1000.0),
+            last_stamp: match counters.last_stamp.load(Ordering::Relaxed) {
+                0 => None,
+                n => Some((n - 1) as u32),
+            },
         }
     }
 }
@@ -286,9 +326,9 @@ pub async fn add_transport_stats(pc: &dyn PeerConnection, stats: &mut CallStats)
                 }
             }
             RTCStatsReportEntry::InboundRtp(inbound) => {
+                // Retransmissions are counted by our RTX tap (`call::recovery`): it unwraps RTX
+                // before the crate would count it.
                 stats.packets_lost += inbound.received_rtp_stream_stats.packets_lost;
-                stats.rtx_packets_in += inbound.retransmitted_packets_received;
-                stats.rtx_bytes_in += inbound.retransmitted_bytes_received;
             }
             _ => {}
         }

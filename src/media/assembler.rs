@@ -55,6 +55,11 @@ impl FrameAssembler {
         Self { codec, packets: BTreeMap::new(), next_seq: None, highest: None, waiting_since: None, max_wait }
     }
 
+    /// Changes how long a frame may wait for a missing packet (it follows the measured round trip).
+    pub fn set_max_wait(&mut self, max_wait: Duration) {
+        self.max_wait = max_wait;
+    }
+
     /// Extends a 16-bit sequence number to 64 bits, near the highest one seen.
     fn unwrap_seq(&mut self, seq: u16) -> u64 {
         let Some(highest) = self.highest else {

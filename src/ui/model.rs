@@ -127,7 +127,7 @@ impl Model {
                 self.set_call(CallState::Idle, now);
                 self.notice = Some(ended_notice(&peer, &reason));
             }
-            Event::Stats(stats) => self.stats = Some(stats),
+            Event::Stats(stats) => self.stats = Some(*stats),
             Event::Error(error) => self.notice = Some(Notice { text: error.to_string(), is_error: true }),
         }
     }

@@ -186,7 +186,9 @@ pub async fn hand_played_peer(
     use webrtc::media_stream::track_local::TrackLocal;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let settings = PeerSettings { bind_addrs: vec!["127.0.0.1:0".into()], ..Default::default() };
-    let pc = peer::build(&settings, 1, tx, Default::default()).await.expect("a bare peer connection");
+    let pc = peer::build(&settings, 1, tx, Default::default(), Default::default())
+        .await
+        .expect("a bare peer connection");
     let audio = peer::local_track(RtpCodecKind::Audio, peer::opus_codec(), name).expect("track");
     pc.add_track(audio as std::sync::Arc<dyn TrackLocal>).await.expect("add track");
     pc.add_transceiver_from_kind(RtpCodecKind::Video, None).await.expect("video transceiver");

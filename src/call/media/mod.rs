@@ -37,6 +37,8 @@ pub struct MediaControls {
     pub keyframe_wanted: AtomicBool,
     /// The far side's reports of our video loss, for the sender's bitrate controller.
     pub loss_feedback: Arc<LossFeedback>,
+    /// Loss recovery's measurements and counters (NACK, RTX), shared with the interceptors.
+    pub recovery: Arc<crate::call::recovery::Recovery>,
     /// The bitrate the video encoder aims at now, bit/s (0 until the first report changes it).
     pub target_bitrate_bps: AtomicU64,
 }

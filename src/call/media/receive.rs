@@ -3,6 +3,7 @@
 
 use super::{CallMedia, Sinks};
 use crate::call::quality::ShownFrame;
+use crate::call::recovery;
 use crate::call::stats::Counters;
 use crate::media::assembler::{Assembled, FrameAssembler};
 use crate::media::codec::{new_decoder, VideoCodec};
@@ -22,8 +23,12 @@ const MAX_CONCEALED_FRAMES: u16 = 5;
 
 /// Minimum spacing of our PLIs: one per round trip or so is plenty, a flood helps nobody.
 const PLI_INTERVAL: Duration = Duration::from_millis(300);
-/// How long a frame may wait for a missing packet (NACK retransmission) before we give it up.
-const MAX_FRAME_WAIT: Duration = Duration::from_millis(250);
+
+/// Whole frames waiting for the decoder at most. A frame dropped because the decoder is behind breaks
+/// the references of every frame after it until a keyframe (a PLI, a large frame, a freeze), so the
+/// queue rides out a decoder held up for half a second (a busy machine) in order rather than dropping:
+/// with 4 frames, a call on a loaded 2-core machine asked for a keyframe a few times a second.
+const DECODE_QUEUE: usize = 15;
 
 /// Handles one remote track until it ends or the call stops.
 pub async fn receive_track(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMedia) {
@@ -47,7 +52,7 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
     });
     media.counters.set_codec_in(codec);
     // The decoder runs on its own thread: a 720p decode takes milliseconds we don't take from the runtime.
-    let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel::<DecodeJob>(4);
+    let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel::<DecodeJob>(DECODE_QUEUE);
     let decoder = std::thread::Builder::new()
         .name("video-decode".into())
         .spawn(move || decode_loop(codec, frames_rx, sinks, media));
@@ -55,7 +60,10 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
         tracing::error!("could not start the video decoder thread");
         return;
     }
-    let mut assembler = FrameAssembler::new(codec, MAX_FRAME_WAIT);
+    // A frame with a hole waits one retransmission round (from the measured round trip) for its
+    // repair before it is given up and a keyframe asked for; the NACK generator asks at once.
+    let recovery = Arc::clone(&controls.recovery);
+    let mut assembler = FrameAssembler::new(codec, recovery::frame_wait(recovery.rtt()));
     let mut after_loss = false;
     let mut last_pli: Option<Instant> = None;
     // One timer for the whole call (not one per packet): it wakes the loop when no packets come, so a
@@ -79,6 +87,7 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
         match event {
             Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                 Counters::add(&counters.video_bytes_received, packet.payload.len() as u64);
+                assembler.set_max_wait(recovery::frame_wait(recovery.rtt()));
                 for out in assembler.push(Instant::now(), packet) {
                     let (data, keyframe) = match out {
                         Assembled::Frame { data, keyframe, .. } => (data, keyframe),
@@ -148,6 +157,7 @@ fn decode_loop(
                 let stamp = read_stamp(&frame);
                 if let Some(stamp) = stamp {
                     counters.last_latency_us.store(stamp.age_us(now), Ordering::Relaxed);
+                    counters.last_stamp.store(u64::from(stamp.frame_no) + 1, Ordering::Relaxed);
                 }
                 let shown =
                     ShownFrame { at_us: now, width: frame.width as u32, height: frame.height as u32, stamp };
