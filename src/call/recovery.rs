@@ -42,6 +42,12 @@ pub const NACKS_PER_PACKET: u16 = 5;
 /// A missing packet older than this is not asked for any more: no frame waits that long for it.
 const MAX_NACK_AGE: Duration = Duration::from_millis(1_000);
 
+/// A gap that follows a silence longer than this (an outage, a stalled path) is not asked for at
+/// all: its packets were sent that long ago, the frames they carry are stale, and repairing them
+/// would replay seconds-old pictures (after a 3 s outage, 3.5 s glass-to-glass) before the live
+/// ones; the receiver asks for a keyframe instead.
+const MAX_GAP_AGE: Duration = Duration::from_millis(500);
+
 /// Packets the sender keeps for retransmission (the crate's NACK responder's default, 1024):
 /// a hole further back than that cannot be repaired, and asking for it is wasted.
 pub const SENDER_HISTORY: u64 = 1024;
@@ -161,6 +167,8 @@ struct Missing {
 #[derive(Debug, Default)]
 pub struct NackSchedule {
     highest: Option<u64>,
+    /// When the highest packet so far arrived: a gap after it was sent since then.
+    highest_at: Option<Instant>,
     missing: BTreeMap<u64, Missing>,
     /// Packets given up since the last look (for the counters).
     given_up: u64,
@@ -182,15 +190,19 @@ impl NackSchedule {
         let ext = self.unwrap_seq(seq);
         let Some(highest) = self.highest else {
             self.highest = Some(ext);
+            self.highest_at = Some(now);
             return;
         };
         if ext <= highest {
             self.missing.remove(&ext);
             return;
         }
+        let silence = self.highest_at.map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        self.highest_at = Some(now);
         // Everything between the highest so far and this one is missing, but never more than the
-        // sender still holds.
-        let oldest_repairable = (ext + 1).saturating_sub(SENDER_HISTORY);
+        // sender still holds, and nothing from a silence too long to be worth repairing.
+        let oldest_repairable =
+            if silence > MAX_GAP_AGE { ext } else { (ext + 1).saturating_sub(SENDER_HISTORY) };
         let from = (highest + 1).max(oldest_repairable);
         self.given_up += from - (highest + 1);
         for s in from..ext {
@@ -626,6 +638,21 @@ mod tests {
         }
         assert_eq!(asks, 1, "after 1 s nobody waits for it");
         assert_eq!(s.next_deadline(Duration::from_millis(1_000)), None);
+    }
+
+    #[test]
+    fn a_gap_after_an_outage_is_not_asked_for() {
+        let t0 = Instant::now();
+        let mut schedule = NackSchedule::default();
+        schedule.on_packet(t0, 100);
+        // Two seconds of nothing, then the stream resumes 300 packets on: stale, not repaired.
+        schedule.on_packet(t0 + MS * 2_000, 400);
+        assert_eq!(schedule.missing(), 0);
+        assert!(schedule.due(t0 + MS * 2_000, MS * 50).is_empty());
+        assert_eq!(schedule.take_given_up(), 299);
+        // A short gap right after is asked for as usual.
+        schedule.on_packet(t0 + MS * 2_010, 403);
+        assert_eq!(schedule.due(t0 + MS * 2_010, MS * 50), vec![401, 402]);
     }
 
     #[test]
