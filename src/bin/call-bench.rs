@@ -207,14 +207,9 @@ async fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> Result<
     Ok(())
 }
 
+/// The nearest-rank percentile of `values` (NaN for none), as the receiver figures compute it.
 fn percentile(values: &[f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
-    v[rank.min(v.len() - 1)]
+    peercall::call::quality::percentile(&mut values.to_vec(), p).unwrap_or(f64::NAN)
 }
 
 /// User + system CPU time of this process, seconds.

@@ -66,7 +66,6 @@ pub struct CallQuality {
     last_frame_no: Option<u32>,
     unstamped: u64,
     backwards: u64,
-    repeated: u64,
     rtts_ms: Vec<f64>,
 }
 
@@ -87,7 +86,6 @@ impl CallQuality {
             last_frame_no: None,
             unstamped: 0,
             backwards: 0,
-            repeated: 0,
             rtts_ms: Vec::new(),
         }
     }
@@ -115,7 +113,7 @@ impl CallQuality {
         };
         match self.last_frame_no {
             // A picture shown again (the decoder gave the same frame twice) has no new latency.
-            Some(last) if stamp.frame_no == last => self.repeated += 1,
+            Some(last) if stamp.frame_no == last => {}
             Some(last) if stamp.frame_no < last => self.backwards += 1,
             _ => self.latencies_us.push(stamp.age_us(frame.at_us)),
         }
@@ -123,11 +121,18 @@ impl CallQuality {
     }
 
     fn gap(&mut self, gap_us: u64) {
-        self.longest_gap_us = self.longest_gap_us.max(gap_us);
-        if gap_us > self.expected.freeze_threshold_us() {
-            self.freezes += 1;
-            self.frozen_us += gap_us;
-        }
+        let (longest, freezes, frozen) = self.with_gap(gap_us);
+        (self.longest_gap_us, self.freezes, self.frozen_us) = (longest, freezes, frozen);
+    }
+
+    /// Longest gap, freezes and frozen time, were a gap of `gap_us` added.
+    fn with_gap(&self, gap_us: u64) -> (u64, u64, u64) {
+        let freeze = gap_us > self.expected.freeze_threshold_us();
+        (
+            self.longest_gap_us.max(gap_us),
+            self.freezes + u64::from(freeze),
+            self.frozen_us + if freeze { gap_us } else { 0 },
+        )
     }
 
     /// Notes one second's engine stats (the round trip it measured).
@@ -141,10 +146,9 @@ impl CallQuality {
     /// engine's totals: video payload bytes received and, when the engine can tell them apart,
     /// retransmitted bytes.
     pub fn summary(&self, end_us: u64, video_bytes: u64, rtx_bytes: Option<u64>) -> QualitySummary {
-        let mut tail = self.clone();
-        if let Some(last) = self.last_at_us.filter(|l| end_us > *l) {
-            tail.gap(end_us - last);
-        }
+        // A picture still missing at the end is a gap going on.
+        let tail = self.last_at_us.map_or(0, |last| end_us.saturating_sub(last));
+        let (longest_gap_us, freezes, frozen_us) = self.with_gap(tail);
         let span_us = self.first_at_us.map_or(0, |f| end_us.saturating_sub(f));
         let per_second = |n: f64| if span_us > 0 { n * 1e6 / span_us as f64 } else { 0.0 };
         let ms = |us: u64| us as f64 / 1000.0;
@@ -155,10 +159,10 @@ impl CallQuality {
             seconds: span_us as f64 / 1e6,
             frames: self.frames,
             fps: per_second(self.frames as f64),
-            freezes: tail.freezes,
-            frozen_ms: ms(tail.frozen_us),
-            longest_freeze_ms: if tail.freezes > 0 { ms(tail.longest_gap_us) } else { 0.0 },
-            max_gap_ms: ms(tail.longest_gap_us),
+            freezes,
+            frozen_ms: ms(frozen_us),
+            longest_freeze_ms: if freezes > 0 { ms(longest_gap_us) } else { 0.0 },
+            max_gap_ms: ms(longest_gap_us),
             g2g_p50_ms: percentile(&mut latencies, 50.0),
             g2g_p95_ms: percentile(&mut latencies, 95.0),
             size_held: (self.frames > 0).then(|| self.at_size as f64 / self.frames as f64),

@@ -509,24 +509,19 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for RtxTap {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let InterceptorPacket::Rtp(p) = &msg.message.packet {
+        if let InterceptorPacket::Rtp(p) = &mut msg.message.packet {
             let ssrc = p.header.ssrc;
             if let Some(rtx) = self.rtx.get(&ssrc).filter(|r| r.rtx_payload_type == p.header.payload_type) {
                 Recovery::add(&self.recovery.rtx_received, 1);
                 Recovery::add(&self.recovery.rtx_bytes_received, p.payload.len() as u64);
                 let (primary_ssrc, primary_pt) = (rtx.primary_ssrc, rtx.primary_payload_type);
-                let InterceptorPacket::Rtp(p) =
-                    std::mem::replace(&mut msg.message.packet, InterceptorPacket::Rtcp(Vec::new()))
-                else {
-                    unreachable!("matched as RTP above")
-                };
-                let Some(original) = unwrap_rtx(p, primary_ssrc, primary_pt) else {
+                let Some(original) = unwrap_rtx(std::mem::take(p), primary_ssrc, primary_pt) else {
                     return Ok(()); // a probe: nothing to deliver
                 };
                 if self.arrivals.entry(primary_ssrc).or_default().note(original.header.sequence_number) {
                     Recovery::add(&self.recovery.rtx_repaired, 1);
                 }
-                msg.message.packet = InterceptorPacket::Rtp(original);
+                *p = original;
             } else if let Some(arrivals) = self.arrivals.get_mut(&ssrc) {
                 arrivals.note(p.header.sequence_number);
             }
