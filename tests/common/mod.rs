@@ -7,6 +7,7 @@ pub mod browser;
 pub mod desktop;
 pub mod process;
 pub mod testnet;
+pub mod xpicture;
 
 use peercall::call::{CallState, EndReason, Engine, EngineConfig, Event};
 use peercall::media::codec::VideoCodec;

@@ -43,6 +43,10 @@ impl H264Encoder {
             // wrong (a grab of our pattern was 28 dB from it, against 64 dB for VP8, which it shows as
             // BT.601).
             .vui(VuiConfig::bt601());
+        // openh264 turns these off itself for screen content, with a warning on stderr per encoder.
+        let screen = settings.content == VideoContent::Screen;
+        let config =
+            if screen { config.adaptive_quantization(false).background_detection(false) } else { config };
         let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|e| CodecError::EncoderInit(H264, e.to_string()))?;
         Ok(Self { inner, settings, force_keyframe: true })

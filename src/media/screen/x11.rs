@@ -126,14 +126,16 @@ impl SharedMemory {
             unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
             return None;
         }
-        let memory = Self { address: address.cast(), len, segment: 0 };
+        let mut memory = Self { address: address.cast(), len, segment: 0 };
         let segment = conn.generate_id().ok()?;
         let attached = conn.shm_attach(segment, id as u32, false).ok()?.check();
         // Marked for removal now: the kernel frees it when both sides have detached, even if we crash.
         // SAFETY: shmctl on our own segment id.
         unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
         attached.ok()?;
-        Some(Self { segment, ..memory })
+        // Not `Self { segment, ..memory }`: that would copy the fields and drop (detach) `memory`.
+        memory.segment = segment;
+        Some(memory)
     }
 
     fn bytes(&self, len: usize) -> &[u8] {
