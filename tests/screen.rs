@@ -7,7 +7,7 @@
 mod common;
 
 use common::desktop::{screenshot, start_xvfb};
-use common::xpicture::{known_picture, psnr_against_screenshot, text_area, Painter};
+use common::xpicture::{known_picture, psnr_against_screenshot, text_area, Painter, NOTES_ACCENT};
 use common::*;
 use peercall::call::{CallState, Command, Engine};
 use peercall::media::devices::{CameraSettings, MediaDevices, Selection};
@@ -22,8 +22,6 @@ const SCREEN: (usize, usize) = (1280, 800);
 const NOTES: &str = "Peercall test notes";
 const NOTES_AT: (i16, i16) = (820, 470);
 const NOTES_SIZE: (u16, u16) = (400, 260);
-/// Magenta: the notes window's first colour block.
-pub const NOTES_ACCENT: [u8; 3] = [230, 0, 230];
 
 /// The whole screen at PSNR over, and its text area. Measured here (H.264, openh264 screen mode at
 /// its 2.3 Mbit/s start for 1280x800@15, 2 s after the switch): whole screen 30.9–31.6 dB, text area
@@ -69,17 +67,9 @@ fn decoded(engine: &Engine) -> u64 {
     engine.counters().borrow().as_ref().map_or(0, |c| c.frames_decoded.load(Ordering::Relaxed))
 }
 
-/// Alice sends from `devices`; Bob answers by himself; both online.
+/// Alice, sending from `devices`, calls Bob, who answers by himself.
 async fn call(url: &str, devices: &MediaDevices) -> (Engine, Engine) {
-    let mut alice = config("alice", url);
-    alice.video_source = devices.video_factory();
-    alice.audio_source = devices.audio_factory();
-    let alice = Engine::start(alice);
-    let mut bob = config("bob", url);
-    bob.auto_answer = true;
-    let bob = Engine::start(bob);
-    wait_users(&alice, &["alice", "bob"]).await;
-    wait_users(&bob, &["alice", "bob"]).await;
+    let (alice, bob) = alice_with_devices_and_bob(url, devices).await;
     alice.send(Command::Call("bob".into()));
     (alice, bob)
 }

@@ -191,7 +191,8 @@ impl PeercallApp {
 
     /// Keys that work anywhere: Esc ends or declines the call, Enter accepts one (when no button has
     /// the focus, which Enter presses); M mutes and V turns the camera off unless a text field has the
-    /// keys. Enter on a focused name in the user list calls it (`views::users`).
+    /// keys, and S opens the screen-sharing picker in a call. Enter on a focused name in the user list
+    /// calls it (`views::users`).
     fn keys(&self, ctx: &egui::Context, out: &mut Vec<UiCommand>) {
         let Some(session) = &self.session else { return };
         let controls = session.model.controls();
@@ -214,6 +215,9 @@ impl PeercallApp {
             }
             if plain(Key::V) {
                 out.push(UiCommand::ToggleCamera);
+            }
+            if plain(Key::S) && matches!(session.model.call, CallState::InCall { .. }) {
+                out.push(UiCommand::OpenSharePicker);
             }
         }
     }

@@ -195,3 +195,20 @@ pub async fn hand_played_peer(
     pc.add_transceiver_from_kind(RtpCodecKind::Video, None).await.expect("video transceiver");
     (pc, rx)
 }
+
+/// Alice, taking her media from `devices`, and Bob (synthetic, answering by himself), both online.
+pub async fn alice_with_devices_and_bob(
+    url: &str,
+    devices: &peercall::media::devices::MediaDevices,
+) -> (Engine, Engine) {
+    let mut alice_config = config("alice", url);
+    alice_config.video_source = devices.video_factory();
+    alice_config.audio_source = devices.audio_factory();
+    let alice = Engine::start(alice_config);
+    let mut bob_config = config("bob", url);
+    bob_config.auto_answer = true;
+    let bob = Engine::start(bob_config);
+    wait_users(&alice, &["alice", "bob"]).await;
+    wait_users(&bob, &["alice", "bob"]).await;
+    (alice, bob)
+}

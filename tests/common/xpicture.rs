@@ -12,6 +12,9 @@ use x11rb::protocol::Event as XEvent;
 use x11rb::rust_connection::RustConnection;
 use x11rb::wrapper::ConnectionExt as _;
 
+/// Magenta: the notes window's first colour block (the window test finds its thumbnail by it).
+pub const NOTES_ACCENT: [u8; 3] = [230, 0, 230];
+
 /// A region of a picture: (x, y, width, height).
 pub type Area = (usize, usize, usize, usize);
 

@@ -44,12 +44,15 @@ pub fn show(
                 if ui.add(stop).on_hover_text("Back to the camera").clicked() {
                     out.push(UiCommand::StopSharing);
                 }
-                ui.colored_label(palette::RED, format!("\u{25cf} You are sharing {what}"));
+                ui.colored_label(palette::RED, format!("You are sharing {what}"));
             }
             None => {
                 let share = Button::new("Share screen").min_size(size);
-                let hint =
-                    if in_call { "Show a screen or one window instead of the camera" } else { "In a call" };
+                let hint = if in_call {
+                    "Show a screen or one window instead of the camera (S)"
+                } else {
+                    "In a call"
+                };
                 if ui.add_enabled(in_call, share).on_hover_text(hint).on_disabled_hover_text(hint).clicked() {
                     out.push(UiCommand::OpenSharePicker);
                 }
