@@ -125,6 +125,15 @@ impl Painter {
         win
     }
 
+    /// Draws `bgrx` (`w`×`h`) into `win` at (x, y): what an application redrawing part of itself does.
+    pub fn draw(&self, win: Window, (x, y): (i16, i16), (w, h): (u16, u16), bgrx: &[u8]) {
+        let gc = self.conn.generate_id().expect("an id");
+        self.conn.create_gc(gc, win, &CreateGCAux::new()).expect("gc");
+        self.conn.put_image(ImageFormat::Z_PIXMAP, win, gc, w, h, x, y, 0, 24, bgrx).expect("put image");
+        self.conn.free_gc(gc).expect("free gc");
+        self.conn.sync().expect("drawn");
+    }
+
     /// Closes the window, as its application would.
     pub fn close(&self, win: Window) {
         self.conn.destroy_window(win).expect("destroy");
