@@ -4,7 +4,7 @@
 
 use crate::call::quality::{CallQuality, Expected, ShownFrame};
 use crate::call::{CallState, Command, Counters, Engine, EngineConfig, Event};
-use crate::media::devices::{DeviceChoice, MediaDevices, Speaker};
+use crate::media::devices::{DeviceChoice, MediaDevices, PacedPlayout, Speaker};
 use crate::media::frame::{now_us, RgbaFrame};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -72,6 +72,9 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
                 None
             }
         });
+    // With no speaker, the far side's audio still goes through a playout buffer at the real-time
+    // pace, so the figures say what a listener would hear.
+    let _playout = if _speaker.is_none() { start_paced_playout(&engine) } else { None };
     let mut dialled = false;
     let mut hang_up_at: Option<tokio::time::Instant> = None;
     loop {
@@ -151,6 +154,26 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Plays the remote audio into nothing at the real-time pace, its depth and dry runs into the
+/// current call's counters (so into the stats and summary lines).
+fn start_paced_playout(engine: &Engine) -> Option<PacedPlayout> {
+    let counters = engine.counters();
+    let report = move |level: crate::media::devices::PlayoutLevel| {
+        if let Some(c) = counters.borrow().as_ref() {
+            // 0 stands for "no playout running": a dry buffer is a depth of 1 µs.
+            c.audio_playout_us.store(((level.depth_ms * 1000.0) as u64).max(1), Ordering::Relaxed);
+            c.audio_underruns.store(level.stats.underruns, Ordering::Relaxed);
+        }
+    };
+    match PacedPlayout::start(engine.remote_audio(), report) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            println!("audio playout: could not start ({e}); its figures are missing");
+            None
         }
     }
 }
