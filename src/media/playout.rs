@@ -5,8 +5,12 @@
 //! freeze while a frame is repaired, then a burst. Shown at *capture time + a steady offset*, it
 //! plays at the sender's pace. The offset is the smallest transit seen lately (the path's base delay,
 //! so clock offset and drift cancel out) plus a target that covers nearly every frame's extra delay
-//! seen lately: the 99th percentile over the last 10 s, repaired frames included, so on a lossy path
-//! the target grows by a repair round and on a clean one it stays near zero. It grows at once when
+//! seen lately: the 95th percentile over the last 10 s, repaired frames included, so on a clean path it
+//! stays near zero and on a lossy one it grows towards a repair round. Not further: a frame later than
+//! the target by less than ~115 ms shows as a hiccup, not a freeze (over 150 ms between pictures), so
+//! covering the last few percent — a second repair round, a sender's stall, the first keyframe
+//! squeezing through a narrow link — would cost every frame their delay to spare a few a short wait.
+//! It grows at once when
 //! frames come later than it and shrinks back slowly (30 ms per second, a 3 % speed-up nobody sees)
 //! when the path calms; it never passes 400 ms, since past that a freeze is better than the lag.
 //!
@@ -17,7 +21,7 @@ use std::collections::VecDeque;
 /// How far back the base delay and the target look.
 const WINDOW_US: u64 = 10_000_000;
 /// The share of recent frames the target covers.
-const COVERED: f64 = 0.99;
+const COVERED: f64 = 0.95;
 /// The target never passes this: a longer wait costs more than the freeze it avoids.
 const MAX_TARGET_US: u64 = 400_000;
 /// How fast the target comes back down when the path calms, per microsecond passed.
@@ -146,16 +150,16 @@ mod tests {
         let mut clock = PlayoutClock::new();
         let mut late_after_warmup = 0;
         for i in 0..600u64 {
-            // Every 20th frame waits a 120 ms repair round; the frames queued behind it follow at once.
+            // Every 10th frame waits a 120 ms repair round; the frames queued behind it follow at once.
             let arrived = 1_000_000 + due(i);
-            let repaired = i % 20 == 0;
+            let repaired = i % 10 == 0;
             let arrived = if repaired { arrived + 120_000 } else { arrived };
             let show = clock.frame(i as u32 * TICKS, arrived);
             if i > 40 && show < arrived {
                 late_after_warmup += 1;
             }
         }
-        assert_eq!(late_after_warmup, 0, "5 % of frames repaired: the target covers them");
+        assert_eq!(late_after_warmup, 0, "10 % of frames repaired: the target covers them");
         assert!((119_000..=121_000).contains(&clock.target_us()));
     }
 
@@ -164,27 +168,27 @@ mod tests {
         let mut clock = PlayoutClock::new();
         let mut play = |frames: std::ops::Range<u64>| {
             for i in frames {
-                // For 5 s, one frame in 25 is 200 ms late (4 %: more than the 1 % left uncovered).
-                let late = if i < 150 && i % 25 == 0 && i > 0 { 200_000 } else { 0 };
+                // For 5 s, one frame in 10 is 200 ms late (10 %: more than the 5 % left uncovered).
+                let late = if i < 150 && i % 10 == 5 { 200_000 } else { 0 };
                 clock.frame(i as u32 * TICKS, 1_000_000 + due(i) + late);
             }
             clock.target_us()
         };
         assert!(play(0..150) >= 199_000);
-        // The late frames leave the 10 s window from 10.8 s on; at 12.5 s only three (1 %) are left,
-        // and from there the target comes down 30 ms a second.
+        // The first late frame leaves the 10 s window at 10.2 s: 14 of 300 (under 5 %) are left, and
+        // from there the target comes down 30 ms a second.
         let at_13_5_s = play(150..405);
-        assert!((150_000..=190_000).contains(&at_13_5_s), "target {at_13_5_s} at 13.5 s");
+        assert!((80_000..=120_000).contains(&at_13_5_s), "target {at_13_5_s} at 13.5 s");
         assert_eq!(play(405..615), 0, "at 20.5 s, back to no delay");
     }
 
-    /// One frame late in a hundred is left uncovered: a frame that late is better shown late once
-    /// than every frame held for it.
+    /// A few frames late in a hundred are left uncovered: a frame that late is better shown late
+    /// once than every frame held for it.
     #[test]
-    fn a_lone_late_frame_does_not_hold_the_others() {
+    fn a_few_late_frames_do_not_hold_the_others() {
         let mut clock = PlayoutClock::new();
         for i in 0..400u64 {
-            let late = if i == 200 { 300_000 } else { 0 };
+            let late = if i % 50 == 3 { 300_000 } else { 0 };
             clock.frame(i as u32 * TICKS, 1_000_000 + due(i) + late);
         }
         assert_eq!(clock.target_us(), 0);
@@ -193,10 +197,10 @@ mod tests {
     #[test]
     fn the_wait_is_capped_and_a_new_stream_starts_over() {
         let mut clock = PlayoutClock::new();
-        for i in 0..30u64 {
-            clock.frame(i as u32 * TICKS, 1_000_000 + i * FRAME_US + if i == 10 { 2_000_000 } else { 0 });
+        for i in 0..11u64 {
+            clock.frame(i as u32 * TICKS, 1_000_000 + due(i) + if i == 10 { 2_000_000 } else { 0 });
         }
-        assert_eq!(clock.target_us(), MAX_TARGET_US);
+        assert_eq!(clock.target_us(), MAX_TARGET_US, "2 s late, in the first frames: covered, to the cap");
         let arrived = 9_000_000;
         assert!(clock.frame(30 * TICKS, arrived) <= arrived + MAX_TARGET_US);
         // The sender restarted: its timestamps jump; the old stream's delays are forgotten.

@@ -61,7 +61,7 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
         tracing::error!("could not start the video decoder thread");
         return;
     }
-    // A frame with a hole waits one retransmission round (from the measured round trip) for its
+    // A frame with a hole waits two retransmission rounds (from the measured round trip) for its
     // repair before it is given up and a keyframe asked for; the NACK generator asks at once.
     let recovery = Arc::clone(&controls.recovery);
     let mut assembler = FrameAssembler::new(codec, recovery::frame_wait(recovery.rtt()));
