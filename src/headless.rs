@@ -61,7 +61,7 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
         print_device_changes(devices.audio_status());
     }
     // Kept alive for the run; a speaker that cannot open is said once and the call goes on silent.
-    let _speaker =
+    let speaker =
         plan.speaker.as_ref().and_then(|id| match Speaker::play(id.as_deref(), engine.remote_audio()) {
             Ok(s) => {
                 println!("speaker: {} ({:?})", s.name(), s.format());
@@ -74,7 +74,7 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
         });
     // With no speaker, the far side's audio still goes through a playout buffer at the real-time
     // pace, so the figures say what a listener would hear.
-    let _playout = if _speaker.is_none() { start_paced_playout(&engine) } else { None };
+    let _playout = if speaker.is_none() { start_paced_playout(&engine) } else { None };
     let mut dialled = false;
     let mut hang_up_at: Option<tokio::time::Instant> = None;
     loop {
