@@ -4,7 +4,7 @@
 
 use crate::call::quality::{CallQuality, Expected, ShownFrame};
 use crate::call::{CallState, Command, Counters, Engine, EngineConfig, Event};
-use crate::media::devices::{DeviceChoice, MediaDevices, Speaker};
+use crate::media::devices::{DeviceChoice, MediaDevices, PacedPlayout, Speaker};
 use crate::media::frame::{now_us, RgbaFrame};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
         print_screen_changes(devices.screen_status());
     }
     // Kept alive for the run; a speaker that cannot open is said once and the call goes on silent.
-    let _speaker =
+    let speaker =
         plan.speaker.as_ref().and_then(|id| match Speaker::play(id.as_deref(), engine.remote_audio()) {
             Ok(s) => {
                 println!("speaker: {} ({:?})", s.name(), s.format());
@@ -73,6 +73,9 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
                 None
             }
         });
+    // With no speaker, the far side's audio still goes through a playout buffer at the real-time
+    // pace, so the figures say what a listener would hear.
+    let _playout = if speaker.is_none() { start_paced_playout(&engine) } else { None };
     let mut dialled = false;
     let mut hang_up_at: Option<tokio::time::Instant> = None;
     loop {
@@ -152,6 +155,26 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Plays the remote audio into nothing at the real-time pace, its depth and dry runs into the
+/// current call's counters (so into the stats and summary lines).
+fn start_paced_playout(engine: &Engine) -> Option<PacedPlayout> {
+    let counters = engine.counters();
+    let report = move |level: crate::media::devices::PlayoutLevel| {
+        if let Some(c) = counters.borrow().as_ref() {
+            // 0 stands for "no playout running": a dry buffer is a depth of 1 µs.
+            c.audio_playout_us.store(((level.depth_ms * 1000.0) as u64).max(1), Ordering::Relaxed);
+            c.audio_underruns.store(level.stats.underruns, Ordering::Relaxed);
+        }
+    };
+    match PacedPlayout::start(engine.remote_audio(), report) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            println!("audio playout: could not start ({e}); its figures are missing");
+            None
         }
     }
 }

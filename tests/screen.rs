@@ -32,6 +32,11 @@ const NOTES_SIZE: (u16, u16) = (400, 260);
 const MIN_SCREEN_DB: f64 = 27.0;
 const MIN_TEXT_DB: f64 = 24.0;
 
+/// One Xvfb test at a time: `start_xvfb` picks a free display by its lock file, which two tests
+/// starting together can both take (one then talks to the other's server); and the PSNR bounds
+/// assume the two cores are not shared with another call.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A test desktop: Xvfb with a full-screen window of the known picture and a named window over it.
 struct Desktop {
     _xvfb: common::desktop::Reaped,
@@ -87,6 +92,7 @@ fn camera_devices(display: Display) -> MediaDevices {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_screen_and_window_reach_the_far_side_and_the_camera_comes_back() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let desk = desktop();
     let devices = camera_devices(Display::X11(desk.display.clone()));
     let targets = devices.list_screens().expect("the Xvfb screen lists");
@@ -201,6 +207,7 @@ fn process_cpu_seconds() -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "prints figures; takes ~40 s"]
 async fn figures_for_screen_sharing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     use peercall::media::codec::{new_encoder, EncoderSettings, VideoCodec};
     use peercall::media::screen::x11::X11Capturer;
     use peercall::media::screen::Capturer;
@@ -344,6 +351,7 @@ fn output(child: std::process::Child) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_lists_screens_and_shares_one_in_a_call() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let desk = desktop();
     let listed = output(peercall(&desk.display, &["--list-screens".into()]));
     assert!(listed.contains("screen:0") && listed.contains("Screen 1 (1280x800)"), "{listed}");
@@ -373,6 +381,7 @@ async fn headless_lists_screens_and_shares_one_in_a_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vp8_in_screen_mode_carries_a_shared_window() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let desk = desktop();
     let devices = camera_devices(Display::X11(desk.display.clone()));
     devices.share_screen(ScreenId::Window(desk.notes));

@@ -102,8 +102,8 @@ fn run(args: Args) -> Result<(), String> {
         println!("{row}");
     }
     println!(
-        "\nRTX kB `-`: the engine negotiates no RTX stream, and NACK repairs resent on the media stream \
-         are not counted apart. Drops: r random, b burst, q queue, o outage."
+        "\nRTX kB: retransmissions the caller received on the RTX stream (`-`: none came). \
+         Drops: r random, b burst, q queue, o outage."
     );
     Ok(())
 }

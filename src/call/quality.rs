@@ -67,6 +67,9 @@ pub struct CallQuality {
     unstamped: u64,
     backwards: u64,
     rtts_ms: Vec<f64>,
+    audio_playout_ms: Vec<f64>,
+    /// The audio playout's dry count at the first and the last second seen.
+    audio_dry: Option<(u64, u64)>,
 }
 
 impl CallQuality {
@@ -87,6 +90,8 @@ impl CallQuality {
             unstamped: 0,
             backwards: 0,
             rtts_ms: Vec::new(),
+            audio_playout_ms: Vec::new(),
+            audio_dry: None,
         }
     }
 
@@ -135,10 +140,15 @@ impl CallQuality {
         )
     }
 
-    /// Notes one second's engine stats (the round trip it measured).
+    /// Notes one second's engine stats (the round trip it measured, the audio playout's depth).
     pub fn second(&mut self, stats: &CallStats) {
         if let Some(rtt) = stats.rtt_ms.filter(|r| r.is_finite() && *r > 0.0) {
             self.rtts_ms.push(rtt);
+        }
+        if let Some(depth) = stats.audio_playout_ms {
+            self.audio_playout_ms.push(depth);
+            let first = self.audio_dry.map_or(stats.audio_underruns, |(first, _)| first);
+            self.audio_dry = Some((first, stats.audio_underruns));
         }
     }
 
@@ -154,6 +164,7 @@ impl CallQuality {
         let ms = |us: u64| us as f64 / 1000.0;
         let mut latencies: Vec<f64> = self.latencies_us.iter().map(|&us| ms(us)).collect();
         let mut rtts = self.rtts_ms.clone();
+        let mut audio = self.audio_playout_ms.clone();
         QualitySummary {
             setup_ms: self.clicked_at_us.zip(self.first_at_us).map(|(c, f)| ms(f.saturating_sub(c))),
             seconds: span_us as f64 / 1e6,
@@ -170,6 +181,9 @@ impl CallQuality {
             rtt_p50_ms: percentile(&mut rtts, 50.0),
             rtt_p95_ms: percentile(&mut rtts, 95.0),
             rtx_kb: rtx_bytes.map(|b| b as f64 / 1000.0),
+            audio_p50_ms: percentile(&mut audio, 50.0),
+            audio_p95_ms: percentile(&mut audio, 95.0),
+            audio_dry: self.audio_dry.map(|(first, last)| last.saturating_sub(first)),
             stamped: self.latencies_us.len() as u64,
             unstamped: self.unstamped,
             backwards: self.backwards,
@@ -221,6 +235,13 @@ pub struct QualitySummary {
     pub rtt_p95_ms: Option<f64>,
     /// Retransmitted kB received, when the engine can tell retransmissions apart (an RTX stream).
     pub rtx_kb: Option<f64>,
+    /// The audio playout buffer's depth (the delay it adds to mouth-to-ear), median of per-second
+    /// samples, ms; `None` with no playout running.
+    pub audio_p50_ms: Option<f64>,
+    /// The same, 95th percentile.
+    pub audio_p95_ms: Option<f64>,
+    /// Times the audio playout ran dry (a gap heard).
+    pub audio_dry: Option<u64>,
     /// Pictures with a new, intact stamp.
     pub stamped: u64,
     /// Pictures without an intact stamp.
@@ -252,6 +273,13 @@ impl fmt::Display for QualitySummary {
         write!(f, " size_held={} kbps={:.0}", opt(self.size_held, 3), self.kbps)?;
         write!(f, " rtt_p50_ms={} rtt_p95_ms={}", opt(self.rtt_p50_ms, 1), opt(self.rtt_p95_ms, 1))?;
         write!(f, " rtx_kB={}", opt(self.rtx_kb, 1))?;
+        let dry = self.audio_dry.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        write!(
+            f,
+            " audio_p50_ms={} audio_p95_ms={} audio_dry={dry}",
+            opt(self.audio_p50_ms, 0),
+            opt(self.audio_p95_ms, 0)
+        )?;
         let last = self.last_frame_no.map_or_else(|| "-".to_owned(), |n| n.to_string());
         write!(
             f,
@@ -307,6 +335,9 @@ impl QualitySummary {
             rtt_p50_ms: opt("rtt_p50_ms")?,
             rtt_p95_ms: opt("rtt_p95_ms")?,
             rtx_kb: opt("rtx_kB")?,
+            audio_p50_ms: opt("audio_p50_ms")?,
+            audio_p95_ms: opt("audio_p95_ms")?,
+            audio_dry: opt("audio_dry")?.map(|n| n as u64),
             stamped: count("stamped")?,
             unstamped: count("unstamped")?,
             backwards: count("backwards")?,

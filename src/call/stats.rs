@@ -53,6 +53,12 @@ pub struct Counters {
     pub codec_out: AtomicU8,
     /// See `codec_out`.
     pub codec_in: AtomicU8,
+    /// The delay the video playout clock adds beyond the path's base delay now, µs.
+    pub playout_target_us: AtomicU64,
+    /// The audio playout buffer's depth at the last pull, µs (0 with no playout running).
+    pub audio_playout_us: AtomicU64,
+    /// Times the audio playout ran dry so far (its own count, across calls).
+    pub audio_underruns: AtomicU64,
 }
 
 /// A codec as one byte, for the counters (0: none yet).
@@ -187,6 +193,12 @@ pub struct CallStats {
     pub rtcp_rtt_ms: Option<f64>,
     /// The frame number of the last stamp read from a decoded picture (synthetic sources).
     pub last_stamp: Option<u32>,
+    /// The delay the video playout clock adds to ride out jitter and repairs, ms.
+    pub video_playout_ms: f64,
+    /// The audio playout buffer's depth, ms (`None` with no playout running).
+    pub audio_playout_ms: Option<f64>,
+    /// Times the audio playout ran dry (its own count, across calls).
+    pub audio_underruns: u64,
 }
 
 impl fmt::Display for CallStats {
@@ -228,6 +240,10 @@ impl fmt::Display for CallStats {
             None => write!(f, " | rtcp rtt -")?,
         }
         write!(f, " | pli sent {}", self.plis_sent)?;
+        write!(f, " | playout video {:.0} ms", self.video_playout_ms)?;
+        if let Some(audio) = self.audio_playout_ms {
+            write!(f, " audio {audio:.0} ms ({} dry)", self.audio_underruns)?;
+        }
         if let Some(stamp) = self.last_stamp {
             write!(f, " | stamp {stamp}")?;
         }
@@ -294,6 +310,12 @@ impl StatsMeter {
                 0 => None,
                 n => Some((n - 1) as u32),
             },
+            video_playout_ms: counters.playout_target_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            audio_playout_ms: match counters.audio_playout_us.load(Ordering::Relaxed) {
+                0 => None,
+                us => Some(us as f64 / 1000.0),
+            },
+            audio_underruns: total(&counters.audio_underruns),
         }
     }
 }

@@ -62,19 +62,32 @@ struct Peer {
 impl Peer {
     fn start(link: &Link, a_side: bool, program: &Path, args: &[String]) -> Result<Peer, String> {
         let end = if a_side { link.a() } else { link.b() };
+        // PEERCALL_TRACE_PEERS=1 prints every peer's lines timed (ms since the first peer started)
+        // and passes PEERCALL_PEER_LOG (a RUST_LOG filter) to the peers, their logs on stderr:
+        // where a call's setup or a freeze spends its time.
+        let trace = std::env::var_os("PEERCALL_TRACE_PEERS").is_some();
+        let log = std::env::var("PEERCALL_PEER_LOG").ok().filter(|_| trace);
         let mut child = end
             .command(&program.to_string_lossy())
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if log.is_some() { Stdio::inherit() } else { Stdio::null() })
             .spawn()
             .map_err(|e| format!("starting {}: {e}", program.display()))?;
         let (tx, lines) = mpsc::channel();
         let out = child.stdout.take().ok_or("no stdout")?;
+        let who = format!(
+            "{} {}",
+            if a_side { "A" } else { "B" },
+            program.file_name().unwrap_or_default().to_string_lossy()
+        );
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if trace {
+                    eprintln!("[{:>6} ms] {who}: {line}", trace_clock().elapsed().as_millis());
+                }
                 if tx.send(line).is_err() {
                     return;
                 }
@@ -130,6 +143,12 @@ impl Drop for Peer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The clock of the peers' traced lines: started by the first line traced.
+fn trace_clock() -> Instant {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(Instant::now)
 }
 
 fn args(list: &[&str], extra: &[String]) -> Vec<String> {

@@ -28,6 +28,11 @@ function stats(page) {
       if (s.type === "inbound-rtp" && s.kind === "video") {
         out.framesDecoded = s.framesDecoded || 0; out.framesPerSecond = s.framesPerSecond || 0;
         out.width = s.frameWidth || 0; out.height = s.frameHeight || 0; out.codec = codecs[s.codecId] || "";
+        // Loss recovery as the browser saw it: what it asked for again, what came back as RTX, and
+        // the freezes it counted (Chromium; absent fields stay 0).
+        out.nackSent = s.nackCount || 0; out.rtxReceived = s.retransmittedPacketsReceived || 0;
+        out.packetsLost = s.packetsLost || 0; out.freezes = s.freezeCount || 0;
+        out.freezeSeconds = s.totalFreezesDuration || 0;
       }
       if (s.type === "inbound-rtp" && s.kind === "audio") {
         out.audioSamples = s.totalSamplesReceived || 0; out.audioPackets = s.packetsReceived || 0;
@@ -36,6 +41,7 @@ function stats(page) {
         out.framesSent = s.framesSent || 0; out.sendCodec = codecs[s.codecId] || "";
         // The size the browser encodes at: it may send less than the camera gives (it starts low).
         out.sendWidth = s.frameWidth || 0; out.sendHeight = s.frameHeight || 0;
+        out.nackReceived = s.nackCount || 0; out.rtxSent = s.retransmittedPacketsSent || 0;
       }
     });
     return out;

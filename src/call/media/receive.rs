@@ -10,6 +10,7 @@ use crate::media::codec::{new_decoder, VideoCodec};
 use crate::media::frame::{now_us, AudioChunk};
 use crate::media::opus_codec::OpusDecoder;
 use crate::media::pattern::read_stamp;
+use crate::media::playout::PlayoutClock;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::sync::atomic::Ordering;
@@ -60,7 +61,7 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
         tracing::error!("could not start the video decoder thread");
         return;
     }
-    // A frame with a hole waits one retransmission round (from the measured round trip) for its
+    // A frame with a hole waits two retransmission rounds (from the measured round trip) for its
     // repair before it is given up and a keyframe asked for; the NACK generator asks at once.
     let recovery = Arc::clone(&controls.recovery);
     let mut assembler = FrameAssembler::new(codec, recovery::frame_wait(recovery.rtt()));
@@ -89,8 +90,8 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
                 Counters::add(&counters.video_bytes_received, packet.payload.len() as u64);
                 assembler.set_max_wait(recovery::frame_wait(recovery.rtt()));
                 for out in assembler.push(Instant::now(), packet) {
-                    let (data, keyframe) = match out {
-                        Assembled::Frame { data, keyframe, .. } => (data, keyframe),
+                    let (data, keyframe, rtp_timestamp) = match out {
+                        Assembled::Frame { data, keyframe, rtp_timestamp } => (data, keyframe, rtp_timestamp),
                         Assembled::Lost => {
                             Counters::add(&counters.frames_lost, 1);
                             want_keyframe.store(true, Ordering::Relaxed);
@@ -98,7 +99,9 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
                             continue;
                         }
                     };
-                    if frames_tx.try_send(DecodeJob { data, keyframe, after_loss }).is_ok() {
+                    let job =
+                        DecodeJob { data, keyframe, after_loss, rtp_timestamp, whole_at: Instant::now() };
+                    if frames_tx.try_send(job).is_ok() {
                         after_loss = false;
                     } else {
                         // The decoder is behind: dropping breaks references, so get a keyframe, and
@@ -118,10 +121,13 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
 /// What the receive task hands the decoder thread: one whole encoded frame, whether it is a keyframe
 /// (the assembler read it from the bitstream), and whether a frame went missing before it. The loss
 /// travels with the next frame, so a full channel cannot swallow it: VP8 cannot see a gap by itself.
+/// The frame's timestamp and when it became whole time its showing (the playout clock).
 struct DecodeJob {
     data: bytes::Bytes,
     keyframe: bool,
     after_loss: bool,
+    rtp_timestamp: u32,
+    whole_at: Instant,
 }
 
 fn decode_loop(
@@ -138,7 +144,14 @@ fn decode_loop(
             return;
         }
     };
-    while let Ok(DecodeJob { data: access_unit, keyframe: is_idr, after_loss }) = frames.recv() {
+    // Frames are decoded as they come (a decoder that waits falls behind) and shown at their pace.
+    let mut playout = PlayoutClock::new();
+    let epoch = Instant::now();
+    let micros = |t: Instant| t.saturating_duration_since(epoch).as_micros() as u64;
+    while let Ok(job) = frames.recv() {
+        let DecodeJob { data: access_unit, keyframe: is_idr, after_loss, rtp_timestamp, whole_at } = job;
+        let show_at = epoch + Duration::from_micros(playout.frame(rtp_timestamp, micros(whole_at)));
+        counters.playout_target_us.store(playout.target_us(), Ordering::Relaxed);
         if after_loss {
             decoder.reference_lost();
         }
@@ -147,6 +160,8 @@ fn decode_loop(
         }
         match decoder.decode_rgba(&access_unit) {
             Ok(Some(frame)) => {
+                // At most the clock's cap (400 ms); a frame already late is shown at once.
+                std::thread::sleep(show_at.saturating_duration_since(Instant::now()));
                 Counters::add(&counters.frames_decoded, 1);
                 Counters::add(&counters.keyframes_decoded, frame.keyframe as u64);
                 Counters::add(&counters.decode_us, frame.decode_time.as_micros() as u64);

@@ -53,6 +53,7 @@ pub fn start_video_sender(
         let mut scale = 1;
         // The encoder's target changed, or its picture size did (which resets its target).
         let mut retarget = false;
+        let mut rtp_clock = RtpClock::default();
         let mut black: Option<I420Frame> = None;
         let mut last_preview: Option<Instant> = None;
         while !*stop.borrow() {
@@ -169,13 +170,8 @@ pub fn start_video_sender(
                     Counters::add(&counters.keyframes_sent, encoded.keyframe as u64);
                     Counters::add(&counters.video_bytes_sent, encoded.data.len() as u64);
                     Counters::add(&counters.encode_us, encoded.encode_time.as_micros() as u64);
-                    // A screen's pictures come at a varying pace: its RTP clock follows capture times.
-                    let duration = match (content, last_sent) {
-                        (VideoContent::Screen, Some(t)) => {
-                            captured.duration_since(t).clamp(frame_duration / 2, Duration::from_secs(1))
-                        }
-                        _ => frame_duration,
-                    };
+                    // Capture times (RtpClock) also carry a screen's varying pace to the far side.
+                    let duration = rtp_clock.duration(captured, frame_duration);
                     last_sent = Some(captured);
                     if encoded.keyframe {
                         last_keyframe = Some(captured);
@@ -198,6 +194,31 @@ pub fn start_video_sender(
 /// a storm (measured on a 1080p share: 36 keyframes in 65 frames, 54 PLIs, 1.6 fps received).
 /// The camera answers every PLI at once, as before.
 const SCREEN_KEYFRAME_SPACING: Duration = Duration::from_secs(1);
+
+/// RTP timestamps that follow the capture times. The track stamps each sample with the sum of the
+/// durations before it, so a fixed 1/fps drifts from the pictures' real times whenever the source is
+/// late (a busy machine, a camera slowing in the dark, a dropped frame) — and the far side's playout
+/// clock would read that drift as network delay and hold every frame longer. Each duration is chosen
+/// so that the next timestamp lands where the next capture is due (this one's + one frame interval),
+/// which corrects the last error at once instead of letting it add up.
+#[derive(Default)]
+struct RtpClock {
+    /// The first frame's capture, and the time the durations given so far add up to.
+    start: Option<Instant>,
+    stamped: Duration,
+}
+
+impl RtpClock {
+    /// The duration to give the frame captured at `captured`; `interval` is the source's frame interval.
+    fn duration(&mut self, captured: Instant, interval: Duration) -> Duration {
+        let start = *self.start.get_or_insert(captured);
+        let next_due = captured.saturating_duration_since(start) + interval;
+        // Never 0: two frames with one timestamp would be one frame to the far side.
+        let duration = next_due.saturating_sub(self.stamped).max(Duration::from_millis(1));
+        self.stamped += duration;
+        duration
+    }
+}
 
 /// Spacing of local preview frames (~15 fps): a corner thumbnail needs no more.
 const PREVIEW_INTERVAL: Duration = Duration::from_millis(66);
@@ -262,4 +283,27 @@ pub fn start_audio_sender(
         }
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtp_timestamps_follow_capture_times_without_drift() {
+        let mut clock = RtpClock::default();
+        let interval = Duration::from_millis(33);
+        let t0 = Instant::now();
+        // Captures on time, one 50 ms late, then on the schedule again, then a stall of a second.
+        let captures = [0, 33, 66, 116, 132, 165, 1165, 1198];
+        let mut stamped = Duration::ZERO;
+        let mut stamps = Vec::new();
+        for ms in captures {
+            stamps.push(stamped.as_millis() as u64);
+            stamped += clock.duration(t0 + Duration::from_millis(ms), interval);
+        }
+        // Each timestamp is where the frame was due: a late frame is early by its lateness once,
+        // the error does not carry on.
+        assert_eq!(stamps, [0, 33, 66, 99, 149, 165, 198, 1198]);
+    }
 }

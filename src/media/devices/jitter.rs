@@ -8,8 +8,30 @@
 //! fades in. When it holds far more than the target (a burst, or a sender clock that runs fast) it
 //! skips the surplus with a short crossfade, so latency stays bounded and the skip is inaudible.
 //! Samples are mono at the speaker's rate; the speaker copies each to all its channels.
+//!
+//! The target follows the path: audio pushed with its arrival time ([`JitterBuffer::push_arrived`])
+//! tells how late chunks come against their place in the stream, and the target covers 98 % of the
+//! lateness seen in the last 10 s plus 20 ms (a chunk's length of slack for the device's own
+//! period). It grows at once under jitter and shrinks back by 10 ms a second when the path calms,
+//! between the configured depth and 300 ms.
 
 use std::collections::VecDeque;
+
+/// How far back the lateness of chunks is looked at.
+const WINDOW_US: u64 = 10_000_000;
+/// The share of recent chunks the target covers.
+const COVERED: f64 = 0.98;
+/// Slack above the lateness covered: the device's period and a chunk's granularity.
+const SLACK_US: u64 = 20_000;
+/// The target never passes this: longer, a conversation turns into walkie-talkie.
+const MAX_TARGET_US: u64 = 300_000;
+/// How fast the target comes back down when the path calms, per microsecond.
+const SHRINK_PER_US: f64 = 0.01;
+/// Audio that stops this long (an outage, a sender that went away) starts the estimate over: the
+/// chunks before it say nothing of the path after it, and the missing stretch would read as lateness.
+const RESTART_GAP_US: u64 = 500_000;
+/// Depth above the target at which the surplus is skipped.
+const HEADROOM_MS: u32 = 60;
 
 /// Counters a test or the stats overlay can read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,6 +65,11 @@ pub struct JitterBuffer {
     high_water: usize,
     /// Length of fades and crossfades.
     fade: usize,
+    /// The target's floor (the configured depth), and samples per millisecond.
+    min_target: usize,
+    per_ms: usize,
+    /// What the arrivals tell of the path (see the module's text).
+    arrivals: Arrivals,
     /// The most recent samples played (for the mirrored concealment), oldest first.
     history: VecDeque<f32>,
     /// How many samples `history` keeps.
@@ -64,8 +91,11 @@ impl JitterBuffer {
             queue: VecDeque::with_capacity(target * 4),
             phase: Phase::Buffering,
             target,
-            high_water: target + per_ms * 60,
+            high_water: target + per_ms * HEADROOM_MS as usize,
             fade: per_ms * 5,
+            min_target: target,
+            per_ms,
+            arrivals: Arrivals::new(rate),
             // 10 ms: long enough to hide a short gap, short enough to fade out before it repeats.
             history: VecDeque::with_capacity(per_ms * 10),
             history_len: per_ms * 10,
@@ -86,6 +116,26 @@ impl JitterBuffer {
             // Coming out of silence or a faded concealment: ramp up from zero.
             self.fade_in_left = self.fade;
         }
+    }
+
+    /// Queues samples that arrived at `arrived_us` (a monotonic clock, µs) and moves the target to
+    /// what the arrivals so far ask for.
+    pub fn push_arrived(&mut self, samples: &[f32], arrived_us: u64) {
+        let wanted_us = self.arrivals.arrived(samples.len(), arrived_us).min(MAX_TARGET_US);
+        let wanted = (wanted_us as usize * self.per_ms / 1000).max(self.min_target);
+        self.target = if wanted >= self.target {
+            wanted
+        } else {
+            let shrink_us = self.arrivals.since_last_us as f64 * SHRINK_PER_US;
+            self.target.saturating_sub(shrink_us as usize * self.per_ms / 1000).max(wanted)
+        };
+        self.high_water = self.target + self.per_ms * HEADROOM_MS as usize;
+        self.push(samples.iter().copied());
+    }
+
+    /// The depth the buffer aims for now, ms.
+    pub fn target_ms(&self) -> f64 {
+        self.target as f64 / self.per_ms as f64
     }
 
     /// Samples queued now.
@@ -166,6 +216,54 @@ impl JitterBuffer {
     }
 }
 
+/// How late audio arrives against its place in the stream.
+struct Arrivals {
+    rate: u64,
+    /// Samples pushed since the estimate (re)started: the stream position of the next chunk.
+    position: u64,
+    last_us: Option<u64>,
+    /// Time between the last two arrivals, µs.
+    since_last_us: u64,
+    /// Recent chunks: arrival and transit (arrival − stream position, on unrelated clocks), µs.
+    transits: VecDeque<(u64, i64)>,
+    scratch: Vec<i64>,
+}
+
+impl Arrivals {
+    fn new(rate: u32) -> Self {
+        Self {
+            rate: u64::from(rate.max(1)),
+            position: 0,
+            last_us: None,
+            since_last_us: 0,
+            transits: VecDeque::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Notes `samples` arriving at `arrived_us`; returns the depth that covers recent lateness, µs.
+    fn arrived(&mut self, samples: usize, arrived_us: u64) -> u64 {
+        self.since_last_us = self.last_us.map_or(0, |last| arrived_us.saturating_sub(last));
+        if self.since_last_us > RESTART_GAP_US {
+            self.transits.clear();
+            self.position = 0;
+        }
+        self.last_us = Some(arrived_us);
+        let position_us = (self.position * 1_000_000 / self.rate) as i64;
+        self.position += samples as u64;
+        while self.transits.front().is_some_and(|&(at, _)| at + WINDOW_US < arrived_us) {
+            self.transits.pop_front();
+        }
+        self.transits.push_back((arrived_us, arrived_us as i64 - position_us));
+        let base = self.transits.iter().map(|&(_, t)| t).min().unwrap_or(0);
+        self.scratch.clear();
+        self.scratch.extend(self.transits.iter().map(|&(_, t)| t - base));
+        self.scratch.sort_unstable();
+        let rank = ((self.scratch.len() as f64 * COVERED).ceil() as usize).clamp(1, self.scratch.len());
+        self.scratch[rank - 1].max(0) as u64 + SLACK_US
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +329,67 @@ mod tests {
         jb.pull(&mut out);
         assert!(max_step(&out[240..]) < 0.1, "no click at the cut");
         assert!(fed > 0);
+    }
+
+    /// Plays 20 ms chunks that arrive `late(i)` µs after their due time, pulling 10 ms every 10 ms;
+    /// returns the underruns from `from` on and the target at the end.
+    fn play(jb: &mut JitterBuffer, chunks: u64, from: u64, late: impl Fn(u64) -> u64) -> (u64, f64) {
+        let mut arrivals: Vec<(u64, u64)> = (0..chunks).map(|i| (i * 20_000 + late(i), i)).collect();
+        arrivals.sort();
+        let mut next = arrivals.into_iter().peekable();
+        let mut underruns_before = 0;
+        let mut out = vec![0.0; 480];
+        for tick in 0..chunks * 2 {
+            let now = tick * 10_000;
+            while let Some(&(at, i)) = next.peek() {
+                if at > now {
+                    break;
+                }
+                jb.push_arrived(&sine(960, i as usize * 960), at);
+                next.next();
+            }
+            if tick == from * 2 {
+                underruns_before = jb.stats().underruns;
+            }
+            jb.pull(&mut out);
+        }
+        (jb.stats().underruns - underruns_before, jb.target_ms())
+    }
+
+    #[test]
+    fn the_target_grows_under_jitter_and_then_plays_without_gaps() {
+        let mut jb = JitterBuffer::new(48_000, 40);
+        // Up to 90 ms late, spread over the range: more than the 40 ms the buffer starts with.
+        let (underruns, target) = play(&mut jb, 500, 100, |i| (i * 7919 % 10) * 10_000);
+        assert_eq!(underruns, 0, "after the first seconds, the target covers the jitter");
+        assert!((100.0..=130.0).contains(&target), "target {target} ms ≈ 90 ms lateness + 20 ms slack");
+    }
+
+    #[test]
+    fn a_calm_path_keeps_the_configured_depth() {
+        let mut jb = JitterBuffer::new(48_000, 40);
+        let (underruns, target) = play(&mut jb, 300, 5, |i| i % 2 * 3_000);
+        assert_eq!((underruns, target), (0, 40.0));
+    }
+
+    #[test]
+    fn the_target_shrinks_back_when_the_jitter_ends() {
+        let mut jb = JitterBuffer::new(48_000, 40);
+        // 5 s of jitter up to 150 ms, then 25 s calm.
+        let (_, target) = play(&mut jb, 1500, 0, |i| if i < 250 { (i * 7919 % 16) * 10_000 } else { 0 });
+        assert_eq!(target, 40.0, "back to the configured depth");
+        let mut jb = JitterBuffer::new(48_000, 40);
+        let (_, target) = play(&mut jb, 250, 0, |i| (i * 7919 % 16) * 10_000);
+        assert!(target >= 160.0, "under the jitter: {target} ms");
+    }
+
+    #[test]
+    fn an_outage_does_not_read_as_lateness() {
+        let mut jb = JitterBuffer::new(48_000, 40);
+        // 2 s of audio, nothing for 3 s (the chunks of the outage never come), then 3 s of audio.
+        for i in (0..400u64).filter(|i| !(100..250).contains(i)) {
+            jb.push_arrived(&sine(960, 0), i * 20_000);
+        }
+        assert_eq!(jb.target_ms(), 40.0, "the 3 s without audio is not 3 s of jitter");
     }
 }

@@ -10,6 +10,7 @@
 //! - `resample`: device rate ↔ 48 kHz (rubato).
 //! - `jitter`: the playback buffer that smooths arrival and conceals gaps.
 //! - `speaker`: cpal output fed from the engine's decoded audio through the jitter buffer.
+//! - `paced`: the same playout without a device, at the real-time pace (headless figures).
 //! - `fallback`: [`MediaDevices`], the user's device choice turned into the engine's source factories,
 //!   falling back to the pattern and tone with a notice in words, and switching devices mid-call.
 //!
@@ -22,12 +23,14 @@ pub mod convert;
 pub mod fallback;
 pub mod jitter;
 pub mod microphone;
+pub mod paced;
 pub mod resample;
 pub mod speaker;
 
 pub use camera::{list_cameras, Camera, CameraInfo, CameraSettings};
 pub use fallback::{AudioCapture, DeviceChoice, DeviceKind, MediaDevices, ScreenShare, Selection};
 pub use microphone::Microphone;
+pub use paced::{PacedPlayout, PlayoutLevel};
 pub use speaker::Speaker;
 
 use cpal::traits::{DeviceTrait, HostTrait};

@@ -122,6 +122,8 @@ fn feed(
         return;
     };
     let mut mono = Vec::with_capacity(2048);
+    // Arrival times for the jitter buffer's target, on a monotonic clock.
+    let epoch = std::time::Instant::now();
     rt.block_on(async {
         loop {
             tokio::select! {
@@ -131,8 +133,9 @@ fn feed(
                         let pcm: Vec<f32> = chunk.iter().map(|&s| s as f32 / 32768.0).collect();
                         mono.clear();
                         resampler.process(&pcm, &mut mono);
+                        let arrived_us = epoch.elapsed().as_micros() as u64;
                         if let Ok(mut j) = jitter.lock() {
-                            j.push(mono.iter().copied());
+                            j.push_arrived(&mono, arrived_us);
                         }
                     }
                     // We fell behind by more than the channel holds: the jitter buffer conceals it.
