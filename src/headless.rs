@@ -59,6 +59,7 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
     if let Some(devices) = &plan.devices {
         print_device_changes(devices.video_status());
         print_device_changes(devices.audio_status());
+        print_screen_changes(devices.screen_status());
     }
     // Kept alive for the run; a speaker that cannot open is said once and the call goes on silent.
     let speaker =
@@ -197,6 +198,21 @@ fn print_device_changes(mut status: tokio::sync::watch::Receiver<DeviceChoice>) 
             }
             if status.changed().await.is_err() {
                 return;
+            }
+        }
+    });
+}
+
+/// Prints what is shared, whenever it changes, and why sharing stopped or could not start.
+fn print_screen_changes(mut status: tokio::sync::watch::Receiver<crate::media::devices::ScreenShare>) {
+    tokio::spawn(async move {
+        while status.changed().await.is_ok() {
+            let share = status.borrow_and_update().clone();
+            if let Some(target) = &share.sharing {
+                println!("sharing: {} {} ({}x{})", target.id, target.name, target.width, target.height);
+            }
+            if let Some(notice) = &share.notice {
+                println!("sharing stopped: {notice}");
             }
         }
     });

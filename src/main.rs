@@ -5,6 +5,7 @@ use peercall::call::quality::Expected;
 use peercall::call::{EngineConfig, VideoPreference};
 use peercall::headless::{self, HeadlessPlan};
 use peercall::media::devices::{self, CameraSettings, MediaDevices, Selection};
+use peercall::media::screen::ScreenId;
 use peercall::media::source::SyntheticVideo;
 use peercall::media::y4m::Y4mClip;
 use peercall::signaling::protocol::IceServer;
@@ -80,6 +81,14 @@ struct Args {
     /// Print the cameras, microphones and speakers found, and exit.
     #[arg(long)]
     list_devices: bool,
+    /// Headless: share a screen or window instead of the camera, by an id from --list-screens
+    /// (`screen:0`, `window:0x400001`); without an id, the first screen. If it cannot be captured
+    /// (no display, Wayland), the error is printed and the camera goes on.
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "screen:0")]
+    share_screen: Option<String>,
+    /// Print the screens and windows that can be shared, with their ids, and exit.
+    #[arg(long)]
+    list_screens: bool,
     /// Local address for ICE host candidates (0.0.0.0:0 = every interface but loopback).
     #[arg(long, default_value = "0.0.0.0:0")]
     bind: Vec<String>,
@@ -172,11 +181,24 @@ fn list_devices() {
     }
 }
 
+fn list_screens() -> anyhow::Result<()> {
+    let targets = peercall::media::screen::Display::detect().list()?;
+    for t in targets {
+        println!("  {:<18} {}x{}  {}", t.id.to_string(), t.width, t.height, t.name);
+    }
+    Ok(())
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     if args.list_devices {
         list_devices();
         return Ok(());
     }
+    if args.list_screens {
+        return list_screens();
+    }
+    let share: Option<ScreenId> =
+        args.share_screen.as_deref().map(str::parse).transpose().map_err(|e: String| anyhow::anyhow!(e))?;
     let synthetic = synthetic_video(&args)?;
     if !args.headless {
         return peercall::ui::run(WindowOptions {
@@ -209,11 +231,24 @@ fn run(args: Args) -> anyhow::Result<()> {
     config.peer.ice_servers.extend(ice_servers.into_iter().map(Into::into));
     config.peer.relay_only = args.ice_transport_policy == "relay";
     let (camera, mic) = (selection(&args.camera), selection(&args.mic));
-    let media = (camera != Selection::Synthetic || mic != Selection::Synthetic).then(|| {
+    let wants_devices = camera != Selection::Synthetic || mic != Selection::Synthetic || share.is_some();
+    let media = wants_devices.then(|| {
         let media = MediaDevices::new(camera, mic, CameraSettings { width: w as u32, height: h as u32, fps })
             .with_video_stand_in(synthetic.clone());
         config.video_source = media.video_factory();
         config.audio_source = media.audio_factory();
+        if let Some(id) = share {
+            // Said now, before any call, where it cannot work (no display, Wayland); the call still
+            // goes on with the camera, which the source itself falls back to.
+            match media.list_screens() {
+                Ok(targets) if !targets.iter().any(|t| t.id == id) => {
+                    println!("sharing: {id} is not on this display; the camera goes on (see --list-screens)")
+                }
+                Ok(_) => {}
+                Err(e) => println!("sharing: {e}; the camera goes on"),
+            }
+            media.share_screen(id);
+        }
         media
     });
     let plan = HeadlessPlan {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use peercall::call::{CallState, Command, Engine};
+use peercall::call::{CallState, Command};
 use peercall::media::devices::camera::{CaptureOpener, Mode, RawCapture, RawFrame};
 use peercall::media::devices::convert::{Converter, PixelFormat};
 use peercall::media::devices::{
@@ -115,20 +115,6 @@ fn onset(samples: &[i16], rate: u32, level: f64) -> Option<usize> {
         .step_by(win / 4)
         .position(|w| tone_power(w, hz_at_rate) > threshold)
         .map(|i| i * (win / 4))
-}
-
-/// Alice, taking her media from `devices`, and Bob (synthetic, answering by himself), both online.
-async fn alice_with_devices_and_bob(url: &str, devices: &MediaDevices) -> (Engine, Engine) {
-    let mut alice_config = config("alice", url);
-    alice_config.video_source = devices.video_factory();
-    alice_config.audio_source = devices.audio_factory();
-    let alice = Engine::start(alice_config);
-    let mut bob_config = config("bob", url);
-    bob_config.auto_answer = true;
-    let bob = Engine::start(bob_config);
-    wait_users(&alice, &["alice", "bob"]).await;
-    wait_users(&bob, &["alice", "bob"]).await;
-    (alice, bob)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

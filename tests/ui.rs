@@ -316,3 +316,112 @@ async fn the_window_answers_and_shows_the_callers_picture() {
     screenshot(&display, "ui-after-call.png");
     caller.send(Command::Shutdown);
 }
+
+/// The picker's thumbnail of the notes window: the densest patch of its magenta block left of
+/// `x_end` (the app window; the real notes window is to its right).
+fn magenta_patch(img: &RgbaImage, x_end: u32) -> Option<(u32, u32)> {
+    // Tight: the caller's pattern has a 75 % magenta bar (191, 0, 191) in the video pane.
+    let magenta = |x: u32, y: u32| near(img.get_pixel(x, y), common::xpicture::NOTES_ACCENT, 12);
+    let mut best = (0, None);
+    for y in (6..img.height() - 6).step_by(2) {
+        for x in (6..x_end.min(img.width() - 6)).step_by(2) {
+            if !magenta(x, y) {
+                continue;
+            }
+            let around = (y - 6..y + 6).flat_map(|v| (x - 6..x + 6).map(move |u| (u, v)));
+            let count = around.filter(|&(u, v)| magenta(u, v)).count();
+            if count > best.0 {
+                best = (count, Some((x, y)));
+            }
+        }
+    }
+    best.1.filter(|_| best.0 > 60)
+}
+
+/// Runs of the red fill (Hang Up, Stop sharing) along row `y` between `x0` and `x1`.
+fn red_buttons(img: &RgbaImage, y: u32, x0: u32, x1: u32) -> Vec<(u32, u32)> {
+    const RED: [u8; 3] = [220, 38, 38];
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for x in x0..x1 {
+        if near(img.get_pixel(x, y), RED, 6) {
+            match runs.last_mut() {
+                Some(run) if run.1 + 1 == x => run.1 = x,
+                _ => runs.push((x, x)),
+            }
+        }
+    }
+    runs.into_iter().filter(|(a, b)| b - a > 40).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_picker_shares_the_chosen_window_only_and_stop_returns_to_the_camera() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (_xvfb, display) = start_xvfb("1600x1000x24");
+    // A named window right of where the app's window opens (1120x720 at the top left).
+    let painter = common::xpicture::Painter::connect(&display);
+    let notes_picture = common::xpicture::known_picture(400, 260, 2, common::xpicture::NOTES_ACCENT);
+    painter.window("Peercall test notes", (1160, 700), (400, 260), &notes_picture);
+    let port = free_port();
+    let (_app, _lines) =
+        start_app(&display, port, &["--auto-answer", "--video", "640x480@30"], "ui-share.log");
+    let caller = join_caller(port, &display).await;
+    caller.send(Command::Call("window".into()));
+    wait_state(&caller, "the window to answer", |s| matches!(s, CallState::InCall { .. })).await;
+    let mut video = caller.remote_video();
+    let wait_size = |w: usize, h: usize, what: &'static str| {
+        let mut video = video.clone();
+        async move {
+            within(15, what, async {
+                loop {
+                    if let Some(f) =
+                        video.borrow_and_update().clone().filter(|f| (f.width, f.height) == (w, h))
+                    {
+                        return f;
+                    }
+                    video.changed().await.expect("caller alive");
+                }
+            })
+            .await
+        }
+    };
+    wait_size(640, 480, "the window's camera (pattern)").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let in_call = screenshot(&display, "ui-share-in-call.png");
+    let pane = find_pane(&in_call);
+    let controls_y = pane.3 + 6 + 15;
+    assert_eq!(red_buttons(&in_call, controls_y, pane.0, pane.2).len(), 1, "Hang Up only, before sharing");
+
+    // S opens the picker (the Share screen button does the same); the notes window's thumbnail is
+    // found by its magenta block and clicked.
+    xdotool(&display, &["search", "--class", "peercall", "windowfocus", "--sync"]);
+    xdotool(&display, &["key", "s"]);
+    // The picker grabs a thumbnail of each screen and window, then fades in.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let picker = screenshot(&display, "ui-share-picker.png");
+    let (x, y) = magenta_patch(&picker, 1120).expect("the picker shows the notes window's thumbnail");
+    xdotool(&display, &["mousemove", &x.to_string(), &y.to_string(), "click", "1"]);
+
+    // The caller now receives the window alone, at its own size, matching the screen.
+    wait_size(400, 260, "the shared window at the caller").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let frame = wait_size(400, 260, "the shared window at the caller").await;
+    let sharing = screenshot(&display, "ui-sharing.png");
+    let psnr = common::xpicture::psnr_against_screenshot(&frame, &sharing, (1160, 700), (0, 0, 400, 260));
+    // Measured 33–35 dB (see tests/screen.rs); a wrong picture scores under 12.
+    assert!(psnr > 27.0, "the caller sees the notes window: {psnr:.1} dB");
+    let red = red_buttons(&sharing, controls_y, pane.0, pane.2);
+    assert_eq!(red.len(), 2, "Hang Up and Stop sharing while sharing: {red:?}");
+
+    // Stop sharing: the caller gets the window's camera back, in the same call.
+    let stop = red[1];
+    xdotool(
+        &display,
+        &["mousemove", &((stop.0 + stop.1) / 2).to_string(), &controls_y.to_string(), "click", "1"],
+    );
+    let camera = wait_size(640, 480, "the camera after Stop").await;
+    assert!(read_stamp(&camera).is_some(), "the window's stamped pattern again");
+    assert!(matches!(caller.state().borrow().clone(), CallState::InCall { .. }));
+    video.borrow_and_update();
+    screenshot(&display, "ui-share-stopped.png");
+    caller.send(Command::Shutdown);
+}

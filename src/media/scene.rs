@@ -507,7 +507,7 @@ mod tests {
     /// and checks every decoded frame's stamp and its PSNR against what was sent.
     fn h264_round_trip(draw: &dyn Fn(Stamp) -> I420Frame, frames: u32, kbps: u32) -> (usize, f64) {
         let sent0 = draw(stamp(0));
-        let settings = EncoderSettings { bitrate_bps: kbps * 1000, fps: 30 };
+        let settings = EncoderSettings { bitrate_bps: kbps * 1000, fps: 30, content: Default::default() };
         let mut encoder = new_encoder(VideoCodec::H264, settings).expect("encoder");
         let mut decoder = new_decoder(VideoCodec::H264).expect("decoder");
         let (mut bytes, mut worst) = (0, f64::MAX);

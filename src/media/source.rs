@@ -13,6 +13,20 @@ pub trait VideoSource: Send + 'static {
     fn fps(&self) -> u32;
     /// A short description for people ("synthetic test pattern", a camera's name).
     fn describe(&self) -> String;
+    /// What the pictures show, for the encoder's tuning: camera-like video unless said otherwise.
+    fn content(&self) -> VideoContent {
+        VideoContent::Camera
+    }
+}
+
+/// What a video source's pictures hold, which decides how they are encoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VideoContent {
+    /// Camera or camera-like video: motion matters, rate control holds the frame rate.
+    #[default]
+    Camera,
+    /// A shared screen: text and fine lines matter; resolution is held and the frame rate may fall.
+    Screen,
 }
 
 /// Something that produces audio: mono 48 kHz, 20 ms (960 samples) per call.

@@ -9,6 +9,7 @@ use super::model::Model;
 use super::perf::FrameStats;
 use super::ring::Ringer;
 use super::settings::Settings;
+use super::sharing::SharePanel;
 use super::views::{self, video::VideoTexture};
 use super::WindowOptions;
 use crate::call::{CallState, Command, Engine, EngineConfig, EngineError, Event};
@@ -49,6 +50,7 @@ struct Session {
     local: VideoTexture,
     draft: String,
     devices: DevicePanel,
+    sharing: SharePanel,
 }
 
 impl PeercallApp {
@@ -143,6 +145,7 @@ impl PeercallApp {
             remote: VideoTexture::new("remote video"),
             local: VideoTexture::new("local video"),
             draft: String::new(),
+            sharing: SharePanel::new(devices.media().clone()),
             devices,
         });
     }
@@ -178,7 +181,9 @@ impl PeercallApp {
             }
             in_room => {
                 if let Some(session) = self.session.as_mut() {
-                    session.execute(in_room);
+                    if !session.sharing.execute(&in_room, ctx) {
+                        session.execute(in_room);
+                    }
                 }
             }
         }
@@ -186,7 +191,8 @@ impl PeercallApp {
 
     /// Keys that work anywhere: Esc ends or declines the call, Enter accepts one (when no button has
     /// the focus, which Enter presses); M mutes and V turns the camera off unless a text field has the
-    /// keys. Enter on a focused name in the user list calls it (`views::users`).
+    /// keys, and S opens the screen-sharing picker in a call. Enter on a focused name in the user list
+    /// calls it (`views::users`).
     fn keys(&self, ctx: &egui::Context, out: &mut Vec<UiCommand>) {
         let Some(session) = &self.session else { return };
         let controls = session.model.controls();
@@ -210,13 +216,17 @@ impl PeercallApp {
             if plain(Key::V) {
                 out.push(UiCommand::ToggleCamera);
             }
+            if plain(Key::S) && matches!(session.model.call, CallState::InCall { .. }) {
+                out.push(UiCommand::OpenSharePicker);
+            }
         }
     }
 
     /// What the status line says besides the session: where others can join, a silent ring, a settings problem.
     fn standing_notices(&self) -> Vec<String> {
         let embedded = self.embedded.as_ref().map(|e| &e.lan_hint);
-        embedded.into_iter().chain(&self.ringer.notice).chain(&self.notice).cloned().collect()
+        let sharing = self.session.as_ref().and_then(|s| s.sharing.notice());
+        embedded.into_iter().chain(&self.ringer.notice).chain(&self.notice).cloned().chain(sharing).collect()
     }
 
     fn draw_room(&mut self, ui: &mut egui::Ui, out: &mut Vec<UiCommand>) {
@@ -266,11 +276,13 @@ impl PeercallApp {
                 views::video::show(ui, model, &session.remote, &session.local, show_stats);
             });
             ui.add_space(6.0);
-            views::controls::show(ui, model, show_stats, auto_answer, out);
+            let sharing = session.sharing.sharing();
+            views::controls::show(ui, model, (show_stats, auto_answer), sharing.as_deref(), out);
         });
         if let (CallState::Ringing { peer }, false) = (&model.call, auto_answer) {
             views::incoming::show(ui.ctx(), peer, out);
         }
+        session.sharing.show(ui.ctx(), out);
         if session.devices.show(ui.ctx(), &mut self.settings, &session.engine) {
             if let Err(e) = self.settings.save() {
                 self.notice = Some(e);
@@ -291,6 +303,9 @@ impl eframe::App for PeercallApp {
         }
         let ringing = matches!(session.model.call, CallState::Ringing { .. }) && !auto_answer;
         let in_call = matches!(session.model.call, CallState::InCall { .. });
+        if !in_call && !matches!(session.model.call, CallState::Connecting { .. }) {
+            session.sharing.call_ended();
+        }
         let title = session.model.title();
         self.ringer.set(ringing);
         self.set_title(ctx, title);
@@ -369,9 +384,13 @@ impl Session {
                 Command::SetVideoOff(self.model.camera_off)
             }
             // The app's own business, handled before it gets here.
-            UiCommand::Join | UiCommand::Leave | UiCommand::ToggleStats | UiCommand::SetAutoAnswer(_) => {
-                return
-            }
+            UiCommand::Join
+            | UiCommand::Leave
+            | UiCommand::ToggleStats
+            | UiCommand::SetAutoAnswer(_)
+            | UiCommand::OpenSharePicker
+            | UiCommand::ShareScreen(_)
+            | UiCommand::StopSharing => return,
         };
         if !self.engine.send(engine_command) {
             let stopped = Event::Error(EngineError::Stopped);

@@ -2,6 +2,7 @@
 //! (egui_demo_app's pattern), so no view touches the engine, the settings file or the runtime.
 
 use crate::call::Command;
+use crate::media::screen::ScreenId;
 
 /// One request from the views.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,4 +23,10 @@ pub enum UiCommand {
     ToggleStats,
     /// Turn auto-answer on or off.
     SetAutoAnswer(bool),
+    /// Open the screen-sharing picker (lists screens and windows with thumbnails).
+    OpenSharePicker,
+    /// Share this screen or window instead of the camera.
+    ShareScreen(ScreenId),
+    /// Back to the camera.
+    StopSharing,
 }

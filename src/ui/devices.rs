@@ -73,6 +73,11 @@ impl DevicePanel {
         }
     }
 
+    /// The devices themselves (screen sharing switches the video source through them).
+    pub fn media(&self) -> &MediaDevices {
+        &self.media
+    }
+
     /// Makes the engine's sources come from these devices.
     pub fn apply(&self, config: &mut EngineConfig) {
         config.video_source = self.media.video_factory();

@@ -7,6 +7,7 @@
 //! - `views/`: one file per piece of the window (login form, user list, chat, video, controls...).
 //! - `bridge`: engine events and picture changes to the UI thread, waking it instead of spinning.
 //! - `devices`: camera, microphone and speaker pickers, and the speaker playing the call.
+//! - `sharing`: the screen-sharing picker (screens and windows with thumbnails) and its state.
 //! - `embedded`: the signaling server built into the app. `settings`: what persists. `ring`: the ring.
 //! - `desktop`: the desktop's text scale. Screen readers see the window through AccessKit (eframe's
 //!   `accesskit` feature): the views give their parts roles and names.
@@ -22,6 +23,7 @@ mod model;
 mod perf;
 mod ring;
 pub mod settings;
+mod sharing;
 mod view_model;
 mod views;
 

@@ -7,6 +7,7 @@ pub mod browser;
 pub mod desktop;
 pub mod process;
 pub mod testnet;
+pub mod xpicture;
 
 use peercall::call::{CallState, EndReason, Engine, EngineConfig, Event};
 use peercall::media::codec::VideoCodec;
@@ -193,4 +194,21 @@ pub async fn hand_played_peer(
     pc.add_track(audio as std::sync::Arc<dyn TrackLocal>).await.expect("add track");
     pc.add_transceiver_from_kind(RtpCodecKind::Video, None).await.expect("video transceiver");
     (pc, rx)
+}
+
+/// Alice, taking her media from `devices`, and Bob (synthetic, answering by himself), both online.
+pub async fn alice_with_devices_and_bob(
+    url: &str,
+    devices: &peercall::media::devices::MediaDevices,
+) -> (Engine, Engine) {
+    let mut alice_config = config("alice", url);
+    alice_config.video_source = devices.video_factory();
+    alice_config.audio_source = devices.audio_factory();
+    let alice = Engine::start(alice_config);
+    let mut bob_config = config("bob", url);
+    bob_config.auto_answer = true;
+    let bob = Engine::start(bob_config);
+    wait_users(&alice, &["alice", "bob"]).await;
+    wait_users(&bob, &["alice", "bob"]).await;
+    (alice, bob)
 }

@@ -1,14 +1,18 @@
-//! The sender threads: camera or pattern → H.264 → video track (with PLI → IDR, loss-based bitrate
-//! and picture size), and microphone or tone → Opus → audio track.
+//! The sender threads: camera, pattern or shared screen → H.264/VP8 → video track (with PLI → IDR,
+//! loss-based bitrate and picture size), and microphone or tone → Opus → audio track.
+//!
+//! A source may change what it sends mid-call (camera → shared screen → camera): the encoder is
+//! made anew for the new content (screen tuning, its own rate) and its first frame is a keyframe at
+//! the new size, on the same track and SSRC, so the far side decodes on without renegotiation.
 
 use super::{CallMedia, TrackTarget};
 use crate::call::peer::asks_for_keyframe;
-use crate::call::rate::{picture_scale, BitrateController};
+use crate::call::rate::{picture_scale, screen_ladder, BitrateController};
 use crate::call::stats::Counters;
 use crate::media::codec::{new_encoder, EncoderSettings, VideoCodec, VideoEncoder};
 use crate::media::frame::{I420Frame, RgbaFrame, AUDIO_FRAME_SAMPLES};
 use crate::media::opus_codec::OpusEncoder;
-use crate::media::source::{AudioSource, VideoSource};
+use crate::media::source::{AudioSource, VideoContent, VideoSource};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +36,14 @@ pub fn start_video_sender(
     let keyframe_wanted = Arc::new(AtomicBool::new(true));
     spawn_keyframe_watch(&rt, target.track.clone(), keyframe_wanted.clone(), counters.clone(), stop.clone());
     std::thread::Builder::new().name("video-send".into()).spawn(move || {
-        let fps = source.fps().max(1);
-        let frame_duration = Duration::from_secs(1) / fps;
+        let mut fps = source.fps().max(1);
+        let mut frame_duration = Duration::from_secs(1) / fps;
+        // What the encoder is tuned for; a source that changes content gets a new encoder.
+        let mut content = source.content();
+        // A shared screen's frame rate, lowered on a narrow link before its resolution is.
+        let mut screen_fps = fps;
+        let mut last_sent: Option<Instant> = None;
+        let mut last_keyframe: Option<Instant> = None;
         let mut encoder: Option<Box<dyn VideoEncoder>> = None;
         let mut rate: Option<BitrateController> = None;
         let mut reports_seen = 0;
@@ -66,8 +76,33 @@ pub fn start_video_sender(
                     Err(e) => tracing::debug!(%e, "no preview for this frame"),
                 }
             }
+            if source.content() != content {
+                content = source.content();
+                fps = source.fps().max(1);
+                frame_duration = Duration::from_secs(1) / fps;
+                (screen_fps, scale, encoder) = (fps, 1, None);
+                tracing::info!(
+                    ?content,
+                    fps,
+                    width = frame.width,
+                    height = frame.height,
+                    "video source changed"
+                );
+            }
+            // A keyframe asked for goes out now; for a screen, at most one per SCREEN_KEYFRAME_SPACING.
+            let keyframe_due = keyframe_wanted.load(Ordering::Relaxed)
+                && (content == VideoContent::Camera
+                    || last_keyframe.is_none_or(|t| captured.duration_since(t) >= SCREEN_KEYFRAME_SPACING));
+            // A screen at a lowered rate skips pictures (not a keyframe that is due).
+            if content == VideoContent::Screen && encoder.is_some() && !keyframe_due {
+                let interval = Duration::from_secs(1) / screen_fps.max(1);
+                if last_sent.is_some_and(|t| captured.duration_since(t) + Duration::from_millis(5) < interval)
+                {
+                    continue;
+                }
+            }
             if encoder.as_ref().is_none() {
-                let settings = EncoderSettings::for_size(frame.width, frame.height, fps);
+                let settings = EncoderSettings::for_content(content, frame.width, frame.height, fps);
                 rate = Some(BitrateController::new(settings.bitrate_bps));
                 match new_encoder(codec, settings) {
                     Ok(e) => encoder = Some(e),
@@ -78,7 +113,8 @@ pub fn start_video_sender(
                 }
             }
             let Some(enc) = encoder.as_mut() else { return };
-            if keyframe_wanted.swap(false, Ordering::Relaxed) {
+            if keyframe_due {
+                keyframe_wanted.store(false, Ordering::Relaxed);
                 enc.request_keyframe();
             }
             let report = controls.loss_feedback.take_new(&mut reports_seen);
@@ -90,7 +126,21 @@ pub fn start_video_sender(
                 });
                 let before = rate.target_bps();
                 let target = rate.on_loss_report(fraction_lost, sent_bps);
-                let wanted = picture_scale(scale, target, rate.max_bps());
+                let wanted = match content {
+                    VideoContent::Camera => picture_scale(scale, target, rate.max_bps()),
+                    VideoContent::Screen => {
+                        let (rate_fps, wanted) = screen_ladder(scale, target, rate.max_bps(), fps);
+                        if rate_fps != screen_fps {
+                            tracing::info!(
+                                target_kbps = target / 1000,
+                                fps = rate_fps,
+                                "shared screen frame rate for the link"
+                            );
+                            screen_fps = rate_fps;
+                        }
+                        wanted
+                    }
+                };
                 let rescaled = wanted != scale;
                 if rescaled {
                     tracing::info!(
@@ -120,7 +170,17 @@ pub fn start_video_sender(
                     Counters::add(&counters.keyframes_sent, encoded.keyframe as u64);
                     Counters::add(&counters.video_bytes_sent, encoded.data.len() as u64);
                     Counters::add(&counters.encode_us, encoded.encode_time.as_micros() as u64);
-                    let duration = rtp_clock.duration(captured, frame_duration);
+                    // Camera or screen (whose pictures come at a varying pace), the RTP clock
+                    // follows capture times; the next picture is due one interval of what is sent.
+                    let interval = match content {
+                        VideoContent::Screen => Duration::from_secs(1) / screen_fps.max(1),
+                        VideoContent::Camera => frame_duration,
+                    };
+                    let duration = rtp_clock.duration(captured, interval);
+                    last_sent = Some(captured);
+                    if encoded.keyframe {
+                        last_keyframe = Some(captured);
+                    }
                     if !target.write(&rt, encoded.data, duration, captured) {
                         tracing::debug!("video track refused a sample (not bound yet or closing)");
                     }
@@ -158,6 +218,12 @@ impl RtpClock {
         duration
     }
 }
+
+/// The least time between two keyframes of a shared screen. A 1080p keyframe of text is 100–300 KB
+/// and takes openh264 100+ ms; answering every PLI while the last keyframe was still in flight made
+/// a storm (measured on a 1080p share: 36 keyframes in 65 frames, 54 PLIs, 1.6 fps received).
+/// The camera answers every PLI at once, as before.
+const SCREEN_KEYFRAME_SPACING: Duration = Duration::from_secs(1);
 
 /// Spacing of local preview frames (~15 fps): a corner thumbnail needs no more.
 const PREVIEW_INTERVAL: Duration = Duration::from_millis(66);

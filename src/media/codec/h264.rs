@@ -3,6 +3,7 @@
 
 use super::{CodecError, EncodedFrame, EncoderSettings, Picture, VideoCodec, VideoDecoder, VideoEncoder};
 use crate::media::frame::{I420Frame, I420View};
+use crate::media::source::VideoContent;
 use openh264::decoder::Decoder;
 use openh264::encoder::{
     BitRate, Encoder, EncoderConfig, FrameRate, FrameType, Profile, RateControlMode, UsageType, VuiConfig,
@@ -26,7 +27,12 @@ impl H264Encoder {
         let config = EncoderConfig::new()
             .bitrate(BitRate::from_bps(settings.bitrate_bps))
             .max_frame_rate(FrameRate::from_hz(settings.fps as f32))
-            .usage_type(UsageType::CameraVideoRealTime)
+            // Screen content: openh264's screen mode (scrolling and still-block detection, sharper
+            // text at the same rate) for a shared screen; camera tuning for everything else.
+            .usage_type(match settings.content {
+                VideoContent::Screen => UsageType::ScreenContentRealTime,
+                VideoContent::Camera => UsageType::CameraVideoRealTime,
+            })
             .rate_control_mode(RateControlMode::Bitrate)
             .profile(Profile::Baseline)
             // Without frame skipping openh264's rate control cannot hold the bitrate (it says so on stderr).
@@ -37,6 +43,10 @@ impl H264Encoder {
             // wrong (a grab of our pattern was 28 dB from it, against 64 dB for VP8, which it shows as
             // BT.601).
             .vui(VuiConfig::bt601());
+        // openh264 turns these off itself for screen content, with a warning on stderr per encoder.
+        let screen = settings.content == VideoContent::Screen;
+        let config =
+            if screen { config.adaptive_quantization(false).background_detection(false) } else { config };
         let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|e| CodecError::EncoderInit(H264, e.to_string()))?;
         Ok(Self { inner, settings, force_keyframe: true })
@@ -181,7 +191,12 @@ mod tests {
 
     #[test]
     fn bitrate_changes_on_the_fly_and_the_output_follows() {
-        let mut enc = H264Encoder::new(EncoderSettings { bitrate_bps: 2_000_000, fps: 30 }).expect("encoder");
+        let mut enc = H264Encoder::new(EncoderSettings {
+            bitrate_bps: 2_000_000,
+            fps: 30,
+            content: Default::default(),
+        })
+        .expect("encoder");
         // Noise-like content makes the rate controller work for its bytes.
         let frame = |n: u32| {
             let mut f = render(Stamp { frame_no: n, capture_us: 0 }, 640, 480);

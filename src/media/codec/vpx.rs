@@ -8,6 +8,7 @@
 
 use super::{CodecError, EncodedFrame, EncoderSettings, Picture, VideoCodec, VideoDecoder, VideoEncoder};
 use crate::media::frame::{I420Frame, I420View};
+use crate::media::source::VideoContent;
 use std::ffi::{c_int, c_long, c_uint, c_ulong, CStr};
 use std::mem::MaybeUninit;
 use std::time::Instant;
@@ -140,7 +141,7 @@ impl VpxEncoder {
         }
         // A placeholder size until the first frame: libvpx needs one to open, and reopening once at
         // the real size costs nothing noticeable.
-        Self::open(codec, settings, options, (640, 480), false)
+        Self::open(codec, settings, options, (640, 480), settings.content == VideoContent::Screen)
     }
 
     fn open(
@@ -639,8 +640,11 @@ mod tests {
 
     #[test]
     fn bitrate_changes_mid_stream_without_a_keyframe() {
-        let mut enc = VpxEncoder::new(VideoCodec::Vp8, EncoderSettings { bitrate_bps: 2_000_000, fps: 30 })
-            .expect("encoder");
+        let mut enc = VpxEncoder::new(
+            VideoCodec::Vp8,
+            EncoderSettings { bitrate_bps: 2_000_000, fps: 30, content: Default::default() },
+        )
+        .expect("encoder");
         let bytes = |enc: &mut VpxEncoder, from: u32| -> (usize, usize) {
             let frames: Vec<EncodedFrame> = (from..from + 60)
                 .filter_map(|n| enc.encode(&grainy(stamp(n), 640, 480)).expect("encode"))

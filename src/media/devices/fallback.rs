@@ -8,6 +8,10 @@
 //! ([`MediaDevices::set_camera`], [`MediaDevices::set_microphone`]) needs no engine command and no
 //! renegotiation: the running source notices the change at its next frame and reopens. The window
 //! (or CLI) watches [`MediaDevices::video_status`] / [`MediaDevices::audio_status`] for the notice.
+//! Sharing a screen or window ([`MediaDevices::share_screen`]) works the same way: the call's video
+//! source switches from the camera to the shared picture at its next frame and back on
+//! [`MediaDevices::stop_sharing`], or by itself (with a notice in [`MediaDevices::screen_status`])
+//! when the shared window closes or the screen cannot be captured.
 //! Devices open at a call's first frame, on the media threads: the engine makes sources on its
 //! driver task, which must not wait the better part of a second for a camera.
 
@@ -17,8 +21,10 @@ use super::microphone::Microphone;
 use super::{list_microphones, DeviceError};
 use crate::media::frame::I420Frame;
 use crate::media::pattern::PatternSource;
+use crate::media::screen::source::SHARING_FPS;
+use crate::media::screen::{Display, ScreenError, ScreenId, ScreenSource, ScreenTarget};
 use crate::media::source::{
-    AudioSource, AudioSourceFactory, SyntheticVideo, VideoSource, VideoSourceFactory,
+    AudioSource, AudioSourceFactory, SyntheticVideo, VideoContent, VideoSource, VideoSourceFactory,
 };
 use crate::media::tone::ToneSource;
 use serde::{Deserialize, Serialize};
@@ -57,6 +63,19 @@ pub struct DeviceChoice {
     /// The synthetic pattern or tone is in use.
     pub synthetic: bool,
     /// Why the synthetic source is in use when the user did not ask for it, in words.
+    pub notice: Option<String>,
+}
+
+/// Whether a screen is being shared, and what happened to the last attempt, for the window's
+/// "you are sharing" line and its notices.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScreenShare {
+    /// What is shared now (by the running call), `None` when the camera goes out.
+    pub sharing: Option<ScreenTarget>,
+    /// Asked for, not yet started (no call yet, or the call's next frame will start it).
+    pub requested: Option<ScreenId>,
+    /// Why sharing stopped or could not start, in words ("the shared window \"notes\" closed:
+    /// back to the camera").
     pub notice: Option<String>,
 }
 
@@ -108,6 +127,11 @@ impl Wanted {
         if let Ok(mut s) = self.selection.lock() {
             *s = selection;
         }
+        self.bump();
+    }
+
+    /// A running source reopens at its next frame.
+    fn bump(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
@@ -126,6 +150,11 @@ struct Shared {
     audio_status: watch::Sender<DeviceChoice>,
     /// The open microphone's clock, for latency measurements.
     microphone_clock: Mutex<Option<DeviceClock>>,
+    /// The display screens are shared from.
+    display: Mutex<Display>,
+    /// The screen or window to share instead of the camera; changes bump the camera's generation.
+    screen: Mutex<Option<ScreenId>>,
+    screen_status: watch::Sender<ScreenShare>,
 }
 
 /// The devices a user picked, with fallbacks; cheap to clone (one shared state).
@@ -174,6 +203,9 @@ impl MediaDevices {
                 video_status: watch::channel(video).0,
                 audio_status: watch::channel(audio).0,
                 microphone_clock: Mutex::new(None),
+                display: Mutex::new(Display::detect()),
+                screen: Mutex::new(None),
+                screen_status: watch::channel(ScreenShare::default()).0,
             }),
         }
     }
@@ -191,6 +223,54 @@ impl MediaDevices {
             *v = video;
         }
         self
+    }
+
+    /// Shares screens from `display` (the one `DISPLAY` / `WAYLAND_DISPLAY` name unless set: tests
+    /// give their own Xvfb).
+    pub fn with_display(self, display: Display) -> Self {
+        if let Ok(mut d) = self.shared.display.lock() {
+            *d = display;
+        }
+        self
+    }
+
+    /// The screens and windows that can be shared now, screens first; an error in words where there
+    /// is no display, or only Wayland.
+    pub fn list_screens(&self) -> Result<Vec<ScreenTarget>, ScreenError> {
+        self.display().list()
+    }
+
+    /// The display screens are shared from.
+    pub fn display(&self) -> Display {
+        self.shared.display.lock().map(|d| d.clone()).unwrap_or(Display::None)
+    }
+
+    /// Shares `id` instead of the camera: a call in progress switches at its next frame (same track,
+    /// no renegotiation); otherwise the next call starts with it. Where it cannot be captured, the
+    /// camera goes on and [`screen_status`](Self::screen_status) says why.
+    pub fn share_screen(&self, id: ScreenId) {
+        if let Ok(mut s) = self.shared.screen.lock() {
+            *s = Some(id);
+        }
+        self.shared.screen_status.send_modify(|s| {
+            s.requested = Some(id);
+            s.notice = None;
+        });
+        self.shared.camera.bump();
+    }
+
+    /// Back to the camera.
+    pub fn stop_sharing(&self) {
+        if let Ok(mut s) = self.shared.screen.lock() {
+            *s = None;
+        }
+        self.shared.screen_status.send_replace(ScreenShare::default());
+        self.shared.camera.bump();
+    }
+
+    /// What is shared (or asked for), and why sharing last stopped.
+    pub fn screen_status(&self) -> watch::Receiver<ScreenShare> {
+        self.shared.screen_status.subscribe()
     }
 
     /// Opens microphones with `open` from now on (tests script one that fails mid-call).
@@ -294,6 +374,8 @@ fn fallback_notice(kind: DeviceKind, why: &str) -> String {
 
 enum Video {
     Camera(Camera),
+    /// A shared screen or window.
+    Screen(ScreenSource),
     /// The synthetic stand-in (the pattern, the scene or a clip).
     StandIn(Box<dyn VideoSource>),
 }
@@ -327,10 +409,29 @@ impl DeviceVideo {
         }
     }
 
-    /// Opens what the user chose, falling back to the pattern (and saying why).
+    /// Opens what the user chose: the shared screen if one is asked for, else the camera, falling
+    /// back to the pattern (and saying why).
     fn reopen(&mut self) {
         let (selection, generation) = self.shared.camera.get();
         self.generation = generation;
+        let screen = self.shared.screen.lock().ok().and_then(|s| *s);
+        if let Some(id) = screen {
+            let display = self.shared.display.lock().map(|d| d.clone()).unwrap_or(Display::None);
+            match ScreenSource::open(&display, id, SHARING_FPS) {
+                Ok(source) => {
+                    let target = display.list().ok().and_then(|l| l.into_iter().find(|t| t.id == id));
+                    self.shared.screen_status.send_replace(ScreenShare {
+                        sharing: target,
+                        requested: Some(id),
+                        notice: None,
+                    });
+                    self.publish(source.describe(), false, None);
+                    self.current = Video::Screen(source);
+                    return;
+                }
+                Err(e) => self.end_sharing(format!("could not share {id}: {e}; the camera goes on")),
+            }
+        }
         let opened = match &selection {
             Selection::Synthetic => Err(None),
             Selection::Default => (self.shared.open_camera)(None, self.shared.camera_settings).map_err(Some),
@@ -355,6 +456,19 @@ impl DeviceVideo {
                 self.use_pattern(notice);
             }
         }
+    }
+
+    /// Sharing is over (it failed, or the shared window went): the camera is wanted again.
+    fn end_sharing(&mut self, notice: String) {
+        tracing::warn!(%notice, "screen sharing ended");
+        if let Ok(mut s) = self.shared.screen.lock() {
+            *s = None;
+        }
+        self.shared.screen_status.send_replace(ScreenShare {
+            sharing: None,
+            requested: None,
+            notice: Some(notice),
+        });
     }
 
     fn use_pattern(&mut self, notice: Option<String>) {
@@ -385,6 +499,21 @@ impl VideoSource for DeviceVideo {
         self.sent_any = true;
         let why = match &mut self.current {
             Video::StandIn(p) => return p.next_frame(),
+            Video::Screen(s) => match s.next_frame() {
+                Some(f) => return Some(f),
+                None => {
+                    // The window closed or the screen went: back to the camera, with a notice.
+                    let why =
+                        s.failure().map_or_else(|| "screen capture stopped".to_owned(), |e| e.to_string());
+                    self.end_sharing(format!("{why}: back to the camera"));
+                    self.reopen();
+                    return match &mut self.current {
+                        Video::Screen(_) => None,
+                        Video::Camera(c) => c.next_frame(),
+                        Video::StandIn(p) => p.next_frame(),
+                    };
+                }
+            },
             Video::Camera(c) => match c.next_frame() {
                 Some(f) => {
                     // A stand-in takes this size, so the encoder goes on unchanged.
@@ -399,18 +528,29 @@ impl VideoSource for DeviceVideo {
         self.use_pattern(Some(notice));
         match &mut self.current {
             Video::StandIn(p) => p.next_frame(),
-            Video::Camera(_) => None,
+            Video::Camera(_) | Video::Screen(_) => None,
         }
     }
 
     fn fps(&self) -> u32 {
-        self.fps
+        match &self.current {
+            Video::Screen(s) => s.fps(),
+            _ => self.fps,
+        }
     }
 
     fn describe(&self) -> String {
         match &self.current {
             Video::Camera(c) => c.describe(),
+            Video::Screen(s) => s.describe(),
             Video::StandIn(p) => p.describe(),
+        }
+    }
+
+    fn content(&self) -> VideoContent {
+        match &self.current {
+            Video::Screen(_) => VideoContent::Screen,
+            _ => VideoContent::Camera,
         }
     }
 }

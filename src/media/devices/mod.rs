@@ -28,7 +28,7 @@ pub mod resample;
 pub mod speaker;
 
 pub use camera::{list_cameras, Camera, CameraInfo, CameraSettings};
-pub use fallback::{AudioCapture, DeviceChoice, DeviceKind, MediaDevices, Selection};
+pub use fallback::{AudioCapture, DeviceChoice, DeviceKind, MediaDevices, ScreenShare, Selection};
 pub use microphone::Microphone;
 pub use paced::{PacedPlayout, PlayoutLevel};
 pub use speaker::Speaker;
