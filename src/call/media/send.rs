@@ -170,8 +170,13 @@ pub fn start_video_sender(
                     Counters::add(&counters.keyframes_sent, encoded.keyframe as u64);
                     Counters::add(&counters.video_bytes_sent, encoded.data.len() as u64);
                     Counters::add(&counters.encode_us, encoded.encode_time.as_micros() as u64);
-                    // Capture times (RtpClock) also carry a screen's varying pace to the far side.
-                    let duration = rtp_clock.duration(captured, frame_duration);
+                    // Camera or screen (whose pictures come at a varying pace), the RTP clock
+                    // follows capture times; the next picture is due one interval of what is sent.
+                    let interval = match content {
+                        VideoContent::Screen => Duration::from_secs(1) / screen_fps.max(1),
+                        VideoContent::Camera => frame_duration,
+                    };
+                    let duration = rtp_clock.duration(captured, interval);
                     last_sent = Some(captured);
                     if encoded.keyframe {
                         last_keyframe = Some(captured);
@@ -188,12 +193,6 @@ pub fn start_video_sender(
     })?;
     Ok(())
 }
-
-/// The least time between two keyframes of a shared screen. A 1080p keyframe of text is 100–300 KB
-/// and takes openh264 100+ ms; answering every PLI while the last keyframe was still in flight made
-/// a storm (measured on a 1080p share: 36 keyframes in 65 frames, 54 PLIs, 1.6 fps received).
-/// The camera answers every PLI at once, as before.
-const SCREEN_KEYFRAME_SPACING: Duration = Duration::from_secs(1);
 
 /// RTP timestamps that follow the capture times. The track stamps each sample with the sum of the
 /// durations before it, so a fixed 1/fps drifts from the pictures' real times whenever the source is
@@ -219,6 +218,12 @@ impl RtpClock {
         duration
     }
 }
+
+/// The least time between two keyframes of a shared screen. A 1080p keyframe of dense text is up to
+/// ~650 kB (the figures test) and takes openh264 100+ ms; answering every PLI while the last keyframe
+/// was still in flight made a storm (measured on a 1080p share: 36 keyframes in 65 frames, 54 PLIs, 1.6 fps received).
+/// The camera answers every PLI at once, as before.
+const SCREEN_KEYFRAME_SPACING: Duration = Duration::from_secs(1);
 
 /// Spacing of local preview frames (~15 fps): a corner thumbnail needs no more.
 const PREVIEW_INTERVAL: Duration = Duration::from_millis(66);
