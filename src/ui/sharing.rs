@@ -150,8 +150,10 @@ fn choice(
                 Some(t) => ui.add(egui::Button::image(egui::Image::new((t.id(), t.size_vec2())))),
                 None => ui.add_sized([THUMB.0 as f32, THUMB.1 as f32], egui::Button::new("(no preview)")),
             };
-            let picture = picture
-                .on_hover_text(format!("{kind}: {} ({}x{})", target.name, target.width, target.height));
+            let described = format!("{kind}: {} ({}x{})", target.name, target.width, target.height);
+            // The thumbnail has no text of its own: a screen reader hears what it shares.
+            picture.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &described));
+            let picture = picture.on_hover_text(&described);
             let name =
                 ui.add(egui::Button::new(egui::RichText::new(&target.name).small()).frame(false).truncate());
             picture.clicked() || name.clicked()

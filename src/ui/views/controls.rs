@@ -44,7 +44,10 @@ pub fn show(
                 if ui.add(stop).on_hover_text("Back to the camera").clicked() {
                     out.push(UiCommand::StopSharing);
                 }
-                ui.colored_label(palette::RED, format!("You are sharing {what}"));
+                let label = ui.colored_label(palette::RED, format!("You are sharing {what}"));
+                // Read out when sharing starts, as the status line's notices are.
+                ui.ctx()
+                    .accesskit_node_builder(label.id, |node| node.set_live(egui::accesskit::Live::Polite));
             }
             None => {
                 let share = Button::new("Share screen").min_size(size);
