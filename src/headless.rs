@@ -61,8 +61,10 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
         print_device_changes(devices.audio_status());
     }
     // Kept alive for the run; a speaker that cannot open is said once and the call goes on silent.
-    let _speaker =
-        plan.speaker.as_ref().and_then(|id| match Speaker::play(id.as_deref(), engine.remote_audio()) {
+    let _speaker = plan.speaker.as_ref().and_then(|id| {
+        // What the speaker plays is the echo canceller's reference (when a microphone is used).
+        let reference = plan.devices.as_ref().map(|d| d.processing().reference().clone());
+        match Speaker::play_with_reference(id.as_deref(), engine.remote_audio(), reference) {
             Ok(s) => {
                 println!("speaker: {} ({:?})", s.name(), s.format());
                 Some(s)
@@ -71,7 +73,8 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
                 println!("speaker: {e}; the far side's audio is not played");
                 None
             }
-        });
+        }
+    });
     let mut dialled = false;
     let mut hang_up_at: Option<tokio::time::Instant> = None;
     loop {

@@ -1,5 +1,6 @@
 //! Media: frames, sources (synthetic pattern, camera-like scene, Y4M clips and tone; cameras, microphones and speakers in
-//! `devices`), video codecs behind one seam (`codec`: H.264, VP8, VP9), Opus, and RTP frame assembly.
+//! `devices`), the microphone's echo cancellation, noise suppression and gain control (`processing`), video
+//! codecs behind one seam (`codec`: H.264, VP8, VP9), Opus, and RTP frame assembly.
 //!
 //! Nothing here knows about calls or the network: the call engine feeds packets in and takes frames out.
 
@@ -9,6 +10,7 @@ pub mod devices;
 pub mod frame;
 pub mod opus_codec;
 pub mod pattern;
+pub mod processing;
 pub mod scene;
 pub mod source;
 pub mod stamp;

@@ -17,6 +17,7 @@ use super::microphone::Microphone;
 use super::{list_microphones, DeviceError};
 use crate::media::frame::I420Frame;
 use crate::media::pattern::PatternSource;
+use crate::media::processing::{MicProcessing, ProcessingControl, Switches};
 use crate::media::source::{
     AudioSource, AudioSourceFactory, SyntheticVideo, VideoSource, VideoSourceFactory,
 };
@@ -126,6 +127,8 @@ struct Shared {
     audio_status: watch::Sender<DeviceChoice>,
     /// The open microphone's clock, for latency measurements.
     microphone_clock: Mutex<Option<DeviceClock>>,
+    /// The microphone's echo cancellation, noise suppression and gain control (the tone bypasses it).
+    processing: ProcessingControl,
 }
 
 /// The devices a user picked, with fallbacks; cheap to clone (one shared state).
@@ -174,6 +177,7 @@ impl MediaDevices {
                 video_status: watch::channel(video).0,
                 audio_status: watch::channel(audio).0,
                 microphone_clock: Mutex::new(None),
+                processing: ProcessingControl::new(Switches::default()),
             }),
         }
     }
@@ -199,6 +203,12 @@ impl MediaDevices {
             *o = open;
         }
         self
+    }
+
+    /// The microphone's processing (echo cancellation, noise suppression, gain control; all on unless
+    /// set): its switches, its level meter, and the echo reference the speaker plays into.
+    pub fn processing(&self) -> &ProcessingControl {
+        &self.shared.processing
     }
 
     /// Picks another camera; a call in progress switches at its next frame.
@@ -425,13 +435,17 @@ struct DeviceAudio {
     shared: Arc<Shared>,
     generation: u64,
     current: Audio,
+    /// Between the microphone and the encoder; kept across microphone switches (the canceller
+    /// re-adapts to the new echo path as it does to any jump).
+    processing: MicProcessing,
 }
 
 impl DeviceAudio {
     fn open(shared: Arc<Shared>) -> Self {
         let tone = ToneSource::new(f64::from_bits(shared.tone_hz.load(Ordering::Relaxed)), 0.25);
+        let processing = MicProcessing::new(&shared.processing);
         // As for video: the device opens at the first chunk, on the audio thread.
-        Self { shared, generation: u64::MAX, current: Audio::Tone(tone) }
+        Self { shared, generation: u64::MAX, current: Audio::Tone(tone), processing }
     }
 
     fn reopen(&mut self) {
@@ -486,15 +500,21 @@ impl AudioSource for DeviceAudio {
             self.reopen();
         }
         let why = match &mut self.current {
-            Audio::Tone(t) => return t.next_chunk(out),
+            Audio::Tone(t) => {
+                // The synthetic tone has no echo in it: it bypasses the stage.
+                self.processing.skip();
+                return t.next_chunk(out);
+            }
             Audio::Microphone(m) => {
                 if m.next_chunk(out) {
+                    self.processing.process(out);
                     return true;
                 }
                 m.failure().unwrap_or_else(|| "the microphone stopped".to_owned())
             }
         };
         self.use_tone(Some(fallback_notice(DeviceKind::Microphone, &why)));
+        self.processing.skip();
         match &mut self.current {
             Audio::Tone(t) => t.next_chunk(out),
             Audio::Microphone(_) => false,
