@@ -9,9 +9,9 @@
 //! CI does not build them.
 
 use peercall::media::processing::score::{self, EchoFigures, Processor, Scenes};
-use peercall::media::processing::{Stage, Switches};
 #[cfg(feature = "bench-candidates")]
 use peercall::media::processing::FRAME;
+use peercall::media::processing::{Stage, Switches};
 
 /// The microphone as captured: the baseline.
 struct Unprocessed;
