@@ -156,7 +156,7 @@ impl DevicePanel {
                 ui.end_row();
                 codec_changed = codec_picker(ui, &mut settings.video_codec);
                 ui.end_row();
-                ui.label("Microphone");
+                ui.label("Processing");
                 ui.vertical(|ui| {
                     let s = &mut settings.audio_processing;
                     processing_changed |=

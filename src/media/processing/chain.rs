@@ -7,8 +7,9 @@ use super::reference::{EchoReference, ReferenceReader};
 use super::stage::{Stage, Switches, FRAME};
 use crate::media::devices::resample::MonoResampler;
 use crate::media::frame::AUDIO_RATE;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// What the window and the CLI share with the running microphone: switches in; level, voice and
 /// notice out; and the speaker's echo reference. Cheap to clone.
@@ -24,11 +25,15 @@ struct ControlInner {
     generation: AtomicU64,
     /// The microphone's level after processing, dBFS (f32 bits).
     level_dbfs: AtomicU32,
-    /// The voice detector heard someone in the last chunk.
-    voice: AtomicBool,
+    /// When the voice detector last heard someone: milliseconds since `started` (`u64::MAX`: never).
+    voice_at_ms: AtomicU64,
+    started: Instant,
     notice: Mutex<Option<String>>,
     reference: EchoReference,
 }
+
+/// How long "someone is talking" holds after the voice detector last heard them.
+const VOICE_HOLD_MS: u64 = 1000;
 
 /// The level the meter shows for silence.
 pub const SILENCE_DBFS: f32 = -90.0;
@@ -41,7 +46,8 @@ impl ProcessingControl {
                 switches: Mutex::new(switches),
                 generation: AtomicU64::new(0),
                 level_dbfs: AtomicU32::new(SILENCE_DBFS.to_bits()),
-                voice: AtomicBool::new(false),
+                voice_at_ms: AtomicU64::new(u64::MAX),
+                started: Instant::now(),
                 notice: Mutex::new(None),
                 reference: EchoReference::new(),
             }),
@@ -71,9 +77,15 @@ impl ProcessingControl {
         f32::from_bits(self.inner.level_dbfs.load(Ordering::Relaxed))
     }
 
-    /// Someone is talking into the microphone (what "you are muted" is shown on).
+    /// Someone talked into the microphone within the last second (what "you are muted" is shown
+    /// on; held a second so it does not blink between syllables).
     pub fn voice(&self) -> bool {
-        self.inner.voice.load(Ordering::Relaxed)
+        let at = self.inner.voice_at_ms.load(Ordering::Relaxed);
+        at != u64::MAX && self.millis().saturating_sub(at) < VOICE_HOLD_MS
+    }
+
+    fn millis(&self) -> u64 {
+        self.inner.started.elapsed().as_millis() as u64
     }
 
     /// Why processing is bypassed when the user did not ask for it, in words.
@@ -84,12 +96,14 @@ impl ProcessingControl {
     /// The meter's rest: no microphone is captured (the tone, between calls).
     pub fn idle(&self) {
         self.inner.level_dbfs.store(SILENCE_DBFS.to_bits(), Ordering::Relaxed);
-        self.inner.voice.store(false, Ordering::Relaxed);
+        self.inner.voice_at_ms.store(u64::MAX, Ordering::Relaxed);
     }
 
     fn publish(&self, level_dbfs: f32, voice: bool) {
         self.inner.level_dbfs.store(level_dbfs.to_bits(), Ordering::Relaxed);
-        self.inner.voice.store(voice, Ordering::Relaxed);
+        if voice {
+            self.inner.voice_at_ms.store(self.millis(), Ordering::Relaxed);
+        }
     }
 
     fn set_notice(&self, notice: Option<String>) {
