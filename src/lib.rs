@@ -14,7 +14,9 @@
 //!   ([`call::stats`]).
 //! - [`media`]: frames and sources ([`media::source`]: the synthetic stamped pattern, the stamped
 //!   camera-like scene ([`media::scene`], stamp in [`media::stamp`]), Y4M clips ([`media::y4m`]) and tone, and
-//!   cameras, microphones and speakers in [`media::devices`]), video codecs behind one seam
+//!   cameras, microphones and speakers in [`media::devices`]), the microphone's echo cancellation, noise
+//!   suppression and gain control with the speaker's output as the echo reference ([`media::processing`]),
+//!   video codecs behind one seam
 //!   ([`media::codec`]: H.264 in `h264`, VP8/VP9 on libvpx in `vpx`), Opus ([`media::opus_codec`])
 //!   and RTP frame assembly ([`media::assembler`]).
 //! - [`headless`]: the windowless front end (`peercall --headless`): events and stats on stdout.
