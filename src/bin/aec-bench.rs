@@ -53,7 +53,7 @@ mod aec3_chain {
     pub struct Aec3(LinearPipeline, Vec<f32>);
 
     impl Aec3 {
-        pub fn new(aec: bool, ns: bool, agc: bool) -> Box<dyn Processor> {
+        pub fn chain(aec: bool, ns: bool, agc: bool) -> Box<dyn Processor> {
             let format = AudioFormat::ten_ms(48_000, 1);
             let built = linear::builder(format, format)
                 .enable_noise_suppression(ns)
@@ -136,8 +136,8 @@ fn main() {
     report("webrtc-audio-processing 0.5 (full chain)", &|| stage(Switches::default()));
     #[cfg(feature = "bench-candidates")]
     {
-        report("aec3 0.4 (AEC3 + HPF)", &|| aec3_chain::Aec3::new(true, false, false));
-        report("aec3 0.4 (full chain)", &|| aec3_chain::Aec3::new(true, true, true));
+        report("aec3 0.4 (AEC3 + HPF)", &|| aec3_chain::Aec3::chain(true, false, false));
+        report("aec3 0.4 (full chain)", &|| aec3_chain::Aec3::chain(true, true, true));
     }
 
     println!();
@@ -159,9 +159,9 @@ fn main() {
     noise("webrtc-audio-processing 0.5 (full chain)", &|| stage(Switches::default()));
     #[cfg(feature = "bench-candidates")]
     {
-        noise("aec3 0.4 (NS + HPF)", &|| aec3_chain::Aec3::new(false, true, false));
-        noise("aec3 0.4 (AEC3 + HPF)", &|| aec3_chain::Aec3::new(true, false, false));
-        noise("aec3 0.4 (full chain)", &|| aec3_chain::Aec3::new(true, true, true));
+        noise("aec3 0.4 (NS + HPF)", &|| aec3_chain::Aec3::chain(false, true, false));
+        noise("aec3 0.4 (AEC3 + HPF)", &|| aec3_chain::Aec3::chain(true, false, false));
+        noise("aec3 0.4 (full chain)", &|| aec3_chain::Aec3::chain(true, true, true));
         noise("nnnoiseless 0.5 (RNNoise)", &|| {
             Box::new(Rnnoise(nnnoiseless::DenoiseState::new(), vec![0.0; FRAME], vec![0.0; FRAME]))
         });
