@@ -528,3 +528,62 @@ impl AudioSource for DeviceAudio {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A microphone that hears a steady 1 kHz tone, as fast as asked.
+    struct ToneMic(ToneSource);
+
+    impl AudioSource for ToneMic {
+        fn next_chunk(&mut self, out: &mut [i16]) -> bool {
+            for (i, s) in out.iter_mut().enumerate() {
+                *s = ((i as f64 * std::f64::consts::TAU * 1000.0 / 48_000.0).sin() * 8000.0) as i16;
+            }
+            true
+        }
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+    }
+
+    impl AudioCapture for ToneMic {
+        fn failure(&self) -> Option<String> {
+            None
+        }
+        fn clock(&self) -> Option<DeviceClock> {
+            None
+        }
+    }
+
+    #[test]
+    fn the_tone_bypasses_the_processing_and_a_microphone_goes_through_it() {
+        let devices =
+            MediaDevices::new(Selection::Synthetic, Selection::Synthetic, CameraSettings::default())
+                .with_tone(440.0);
+        let mut source = devices.audio_source();
+        let mut tone = ToneSource::new(440.0, 0.25);
+        let (mut got, mut want) = (vec![0i16; 960], vec![0i16; 960]);
+        for _ in 0..5 {
+            assert!(source.next_chunk(&mut got) && tone.next_chunk(&mut want));
+            assert_eq!(got, want, "the stand-in tone goes out untouched");
+        }
+        assert!(devices.processing().level_dbfs() <= crate::media::processing::chain::SILENCE_DBFS);
+
+        devices.set_microphone(Selection::Default);
+        let devices = devices.with_microphone_opener(Arc::new(|_| {
+            Ok(Box::new(ToneMic(ToneSource::new(1000.0, 0.25))) as Box<dyn AudioCapture>)
+        }));
+        let mut source = devices.audio_source();
+        let mut mic = ToneMic(ToneSource::new(1000.0, 0.25));
+        let mut changed = 0;
+        for _ in 0..100 {
+            assert!(source.next_chunk(&mut got) && mic.next_chunk(&mut want));
+            changed += usize::from(got != want);
+        }
+        // The high-pass filter and the suppressor touch every chunk of a microphone.
+        assert!(changed > 90, "{changed} of 100 chunks processed");
+        assert!(devices.processing().level_dbfs() > -60.0, "the meter moves");
+    }
+}
