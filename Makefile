@@ -26,6 +26,7 @@ bench: deps
 	$(CARGO) run --release --bin signaling-bench -- --clients 1000
 	$(CARGO) run --release --bin call-bench
 	$(CARGO) run --release --bin codec-bench
+	$(CARGO) run --release --bin aec-bench --features bench-candidates
 	@if [ "$$(id -u)" = 0 ] && [ -e /dev/net/tun ]; then $(CARGO) build --release --bins && ./target/release/net-bench; \
 	else echo "net-bench skipped: it needs root and /dev/net/tun (network namespaces, TUN devices)"; fi
 

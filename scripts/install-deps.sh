@@ -11,6 +11,7 @@ want=(
   nasm             # openh264's assembly: ~3x faster encode
   libvpx-dev       # VP8/VP9 (env-libvpx-sys links it through pkg-config)
   pkg-config
+  libwebrtc-audio-processing-dev  # echo cancellation, noise suppression, gain control (webrtc-audio-processing 0.5)
 )
 if [[ "${1:-build}" == "deb" ]]; then
   want+=(dpkg-dev)

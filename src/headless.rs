@@ -62,8 +62,10 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
         print_screen_changes(devices.screen_status());
     }
     // Kept alive for the run; a speaker that cannot open is said once and the call goes on silent.
-    let speaker =
-        plan.speaker.as_ref().and_then(|id| match Speaker::play(id.as_deref(), engine.remote_audio()) {
+    let speaker = plan.speaker.as_ref().and_then(|id| {
+        // What the speaker plays is the echo canceller's reference (when a microphone is used).
+        let reference = plan.devices.as_ref().map(|d| d.processing().reference().clone());
+        match Speaker::play_with_reference(id.as_deref(), engine.remote_audio(), reference) {
             Ok(s) => {
                 println!("speaker: {} ({:?})", s.name(), s.format());
                 Some(s)
@@ -72,7 +74,8 @@ pub async fn run(config: EngineConfig, plan: HeadlessPlan) -> anyhow::Result<()>
                 println!("speaker: {e}; the far side's audio is not played");
                 None
             }
-        });
+        }
+    });
     // With no speaker, the far side's audio still goes through a playout buffer at the real-time
     // pace, so the figures say what a listener would hear.
     let _playout = if speaker.is_none() { start_paced_playout(&engine) } else { None };

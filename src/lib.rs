@@ -15,7 +15,9 @@
 //! - [`media`]: frames and sources ([`media::source`]: the synthetic stamped pattern, the stamped
 //!   camera-like scene ([`media::scene`], stamp in [`media::stamp`]), Y4M clips ([`media::y4m`]) and tone, and
 //!   cameras, microphones and speakers in [`media::devices`]; shared screens and windows in
-//!   [`media::screen`]: X11 capture, the Wayland seam, a capture thread), video codecs behind one seam
+//!   [`media::screen`]: X11 capture, the Wayland seam, a capture thread), the microphone's echo
+//!   cancellation, noise suppression and gain control with the speaker's output as the echo reference
+//!   ([`media::processing`]), the video playout clock ([`media::playout`]), video codecs behind one seam
 //!   ([`media::codec`]: H.264 in `h264`, VP8/VP9 on libvpx in `vpx`), Opus ([`media::opus_codec`])
 //!   and RTP frame assembly ([`media::assembler`]).
 //! - [`headless`]: the windowless front end (`peercall --headless`): events and stats on stdout.

@@ -5,6 +5,7 @@ use peercall::call::quality::Expected;
 use peercall::call::{EngineConfig, VideoPreference};
 use peercall::headless::{self, HeadlessPlan};
 use peercall::media::devices::{self, CameraSettings, MediaDevices, Selection};
+use peercall::media::processing::Switches;
 use peercall::media::screen::ScreenId;
 use peercall::media::source::SyntheticVideo;
 use peercall::media::y4m::Y4mClip;
@@ -78,6 +79,15 @@ struct Args {
     /// Headless: play the far side's audio on a speaker (`default` or an id from --list-devices).
     #[arg(long, num_args = 0..=1, default_missing_value = "default")]
     speaker: Option<String>,
+    /// Turn the microphone's echo cancellation off (on by default).
+    #[arg(long)]
+    no_aec: bool,
+    /// Turn the microphone's noise suppression off (on by default).
+    #[arg(long)]
+    no_ns: bool,
+    /// Turn the microphone's automatic gain control off (on by default).
+    #[arg(long)]
+    no_agc: bool,
     /// Print the cameras, microphones and speakers found, and exit.
     #[arg(long)]
     list_devices: bool,
@@ -200,6 +210,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     let share: Option<ScreenId> =
         args.share_screen.as_deref().map(str::parse).transpose().map_err(|e: String| anyhow::anyhow!(e))?;
     let synthetic = synthetic_video(&args)?;
+    let processing = Switches {
+        echo_cancellation: !args.no_aec,
+        noise_suppression: !args.no_ns,
+        gain_control: !args.no_agc,
+    };
     if !args.headless {
         return peercall::ui::run(WindowOptions {
             name: args.name,
@@ -216,6 +231,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             relay_only: args.ice_transport_policy == "relay",
             trusted_cert: args.trust_cert,
             video_codec: args.video_codec,
+            audio_processing: processing,
         });
     }
     let (w, h, fps) = args.video;
@@ -235,6 +251,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let media = wants_devices.then(|| {
         let media = MediaDevices::new(camera, mic, CameraSettings { width: w as u32, height: h as u32, fps })
             .with_video_stand_in(synthetic.clone());
+        media.processing().set_switches(processing);
         config.video_source = media.video_factory();
         config.audio_source = media.audio_factory();
         if let Some(id) = share {

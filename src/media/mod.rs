@@ -1,6 +1,7 @@
 //! Media: frames, sources (synthetic pattern, camera-like scene, Y4M clips and tone; cameras, microphones and speakers in
-//! `devices`; shared screens and windows in `screen`), video codecs behind one seam (`codec`: H.264, VP8,
-//! VP9), Opus, RTP frame assembly, and the video playout clock.
+//! `devices`; shared screens and windows in `screen`), the microphone's echo cancellation, noise
+//! suppression and gain control (`processing`), video codecs behind one seam (`codec`: H.264, VP8, VP9),
+//! Opus, RTP frame assembly, and the video playout clock.
 //!
 //! Nothing here knows about calls or the network: the call engine feeds packets in and takes frames out.
 
@@ -11,6 +12,7 @@ pub mod frame;
 pub mod opus_codec;
 pub mod pattern;
 pub mod playout;
+pub mod processing;
 pub mod scene;
 pub mod screen;
 pub mod source;

@@ -64,6 +64,10 @@ impl PeercallApp {
             settings.server = server.clone();
         }
         settings.auto_answer |= options.auto_answer;
+        let (on, allowed) = (&mut settings.audio_processing, options.audio_processing);
+        on.echo_cancellation &= allowed.echo_cancellation;
+        on.noise_suppression &= allowed.noise_suppression;
+        on.gain_control &= allowed.gain_control;
         settings.show_stats |= options.show_stats;
         cc.egui_ctx.all_styles_mut(|style| {
             style.spacing.item_spacing = egui::vec2(8.0, 6.0);
@@ -253,6 +257,7 @@ impl PeercallApp {
                     if ui.button(label).on_hover_text("Camera, microphone and speaker").clicked() {
                         session.devices.open = !session.devices.open;
                     }
+                    session.devices.microphone_meter(ui, model.muted);
                 });
             });
             ui.add_space(2.0);
@@ -310,8 +315,8 @@ impl eframe::App for PeercallApp {
         self.ringer.set(ringing);
         self.set_title(ctx, title);
         if in_call {
-            // The call clock in the status line ticks once a second, even when no picture arrives.
-            ctx.request_repaint_after(Duration::from_secs(1));
+            // The microphone meter and "you are muted" follow the voice: ten times a second.
+            ctx.request_repaint_after(Duration::from_millis(100));
         }
     }
 

@@ -60,6 +60,7 @@ impl DevicePanel {
         let media = MediaDevices::new(selection(&settings.camera), selection(&settings.microphone), want)
             .with_tone(tone)
             .with_video_stand_in(stand_in.clone());
+        media.processing().set_switches(settings.audio_processing);
         Self {
             video_status: media.video_status(),
             audio_status: media.audio_status(),
@@ -91,7 +92,9 @@ impl DevicePanel {
         if settings.speaker.as_deref() == Some(NO_SPEAKER) {
             return;
         }
-        match Speaker::play(settings.speaker.as_deref(), engine.remote_audio()) {
+        // What the speaker plays is the echo canceller's reference.
+        let reference = Some(self.media.processing().reference().clone());
+        match Speaker::play_with_reference(settings.speaker.as_deref(), engine.remote_audio(), reference) {
             Ok(s) => self.speaker = Some(s),
             Err(e) => self.speaker_notice = Some(format!("{e}: the other side is not heard")),
         }
@@ -103,6 +106,20 @@ impl DevicePanel {
             || self.speaker.as_ref().is_some_and(|s| s.failure().is_some())
             || self.video_status.borrow().notice.is_some()
             || self.audio_status.borrow().notice.is_some()
+            || self.media.processing().notice().is_some()
+    }
+
+    /// The top bar's microphone meter (while a microphone is captured), and "you are muted" when
+    /// the voice detector hears someone talk into a muted microphone.
+    pub fn microphone_meter(&self, ui: &mut egui::Ui, muted: bool) {
+        let processing = self.media.processing();
+        if self.audio_status.borrow().synthetic {
+            return;
+        }
+        level_bar(ui, processing.level_dbfs(), 80.0);
+        if muted && processing.voice() {
+            ui.colored_label(super::views::palette::RED, "You are muted");
+        }
     }
 
     fn refresh_lists(&mut self) {
@@ -133,6 +150,7 @@ impl DevicePanel {
         let mut open = self.open;
         let mut changed = (false, false, false);
         let mut codec_changed = false;
+        let mut processing_changed = false;
         egui::Window::new("Devices").open(&mut open).resizable(false).collapsible(false).show(ctx, |ui| {
             egui::Grid::new("device pickers").num_columns(2).spacing([12.0, 8.0]).show(ui, |ui| {
                 changed.0 = picker(ui, "Camera", &self.cameras, &mut settings.camera);
@@ -143,7 +161,23 @@ impl DevicePanel {
                 ui.end_row();
                 codec_changed = codec_picker(ui, &mut settings.video_codec);
                 ui.end_row();
+                ui.label("Processing");
+                ui.vertical(|ui| {
+                    let s = &mut settings.audio_processing;
+                    processing_changed |=
+                        ui.checkbox(&mut s.echo_cancellation, "Echo cancellation").changed();
+                    processing_changed |=
+                        ui.checkbox(&mut s.noise_suppression, "Noise suppression").changed();
+                    processing_changed |= ui.checkbox(&mut s.gain_control, "Automatic gain").changed();
+                });
+                ui.end_row();
+                ui.label("Level");
+                level_bar(ui, self.media.processing().level_dbfs(), 260.0);
+                ui.end_row();
             });
+            if let Some(notice) = self.media.processing().notice() {
+                ui.colored_label(super::views::palette::RED, notice);
+            }
             ui.add_space(4.0);
             let video = self.video_status.borrow().clone();
             let audio = self.audio_status.borrow().clone();
@@ -182,7 +216,14 @@ impl DevicePanel {
         if codec_changed {
             engine.send(Command::SetVideoCodec(settings.video_codec));
         }
-        changed.0 || changed.1 || changed.2 || codec_changed
+        if processing_changed {
+            self.media.processing().set_switches(settings.audio_processing);
+        }
+        if self.open {
+            // The level meter moves while the window is open.
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
+        changed.0 || changed.1 || changed.2 || codec_changed || processing_changed
     }
 }
 
@@ -224,6 +265,14 @@ fn picker(ui: &mut egui::Ui, label: &str, entries: &[Entry], value: &mut Option<
     // A screen reader names the drop-down by the caption above it ("Camera"), not by its choice.
     combo.response.labelled_by(caption.id);
     *value != before
+}
+
+/// A level meter: −60 dBFS (empty) to 0 dBFS (full), with the level in words for screen readers.
+fn level_bar(ui: &mut egui::Ui, dbfs: f32, width: f32) {
+    let fill = ((dbfs + 60.0) / 60.0).clamp(0.0, 1.0);
+    let words =
+        if dbfs <= -60.0 { "microphone silent".to_owned() } else { format!("microphone {dbfs:.0} dBFS") };
+    ui.add(egui::ProgressBar::new(fill).desired_width(width).desired_height(10.0)).on_hover_text(words);
 }
 
 fn status_line(ui: &mut egui::Ui, what: &str, choice: &DeviceChoice) {

@@ -61,6 +61,9 @@ pub struct WindowOptions {
     pub trusted_cert: Option<std::path::PathBuf>,
     /// The video codec to put first, over the saved setting.
     pub video_codec: Option<crate::call::VideoPreference>,
+    /// Parts of the microphone's processing turned off for this run (`--no-aec`, `--no-ns`,
+    /// `--no-agc`): `false` fields switch that part off over the settings.
+    pub audio_processing: crate::media::processing::Switches,
 }
 
 /// Opens the window and runs until it is closed.

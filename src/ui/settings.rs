@@ -3,6 +3,7 @@
 //! platform's config dir (`~/.config/peercall/settings.json` on Linux).
 
 use crate::call::VideoPreference;
+use crate::media::processing::Switches;
 use crate::signaling::protocol::IceServer;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ pub struct Settings {
     pub trusted_cert: String,
     /// Which video codec calls put first (`auto`: H.264 when we call, the caller's order when called).
     pub video_codec: VideoPreference,
+    /// The microphone's echo cancellation, noise suppression and gain control (all on by default).
+    pub audio_processing: Switches,
 }
 
 impl Default for Settings {
@@ -54,6 +57,7 @@ impl Default for Settings {
             relay_only: false,
             trusted_cert: String::new(),
             video_codec: VideoPreference::Auto,
+            audio_processing: Switches::default(),
         }
     }
 }

@@ -21,6 +21,7 @@ use super::microphone::Microphone;
 use super::{list_microphones, DeviceError};
 use crate::media::frame::I420Frame;
 use crate::media::pattern::PatternSource;
+use crate::media::processing::{MicProcessing, ProcessingControl, Switches};
 use crate::media::screen::source::SHARING_FPS;
 use crate::media::screen::{Display, ScreenError, ScreenId, ScreenSource, ScreenTarget};
 use crate::media::source::{
@@ -155,6 +156,8 @@ struct Shared {
     /// The screen or window to share instead of the camera; changes bump the camera's generation.
     screen: Mutex<Option<ScreenId>>,
     screen_status: watch::Sender<ScreenShare>,
+    /// The microphone's echo cancellation, noise suppression and gain control (the tone bypasses it).
+    processing: ProcessingControl,
 }
 
 /// The devices a user picked, with fallbacks; cheap to clone (one shared state).
@@ -206,6 +209,7 @@ impl MediaDevices {
                 display: Mutex::new(Display::detect()),
                 screen: Mutex::new(None),
                 screen_status: watch::channel(ScreenShare::default()).0,
+                processing: ProcessingControl::new(Switches::default()),
             }),
         }
     }
@@ -279,6 +283,12 @@ impl MediaDevices {
             *o = open;
         }
         self
+    }
+
+    /// The microphone's processing (echo cancellation, noise suppression, gain control; all on unless
+    /// set): its switches, its level meter, and the echo reference the speaker plays into.
+    pub fn processing(&self) -> &ProcessingControl {
+        &self.shared.processing
     }
 
     /// Picks another camera; a call in progress switches at its next frame.
@@ -565,13 +575,17 @@ struct DeviceAudio {
     shared: Arc<Shared>,
     generation: u64,
     current: Audio,
+    /// Between the microphone and the encoder; kept across microphone switches (the canceller
+    /// re-adapts to the new echo path as it does to any jump).
+    processing: MicProcessing,
 }
 
 impl DeviceAudio {
     fn open(shared: Arc<Shared>) -> Self {
         let tone = ToneSource::new(f64::from_bits(shared.tone_hz.load(Ordering::Relaxed)), 0.25);
+        let processing = MicProcessing::new(&shared.processing);
         // As for video: the device opens at the first chunk, on the audio thread.
-        Self { shared, generation: u64::MAX, current: Audio::Tone(tone) }
+        Self { shared, generation: u64::MAX, current: Audio::Tone(tone), processing }
     }
 
     fn reopen(&mut self) {
@@ -626,15 +640,21 @@ impl AudioSource for DeviceAudio {
             self.reopen();
         }
         let why = match &mut self.current {
-            Audio::Tone(t) => return t.next_chunk(out),
+            Audio::Tone(t) => {
+                // The synthetic tone has no echo in it: it bypasses the stage.
+                self.processing.skip();
+                return t.next_chunk(out);
+            }
             Audio::Microphone(m) => {
                 if m.next_chunk(out) {
+                    self.processing.process(out);
                     return true;
                 }
                 m.failure().unwrap_or_else(|| "the microphone stopped".to_owned())
             }
         };
         self.use_tone(Some(fallback_notice(DeviceKind::Microphone, &why)));
+        self.processing.skip();
         match &mut self.current {
             Audio::Tone(t) => t.next_chunk(out),
             Audio::Microphone(_) => false,
@@ -646,5 +666,64 @@ impl AudioSource for DeviceAudio {
             Audio::Microphone(m) => m.describe(),
             Audio::Tone(t) => t.describe(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A microphone that hears a steady 1 kHz tone, as fast as asked.
+    struct ToneMic(ToneSource);
+
+    impl AudioSource for ToneMic {
+        fn next_chunk(&mut self, out: &mut [i16]) -> bool {
+            for (i, s) in out.iter_mut().enumerate() {
+                *s = ((i as f64 * std::f64::consts::TAU * 1000.0 / 48_000.0).sin() * 8000.0) as i16;
+            }
+            true
+        }
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+    }
+
+    impl AudioCapture for ToneMic {
+        fn failure(&self) -> Option<String> {
+            None
+        }
+        fn clock(&self) -> Option<DeviceClock> {
+            None
+        }
+    }
+
+    #[test]
+    fn the_tone_bypasses_the_processing_and_a_microphone_goes_through_it() {
+        let devices =
+            MediaDevices::new(Selection::Synthetic, Selection::Synthetic, CameraSettings::default())
+                .with_tone(440.0);
+        let mut source = devices.audio_source();
+        let mut tone = ToneSource::new(440.0, 0.25);
+        let (mut got, mut want) = (vec![0i16; 960], vec![0i16; 960]);
+        for _ in 0..5 {
+            assert!(source.next_chunk(&mut got) && tone.next_chunk(&mut want));
+            assert_eq!(got, want, "the stand-in tone goes out untouched");
+        }
+        assert!(devices.processing().level_dbfs() <= crate::media::processing::chain::SILENCE_DBFS);
+
+        devices.set_microphone(Selection::Default);
+        let devices = devices.with_microphone_opener(Arc::new(|_| {
+            Ok(Box::new(ToneMic(ToneSource::new(1000.0, 0.25))) as Box<dyn AudioCapture>)
+        }));
+        let mut source = devices.audio_source();
+        let mut mic = ToneMic(ToneSource::new(1000.0, 0.25));
+        let mut changed = 0;
+        for _ in 0..100 {
+            assert!(source.next_chunk(&mut got) && mic.next_chunk(&mut want));
+            changed += usize::from(got != want);
+        }
+        // The high-pass filter and the suppressor touch every chunk of a microphone.
+        assert!(changed > 90, "{changed} of 100 chunks processed");
+        assert!(devices.processing().level_dbfs() > -60.0, "the meter moves");
     }
 }

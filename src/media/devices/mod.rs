@@ -9,10 +9,12 @@
 //! - `clock`: which sample a device moved when; pacing for devices that run faster than real time.
 //! - `resample`: device rate ↔ 48 kHz (rubato).
 //! - `jitter`: the playback buffer that smooths arrival and conceals gaps.
-//! - `speaker`: cpal output fed from the engine's decoded audio through the jitter buffer.
+//! - `speaker`: cpal output fed from the engine's decoded audio through the jitter buffer; tells the
+//!   echo reference (`media::processing`) what it hands the device.
 //! - `paced`: the same playout without a device, at the real-time pace (headless figures).
 //! - `fallback`: [`MediaDevices`], the user's device choice turned into the engine's source factories,
-//!   falling back to the pattern and tone with a notice in words, and switching devices mid-call.
+//!   falling back to the pattern and tone with a notice in words, and switching devices mid-call; a
+//!   microphone's chunks go through the audio processing, the tone's do not.
 //!
 //! [`VideoSource`]: crate::media::source::VideoSource
 //! [`AudioSource`]: crate::media::source::AudioSource

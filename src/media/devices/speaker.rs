@@ -11,6 +11,7 @@ use super::jitter::{JitterBuffer, JitterStats};
 use super::resample::MonoResampler;
 use super::{open_audio_device, spawn_stream_thread, DeviceError};
 use crate::media::frame::{AudioChunk, AUDIO_RATE};
+use crate::media::processing::EchoReference;
 use cpal::traits::DeviceTrait;
 use cpal::{FromSample, SizedSample};
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,17 @@ impl Speaker {
     /// (e.g. [`Engine::remote_audio`](crate::call::Engine::remote_audio)) until dropped or until the
     /// sender goes away.
     pub fn play(id: Option<&str>, audio: broadcast::Receiver<AudioChunk>) -> Result<Self, DeviceError> {
+        Self::play_with_reference(id, audio, None)
+    }
+
+    /// As [`play`](Self::play), telling `reference` everything handed to the device (after the
+    /// jitter buffer, at the device's rate): the echo canceller's far end
+    /// ([`MediaDevices::processing`](super::MediaDevices::processing)).
+    pub fn play_with_reference(
+        id: Option<&str>,
+        audio: broadcast::Receiver<AudioChunk>,
+        reference: Option<EchoReference>,
+    ) -> Result<Self, DeviceError> {
         let device = open_audio_device(false, id)?;
         let name = device.description().map(|d| d.name().to_owned()).unwrap_or_else(|_| "speaker".into());
         let supported = device.default_output_config().map_err(|e| DeviceError::from_cpal("speaker", &e))?;
@@ -66,7 +78,7 @@ impl Speaker {
         let thread_clock = clock.clone();
         let thread = spawn_stream_thread(
             "speaker",
-            move || build_stream(&device, supported, thread_jitter, thread_failure, thread_clock),
+            move || build_stream(&device, supported, thread_jitter, thread_failure, thread_clock, reference),
             move || feed(audio, resampler, &feed_jitter, stop_rx),
         )?;
         tracing::info!(%name, ?format, "speaker open");
@@ -153,29 +165,38 @@ fn build_stream(
     jitter: Arc<Mutex<JitterBuffer>>,
     failure: Arc<Mutex<Option<String>>>,
     clock: DeviceClock,
+    reference: Option<EchoReference>,
 ) -> Result<cpal::Stream, DeviceError> {
     let config = supported.config();
+    let s = Stream { jitter, failure, clock, reference };
     match supported.sample_format() {
-        cpal::SampleFormat::F32 => build_typed::<f32>(device, config, jitter, failure, clock),
-        cpal::SampleFormat::I16 => build_typed::<i16>(device, config, jitter, failure, clock),
-        cpal::SampleFormat::I32 => build_typed::<i32>(device, config, jitter, failure, clock),
-        cpal::SampleFormat::U16 => build_typed::<u16>(device, config, jitter, failure, clock),
-        cpal::SampleFormat::U8 => build_typed::<u8>(device, config, jitter, failure, clock),
-        cpal::SampleFormat::F64 => build_typed::<f64>(device, config, jitter, failure, clock),
+        cpal::SampleFormat::F32 => build_typed::<f32>(device, config, s),
+        cpal::SampleFormat::I16 => build_typed::<i16>(device, config, s),
+        cpal::SampleFormat::I32 => build_typed::<i32>(device, config, s),
+        cpal::SampleFormat::U16 => build_typed::<u16>(device, config, s),
+        cpal::SampleFormat::U8 => build_typed::<u8>(device, config, s),
+        cpal::SampleFormat::F64 => build_typed::<f64>(device, config, s),
         other => Err(DeviceError::NoFormat { kind: "speaker", detail: format!("sample format {other}") }),
     }
+}
+
+/// What the device callback shares with the speaker.
+struct Stream {
+    jitter: Arc<Mutex<JitterBuffer>>,
+    failure: Arc<Mutex<Option<String>>>,
+    clock: DeviceClock,
+    reference: Option<EchoReference>,
 }
 
 fn build_typed<T>(
     device: &cpal::Device,
     config: cpal::StreamConfig,
-    jitter: Arc<Mutex<JitterBuffer>>,
-    failure: Arc<Mutex<Option<String>>>,
-    clock: DeviceClock,
+    s: Stream,
 ) -> Result<cpal::Stream, DeviceError>
 where
     T: SizedSample + FromSample<f32>,
 {
+    let Stream { jitter, failure, clock, reference } = s;
     let channels = config.channels.max(1) as usize;
     let mut mono = Vec::new();
     let rate = config.sample_rate;
@@ -190,6 +211,9 @@ where
         }
         for (frame, &s) in out.chunks_mut(channels).zip(&mono) {
             frame.fill(T::from_sample(s.clamp(-1.0, 1.0)));
+        }
+        if let Some(r) = &reference {
+            r.played(rate, &mono);
         }
         written += frames as u64;
         let peak = mono.iter().fold(0.0f32, |p, s| p.max(s.abs()));
