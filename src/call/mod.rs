@@ -8,6 +8,7 @@
 
 mod api;
 pub mod codecs;
+pub mod congestion;
 mod config;
 mod driver;
 pub mod error;

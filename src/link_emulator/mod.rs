@@ -27,6 +27,7 @@
 pub mod cases;
 pub mod headless_call;
 pub mod model;
+pub mod timeline;
 
 mod forward;
 mod tun;

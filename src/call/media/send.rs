@@ -1,9 +1,11 @@
-//! The sender threads: camera or pattern → H.264 → video track (with PLI → IDR, loss-based bitrate
-//! and picture size), and microphone or tone → Opus → audio track.
+//! The sender threads: camera or pattern → H.264 → video track (with PLI → IDR, and the congestion
+//! controller's target followed by bitrate, frame rate and picture size), and microphone or tone →
+//! Opus → audio track.
 
 use super::{CallMedia, TrackTarget};
 use crate::call::peer::asks_for_keyframe;
-use crate::call::rate::{picture_scale, BitrateController};
+use crate::call::congestion::estimator::START_BPS;
+use crate::call::rate::{Ladder, QualityLimitation, MAX_PACER_QUEUE_MS};
 use crate::call::stats::Counters;
 use crate::media::codec::{new_encoder, EncoderSettings, VideoCodec, VideoEncoder};
 use crate::media::frame::{I420Frame, RgbaFrame, AUDIO_FRAME_SAMPLES};
@@ -35,19 +37,25 @@ pub fn start_video_sender(
         let fps = source.fps().max(1);
         let frame_duration = Duration::from_secs(1) / fps;
         let mut encoder: Option<Box<dyn VideoEncoder>> = None;
-        let mut rate: Option<BitrateController> = None;
-        let mut reports_seen = 0;
-        // Video bytes sent and when, at the last loss report: what was really sent in between.
-        let mut last_report: Option<(Instant, u64)> = None;
+        let mut ladder: Option<Ladder> = None;
         // The picture is sent at 1/scale of its size each way (narrow links).
         let mut scale = 1;
-        // The encoder's target changed, or its picture size did (which resets its target).
-        let mut retarget = false;
+        // The rate last given to the encoder (0: none yet).
+        let mut encoder_bps = 0u32;
+        // The encoder's picture size changed (which resets its rate).
+        let mut rescaled = false;
+        // The source's frame interval, smoothed (s), and the last capture: a busy CPU slows it.
+        let mut interval = frame_duration.as_secs_f64();
+        let mut last_capture: Option<Instant> = None;
         let mut black: Option<I420Frame> = None;
         let mut last_preview: Option<Instant> = None;
         while !*stop.borrow() {
             let Some(mut frame) = source.next_frame() else { break };
             let captured = Instant::now();
+            if let Some(last) = last_capture.replace(captured) {
+                interval += (captured.duration_since(last).as_secs_f64() - interval) * 0.1;
+            }
+            let source_share = (frame_duration.as_secs_f64() / interval.max(1e-3)).min(1.0);
             if controls.video_off.load(Ordering::Relaxed) {
                 let b = black.get_or_insert_with(|| I420Frame::black(frame.width, frame.height));
                 if b.width != frame.width || b.height != frame.height {
@@ -67,50 +75,63 @@ pub fn start_video_sender(
             }
             if encoder.as_ref().is_none() {
                 let settings = EncoderSettings::for_size(frame.width, frame.height, fps);
-                rate = Some(BitrateController::new(settings.bitrate_bps));
+                ladder = Some(Ladder::new(settings.bitrate_bps));
+                // The first frames go out at the controller's start rate, not the picture's natural
+                // one: a narrow link's queue overflowed under a 900 kbit/s start.
+                // (Made at the natural rate, then lowered: openh264 takes its ceiling from the
+                // rate it starts with, and one started at 300 kbit/s never went above it.)
                 match new_encoder(codec, settings) {
-                    Ok(e) => encoder = Some(e),
+                    Ok(mut e) => {
+                        encoder_bps = settings.bitrate_bps.min(START_BPS as u32);
+                        if let Err(err) = e.set_bitrate(encoder_bps) {
+                            tracing::warn!(%err, "could not set the start bitrate");
+                        }
+                        encoder = Some(e);
+                    }
                     Err(e) => {
                         tracing::error!(%e, "video sending stopped");
                         return;
                     }
                 }
             }
-            let Some(enc) = encoder.as_mut() else { return };
+            let (Some(enc), Some(ladder)) = (encoder.as_mut(), ladder.as_mut()) else { return };
             if keyframe_wanted.swap(false, Ordering::Relaxed) {
                 enc.request_keyframe();
             }
-            let report = controls.loss_feedback.take_new(&mut reports_seen);
-            if let (Some(fraction_lost), Some(rate)) = (report, rate.as_mut()) {
-                let now = (captured, counters.video_bytes_sent.load(Ordering::Relaxed));
-                let sent_bps = last_report.replace(now).and_then(|(at, bytes)| {
-                    let secs = now.0.duration_since(at).as_secs_f64();
-                    (secs > 0.1).then(|| (now.1.saturating_sub(bytes) as f64 * 8.0 / secs) as u32)
-                });
-                let before = rate.target_bps();
-                let target = rate.on_loss_report(fraction_lost, sent_bps);
-                let wanted = picture_scale(scale, target, rate.max_bps());
-                let rescaled = wanted != scale;
-                if rescaled {
-                    tracing::info!(
-                        target_kbps = target / 1000,
-                        from = scale,
-                        to = wanted,
-                        "video picture rescaled for the link"
-                    );
-                    scale = wanted;
-                }
-                retarget |= target != before || rescaled;
-                controls.target_bitrate_bps.store(target as u64, Ordering::Relaxed);
+            let congestion = &controls.congestion;
+            let target_bps = congestion.target_bps().unwrap_or(START_BPS as u32).min(ladder.max_bps());
+            let rung = ladder.update(captured, target_bps);
+            if rung.scale != scale {
+                tracing::info!(target_kbps = target_bps / 1000, from = scale, to = rung.scale, "video picture rescaled for the link");
+                scale = rung.scale;
+                rescaled = true;
+            }
+            controls.target_bitrate_bps.store(u64::from(target_bps), Ordering::Relaxed);
+            counters.set_quality_limitation(QualityLimitation::of(
+                rung,
+                target_bps,
+                ladder.max_bps(),
+                counters.last_encode_ms(),
+                frame_duration.as_secs_f64() * 1000.0,
+                source_share,
+            ));
+            if !ladder.keep_frame() {
+                continue; // this rung's frame rate
+            }
+            if congestion.queue_ms() > MAX_PACER_QUEUE_MS {
+                // Behind this much it would arrive late anyway; skipping it lets the queue drain.
+                Counters::add(&counters.frames_dropped_queue, 1);
+                continue;
             }
             let shrunk = (scale > 1).then(|| frame.downscaled(scale));
             let result = enc.encode(shrunk.as_ref().unwrap_or(&frame));
             // After the encode: a frame of a new size reinitialises the encoder at its base rate.
-            if std::mem::take(&mut retarget) {
-                if let Some(rate) = rate.as_ref() {
-                    if let Err(e) = enc.set_bitrate(rate.target_bps()) {
-                        tracing::warn!(%e, "could not change the video bitrate");
-                    }
+            let wanted = ladder.encoder_bps(target_bps, source_share);
+            let moved = wanted.abs_diff(encoder_bps) > encoder_bps / 20;
+            if std::mem::take(&mut rescaled) || moved {
+                match enc.set_bitrate(wanted) {
+                    Ok(()) => encoder_bps = wanted,
+                    Err(e) => tracing::warn!(%e, "could not change the video bitrate"),
                 }
             }
             match result {
@@ -119,11 +140,12 @@ pub fn start_video_sender(
                     Counters::add(&counters.keyframes_sent, encoded.keyframe as u64);
                     Counters::add(&counters.video_bytes_sent, encoded.data.len() as u64);
                     Counters::add(&counters.encode_us, encoded.encode_time.as_micros() as u64);
+                    counters.last_encode_us.store(encoded.encode_time.as_micros() as u64, Ordering::Relaxed);
                     if !target.write(&rt, encoded.data, frame_duration, captured) {
                         tracing::debug!("video track refused a sample (not bound yet or closing)");
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => Counters::add(&counters.frames_skipped_encoder, 1),
                 Err(e) => tracing::warn!(%e, "a video frame could not be encoded"),
             }
         }
