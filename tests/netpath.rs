@@ -37,6 +37,8 @@ struct Bounds {
     size_held: f64,
     /// How far the frame number must advance, as a share of 30 a second.
     advance: f64,
+    /// Click to the caller's first picture, ms, at most.
+    setup_ms: f64,
 }
 
 /// Places the call of link `name`, prints both receivers' figures and checks them against `bounds`;
@@ -110,9 +112,9 @@ fn check(what: &str, s: &QualitySummary, b: &Bounds, lines: &[String]) {
         Some(p95) if p95 <= b.g2g_p95_ms => {}
         other => fail(format!("glass-to-glass p95 {other:?} ms (at most {})", b.g2g_p95_ms)),
     }
-    // Measured 461–1892 ms from the click to the caller's first picture.
-    if s.setup_ms.is_some_and(|ms| ms > 5000.0) {
-        fail(format!("setup took {:?} ms (at most 5000)", s.setup_ms));
+    // Measured 461–1892 ms from the click to the caller's first picture on issue 12's links.
+    if s.setup_ms.is_some_and(|ms| ms > b.setup_ms) {
+        fail(format!("setup took {:?} ms (at most {})", s.setup_ms, b.setup_ms));
     }
     if s.size_held.unwrap_or(0.0) < b.size_held {
         fail(format!("picture at 640x480 {:?} of the time (at least {})", s.size_held, b.size_held));
@@ -129,7 +131,7 @@ fn a_clean_25_ms_link() {
     // 22.3 / 19.8 fps, 5 / 8 freezes, longest 279 / 398 ms, g2g p95 307 / 347 ms, 640x480 throughout.
     call_over(
         "clean",
-        Bounds { fps: 12.0, freezes: 20, longest_freeze_ms: 1000.0, g2g_p95_ms: 800.0, size_held: 0.9, advance: 0.5 },
+        Bounds { fps: 12.0, freezes: 20, longest_freeze_ms: 1000.0, g2g_p95_ms: 800.0, size_held: 0.9, advance: 0.5, setup_ms: 5000.0 },
     );
 }
 
@@ -139,7 +141,7 @@ fn jitter_with_reordering_and_5_percent_loss() {
     // links allow the picture to shrink (the issue saw 320x240 under bursty loss): size ≥ 50 %.
     call_over(
         "reorder5",
-        Bounds { fps: 8.0, freezes: 40, longest_freeze_ms: 1500.0, g2g_p95_ms: 1000.0, size_held: 0.5, advance: 0.5 },
+        Bounds { fps: 8.0, freezes: 40, longest_freeze_ms: 1500.0, g2g_p95_ms: 1000.0, size_held: 0.5, advance: 0.5, setup_ms: 5000.0 },
     );
 }
 
@@ -148,7 +150,7 @@ fn bursty_loss() {
     // 14.3 / 17.5 fps, 15 / 11 freezes, longest 351 / 552 ms, p95 563 / 434 ms, size 100 %.
     call_over(
         "bursty",
-        Bounds { fps: 7.0, freezes: 35, longest_freeze_ms: 1500.0, g2g_p95_ms: 1200.0, size_held: 0.5, advance: 0.5 },
+        Bounds { fps: 7.0, freezes: 35, longest_freeze_ms: 1500.0, g2g_p95_ms: 1200.0, size_held: 0.5, advance: 0.5, setup_ms: 5000.0 },
     );
 }
 
@@ -157,7 +159,7 @@ fn heavy_jitter_without_reordering() {
     // 15.4 / 14.3 fps, 14 / 15 freezes, longest 338 / 534 ms, p95 487 / 457 ms, size 100 %.
     call_over(
         "jitter30",
-        Bounds { fps: 7.0, freezes: 35, longest_freeze_ms: 1500.0, g2g_p95_ms: 1000.0, size_held: 0.9, advance: 0.5 },
+        Bounds { fps: 7.0, freezes: 35, longest_freeze_ms: 1500.0, g2g_p95_ms: 1000.0, size_held: 0.9, advance: 0.5, setup_ms: 5000.0 },
     );
 }
 
@@ -166,7 +168,7 @@ fn jitter_with_reordering_and_10_percent_loss() {
     // 9.2 / 9.9 fps, 19 / 18 freezes, longest 1038 / 1071 ms, p95 459 / 431 ms, size 100 %.
     call_over(
         "loss10",
-        Bounds { fps: 4.0, freezes: 40, longest_freeze_ms: 2500.0, g2g_p95_ms: 1200.0, size_held: 0.5, advance: 0.5 },
+        Bounds { fps: 4.0, freezes: 40, longest_freeze_ms: 2500.0, g2g_p95_ms: 1200.0, size_held: 0.5, advance: 0.5, setup_ms: 5000.0 },
     );
 }
 
@@ -176,7 +178,7 @@ fn a_three_second_outage() {
     // 425 / 397 ms, size 100 %; the link dropped 245 / 254 packets in the outage.
     let Some(run) = call_over(
         "outage",
-        Bounds { fps: 5.0, freezes: 25, longest_freeze_ms: 8000.0, g2g_p95_ms: 1200.0, size_held: 0.9, advance: 0.5 },
+        Bounds { fps: 5.0, freezes: 25, longest_freeze_ms: 8000.0, g2g_p95_ms: 1200.0, size_held: 0.9, advance: 0.5, setup_ms: 5000.0 },
     ) else {
         return;
     };
@@ -194,7 +196,7 @@ fn a_300_kbit_s_link() {
     // size 100 %; the pattern's ~150 kbit/s of video never filled the queue (0 drops).
     call_over(
         "rate300k",
-        Bounds { fps: 5.0, freezes: 45, longest_freeze_ms: 2500.0, g2g_p95_ms: 2000.0, size_held: 0.5, advance: 0.5 },
+        Bounds { fps: 5.0, freezes: 45, longest_freeze_ms: 2500.0, g2g_p95_ms: 2000.0, size_held: 0.5, advance: 0.5, setup_ms: 5000.0 },
     );
 }
 
@@ -257,43 +259,90 @@ fn share(what: &str, t: &Timeline, from: usize, to: usize, link_kbps: f64) -> f6
     kbps / link_kbps
 }
 
-/// Loose bounds for a first measurement; each test narrows them from its measured runs.
-const MEASURE: Bounds = Bounds { fps: 1.0, freezes: 1000, longest_freeze_ms: 30_000.0, g2g_p95_ms: 30_000.0, size_held: 0.0, advance: 0.2 };
+// Measured (debug build, the 2-core machine at load 10-12 from other builds, two runs each; the
+// caller / callee figures): the camera scene comes at 6-16 of its 30 fps there (the peers' CPU), so
+// frame-rate and freeze bounds are loose; the link's use, the round trip and the recovery are what
+// congestion control decides. Before it (loss-only control, the encoder starting at 922 kbit/s)
+// the narrow call did not show a first picture within 20 s (`net-bench --links rate300k
+// --peer-args "--video-scene camera"`, main at fadff42).
 
 #[test]
 fn cc_a_narrow_link_with_the_camera_scene() {
-    let Some((_run, callee, _caller)) = cc_call("narrow", Duration::from_secs(10), 20.0, MEASURE) else { return };
-    share("narrow", &callee, 5, 20, 300.0);
+    // 8.3-8.4 / 6.2-6.3 fps, 19-42 freezes, longest 0.8-2.4 s, g2g p95 410-533 ms, setup 4.7-5.8 s
+    // (a 640x480 keyframe through 300 kbit/s), RTT p95 256-500 ms (base 50), link drops 0-38.
+    let bounds = Bounds {
+        fps: 3.0,
+        freezes: 80,
+        longest_freeze_ms: 5000.0,
+        g2g_p95_ms: 1500.0,
+        size_held: 0.0,
+        advance: 0.2,
+        setup_ms: 10_000.0,
+    };
+    let Some((run, callee, _caller)) = cc_call("narrow", Duration::from_secs(10), 20.0, bounds) else { return };
+    // Video alone (audio takes ~50 kbit/s more of it): 39-62 % of the link.
+    let used = share("narrow", &callee, 5, 20, 300.0);
+    assert!(used > 0.25, "the narrow link carried {:.0} % video", used * 100.0);
+    // The standing queue: a 300 ms drop-tail queue full all the time reads as RTT ≥ 350 ms.
+    let p95 = run.callee.rtt_p95_ms.unwrap_or(f64::MAX);
+    assert!(p95 < 800.0, "RTT p95 {p95} ms");
 }
+
+/// Bounds for the changing links: content and a call that keeps going; their own checks follow.
+const CHANGING: Bounds = Bounds {
+    fps: 3.0,
+    freezes: 100,
+    longest_freeze_ms: 12_000.0,
+    g2g_p95_ms: 3000.0,
+    size_held: 0.0,
+    advance: 0.2,
+    setup_ms: 10_000.0,
+};
 
 #[test]
 fn cc_a_step_down_to_600_kbit_s_and_back() {
-    // 2.5 Mbit/s for 10 s, 600 kbit/s for 10 s, 2.5 Mbit/s again, 50 ms each way.
-    let Some((_run, callee, _caller)) = cc_call("step", Duration::from_secs(10), 32.0, MEASURE) else { return };
+    // 2.5 Mbit/s for 10 s, 600 kbit/s for 10 s, 2.5 Mbit/s again, 50 ms each way. Measured: 7.1-9.8
+    // fps, longest freeze 0.9-8.5 s, RTT max in the low phase 241-636 ms (base 100), back to 80 % of
+    // the rate before the step 1-6 s after the link returned.
+    let Some((_run, callee, _caller)) = cc_call("step", Duration::from_secs(10), 32.0, CHANGING) else { return };
     let before = callee.kbps_in(5, 10);
     share("step: before", &callee, 5, 10, 2500.0);
     share("step: low", &callee, 12, 20, 600.0);
-    eprintln!("step: RTT max in the low phase {:?} ms", callee.rtt_max(10, 21));
+    let low_rtt = callee.rtt_max(12, 20).unwrap_or(f64::MAX);
+    eprintln!("step: RTT max in the low phase {low_rtt:.0} ms");
+    assert!(low_rtt < 1200.0, "the low phase's round trip reached {low_rtt} ms");
     let back = callee.seconds_to_reach(20, 0.8 * before);
     eprintln!("step: back to 80 % of {before:.0} kbit/s {back:?} s after the rate returned");
+    assert!(back.is_some_and(|s| s <= 9), "not back to 80 % of {before:.0} kbit/s: {back:?}");
     share("step: after", &callee, 25, 32, 2500.0);
 }
 
 #[test]
 fn cc_a_deep_drop_to_120_kbit_s_and_back() {
-    let Some((run, callee, _caller)) = cc_call("drop", Duration::from_secs(8), 26.0, MEASURE) else { return };
+    // 2.5 Mbit/s, 120 kbit/s from 8 s to 16 s, 2.5 Mbit/s again. Measured: longest freeze 7.2-7.7 s
+    // (Chromium 4.1 s; before the pacer discarded stale retransmissions, 17.9 s: 400 kB of them
+    // queued at 60 kbit/s), back to 80 % of the rate before 7 s after the link returned.
+    let Some((run, callee, _caller)) = cc_call("drop", Duration::from_secs(8), 26.0, CHANGING) else { return };
     let before = callee.kbps_in(3, 8);
     share("drop: low", &callee, 9, 16, 120.0);
     let back = callee.seconds_to_reach(16, 0.8 * before);
-    eprintln!("drop: longest freeze {:.0} ms; back to 80 % of {before:.0} kbit/s {back:?} s after the rate returned", run.callee.longest_freeze_ms);
+    eprintln!(
+        "drop: longest freeze {:.0} ms; back to 80 % of {before:.0} kbit/s {back:?} s after the rate returned",
+        run.callee.longest_freeze_ms
+    );
+    assert!(back.is_some_and(|s| s <= 10), "not back to 80 % of {before:.0} kbit/s: {back:?}");
 }
 
 #[test]
 fn cc_ramp_up_on_2_5_mbit_s() {
-    let Some((_run, callee, caller)) = cc_call("rampup", Duration::from_secs(10), 12.0, MEASURE) else { return };
+    // Measured: 80 % of the source's rate 2 s after the first picture (both runs), 640x480 throughout,
+    // RTT p95 70-88 ms (base 50), 13-16 fps.
+    let bounds = Bounds { size_held: 0.9, ..CHANGING };
+    let Some((_run, callee, caller)) = cc_call("rampup", Duration::from_secs(10), 12.0, bounds) else { return };
     // The camera scene's natural rate at 640x480@30 is ~920 kbit/s (`EncoderSettings::for_size`).
     let reached = callee.seconds_to_reach(0, 0.8 * 920.0);
-    eprintln!("rampup: 80 % of the source's 920 kbit/s after {reached:?} s; caller's targets: {:?}",
-        caller.seconds.iter().map(|s| s.target_kbps.unwrap_or(0.0) as u32).collect::<Vec<_>>());
+    let targets: Vec<u32> = caller.seconds.iter().map(|s| s.target_kbps.unwrap_or(0.0) as u32).collect();
+    eprintln!("rampup: 80 % of the source's 920 kbit/s after {reached:?} s; caller's targets: {targets:?}");
     share("rampup", &callee, 5, 12, 2500.0);
+    assert!(reached.is_some_and(|s| s <= 5), "80 % of the source's rate not within 5 s: {reached:?}");
 }

@@ -202,7 +202,7 @@ mod tests {
         let t = Timeline::from_lines(&lines);
         assert_eq!(t.seconds.len(), 4);
         assert_eq!(t.kbps_in(1, 3), 700.0);
-        assert_eq!(t.rtt(0, 4), (Some(60.0), Some(150.0)));
+        assert_eq!(t.rtt(0, 4), (Some(55.0), Some(150.0)), "nearest rank");
         assert_eq!(t.seconds_to_reach(0, 800.0), Some(2));
         assert_eq!(t.seconds_to_reach(0, 2000.0), None);
         assert!(t.pictures(2).starts_with("0s -@30"), "{}", t.pictures(2));

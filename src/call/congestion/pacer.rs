@@ -32,6 +32,12 @@ pub const LONG_TERM_BURST: Duration = Duration::from_millis(100);
 const SHORT_BURST: Duration = Duration::from_millis(20);
 /// Packets held before new video is refused (the sender drops frames long before this).
 const QUEUE_LIMIT: usize = 2_000;
+/// A retransmission that waited this long is discarded: its frame has been given up by now (the
+/// receiver waits one repair round), and after a deep drop (2.5 Mbit/s to 120 kbit/s) 400 kB of
+/// retransmissions queued at a 60 kbit/s target held the video back for 45 s.
+const MAX_REPAIR_AGE: Duration = Duration::from_millis(500);
+/// A video packet that waited this long is discarded: the receiver asks for a keyframe instead.
+const MAX_VIDEO_AGE: Duration = Duration::from_millis(1_500);
 
 /// Which queue a packet waits in, in release order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +61,8 @@ pub struct PriorityPacer {
     congestion: Arc<Congestion>,
     /// Video packets refused because the queue was full.
     pub refused: u64,
+    /// Packets discarded because they waited too long.
+    pub stale: u64,
 }
 
 fn bits_of(packet: &TaggedPacket) -> f64 {
@@ -89,6 +97,7 @@ impl PriorityPacer {
             write: VecDeque::new(),
             congestion,
             refused: 0,
+            stale: 0,
         }
     }
 
@@ -126,7 +135,21 @@ impl PriorityPacer {
         self.congestion.publish_queue(self.queued_bytes, (drain * 1e6) as u64);
     }
 
+    /// Drops what waited past its use (packets keep their enqueue instant until released).
+    fn discard_stale(&mut self, now: Instant) {
+        for (class, age) in [(Class::Repair, MAX_REPAIR_AGE), (Class::Video, MAX_VIDEO_AGE)] {
+            let queue = &mut self.queues[class as usize];
+            while queue.front().is_some_and(|p| now.saturating_duration_since(p.now) > age) {
+                if let Some(p) = queue.pop_front() {
+                    self.queued_bytes = self.queued_bytes.saturating_sub((bits_of(&p) / 8.0) as u64);
+                    self.stale += 1;
+                }
+            }
+        }
+    }
+
     fn release(&mut self, now: Instant) {
+        self.discard_stale(now);
         self.short.refill(now);
         self.long.refill(now);
         loop {
@@ -302,6 +325,21 @@ mod tests {
         let last = out.iter().map(|&(t, _)| t).max().expect("sent") - t0;
         // (240 kbit − a 30 kbit burst) at 360 kbit/s ≈ 580 ms; at 2.5 × it would be ~300 ms.
         assert!(last > Duration::from_millis(500) && last < Duration::from_millis(700), "{last:?}");
+    }
+
+    #[test]
+    fn stale_retransmissions_and_video_are_discarded() {
+        let congestion = Arc::new(Congestion::default());
+        let mut p = PriorityPacer::new(100_000.0, Arc::clone(&congestion));
+        let t0 = Instant::now();
+        // 60 kB of video at 100 kbit/s: 4.8 s to drain; what waits over 1.5 s is given up.
+        for seq in 0..50 {
+            p.handle_write(rtp(1, seq, 1188, t0)).expect("pacer");
+        }
+        let out = drain(&mut p, t0 + Duration::from_secs(3));
+        assert!(out.len() < 25, "{} sent", out.len());
+        assert_eq!(p.stale as usize, 50 - out.len());
+        assert_eq!(congestion.figures().queued_bytes, 0);
     }
 
     #[test]
