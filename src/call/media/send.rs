@@ -47,6 +47,9 @@ pub fn start_video_sender(
         // The source's frame interval, smoothed (s), and the last capture: a busy CPU slows it.
         let mut interval = frame_duration.as_secs_f64();
         let mut last_capture: Option<Instant> = None;
+        // Video bytes sent at the start of the current second, and what the last second sent.
+        let mut second: Option<(Instant, u64)> = None;
+        let mut sent_bps: Option<u32> = None;
         let mut black: Option<I420Frame> = None;
         let mut last_preview: Option<Instant> = None;
         while !*stop.borrow() {
@@ -100,7 +103,17 @@ pub fn start_video_sender(
             }
             let congestion = &controls.congestion;
             let target_bps = congestion.target_bps().unwrap_or(START_BPS as u32).min(ladder.max_bps());
-            let rung = ladder.update(captured, target_bps);
+            let bytes = counters.video_bytes_sent.load(Ordering::Relaxed);
+            match second {
+                Some((at, was)) if captured.duration_since(at) >= Duration::from_secs(1) => {
+                    let secs = captured.duration_since(at).as_secs_f64();
+                    sent_bps = Some((bytes.saturating_sub(was) as f64 * 8.0 / secs) as u32);
+                    second = Some((captured, bytes));
+                }
+                Some(_) => {}
+                None => second = Some((captured, bytes)),
+            }
+            let rung = ladder.update(captured, target_bps, sent_bps);
             if rung.scale != scale {
                 tracing::info!(target_kbps = target_bps / 1000, from = scale, to = rung.scale, "video picture rescaled for the link");
                 scale = rung.scale;
