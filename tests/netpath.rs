@@ -63,8 +63,14 @@ fn call_over(name: &str, bounds: Bounds) -> Option<CallRun> {
         peer_args: Vec::new(),
         setup_limit: Duration::from_secs(20),
     };
-    let run =
-        headless_call::run("np", &case, &programs, &plan).unwrap_or_else(|e| panic!("{}: {e}", case.label));
+    let run = place("np", &case, &programs, &plan);
+    check_both(&case, &run, &bounds);
+    Some(run)
+}
+
+/// Places the call and prints both receivers' figures.
+fn place(tag: &str, case: &LinkCase, programs: &Programs, plan: &CallPlan) -> CallRun {
+    let run = headless_call::run(tag, case, programs, plan).unwrap_or_else(|e| panic!("{}: {e}", case.label));
     let drops = |d: &DirectionCounters| d.path.dropped();
     eprintln!(
         "{}: link dropped {} A→B, {} B→A\n  caller: {}\n  callee: {}",
@@ -74,12 +80,16 @@ fn call_over(name: &str, bounds: Bounds) -> Option<CallRun> {
         run.caller,
         run.callee
     );
+    run
+}
+
+/// Checks both receivers' figures against `bounds`.
+fn check_both(case: &LinkCase, run: &CallRun, bounds: &Bounds) {
     for (who, s, lines) in
         [("caller", &run.caller, &run.caller_lines), ("callee", &run.callee, &run.callee_lines)]
     {
-        check(&format!("{}, {who}", case.label), s, &bounds, lines);
+        check(&format!("{}, {who}", case.label), s, bounds, lines);
     }
-    Some(run)
 }
 
 fn check(what: &str, s: &QualitySummary, b: &Bounds, lines: &[String]) {
@@ -131,7 +141,15 @@ fn a_clean_25_ms_link() {
     // 22.3 / 19.8 fps, 5 / 8 freezes, longest 279 / 398 ms, g2g p95 307 / 347 ms, 640x480 throughout.
     call_over(
         "clean",
-        Bounds { fps: 12.0, freezes: 20, longest_freeze_ms: 1000.0, g2g_p95_ms: 800.0, size_held: 0.9, advance: 0.5, setup_ms: 5000.0 },
+        Bounds {
+            fps: 12.0,
+            freezes: 20,
+            longest_freeze_ms: 1000.0,
+            g2g_p95_ms: 800.0,
+            size_held: 0.9,
+            advance: 0.5,
+            setup_ms: 5000.0,
+        },
     );
 }
 
@@ -141,7 +159,15 @@ fn jitter_with_reordering_and_5_percent_loss() {
     // links allow the picture to shrink (the issue saw 320x240 under bursty loss): size ≥ 50 %.
     call_over(
         "reorder5",
-        Bounds { fps: 8.0, freezes: 40, longest_freeze_ms: 1500.0, g2g_p95_ms: 1000.0, size_held: 0.5, advance: 0.5, setup_ms: 5000.0 },
+        Bounds {
+            fps: 8.0,
+            freezes: 40,
+            longest_freeze_ms: 1500.0,
+            g2g_p95_ms: 1000.0,
+            size_held: 0.5,
+            advance: 0.5,
+            setup_ms: 5000.0,
+        },
     );
 }
 
@@ -150,7 +176,15 @@ fn bursty_loss() {
     // 14.3 / 17.5 fps, 15 / 11 freezes, longest 351 / 552 ms, p95 563 / 434 ms, size 100 %.
     call_over(
         "bursty",
-        Bounds { fps: 7.0, freezes: 35, longest_freeze_ms: 1500.0, g2g_p95_ms: 1200.0, size_held: 0.5, advance: 0.5, setup_ms: 5000.0 },
+        Bounds {
+            fps: 7.0,
+            freezes: 35,
+            longest_freeze_ms: 1500.0,
+            g2g_p95_ms: 1200.0,
+            size_held: 0.5,
+            advance: 0.5,
+            setup_ms: 5000.0,
+        },
     );
 }
 
@@ -159,7 +193,15 @@ fn heavy_jitter_without_reordering() {
     // 15.4 / 14.3 fps, 14 / 15 freezes, longest 338 / 534 ms, p95 487 / 457 ms, size 100 %.
     call_over(
         "jitter30",
-        Bounds { fps: 7.0, freezes: 35, longest_freeze_ms: 1500.0, g2g_p95_ms: 1000.0, size_held: 0.9, advance: 0.5, setup_ms: 5000.0 },
+        Bounds {
+            fps: 7.0,
+            freezes: 35,
+            longest_freeze_ms: 1500.0,
+            g2g_p95_ms: 1000.0,
+            size_held: 0.9,
+            advance: 0.5,
+            setup_ms: 5000.0,
+        },
     );
 }
 
@@ -168,7 +210,15 @@ fn jitter_with_reordering_and_10_percent_loss() {
     // 9.2 / 9.9 fps, 19 / 18 freezes, longest 1038 / 1071 ms, p95 459 / 431 ms, size 100 %.
     call_over(
         "loss10",
-        Bounds { fps: 4.0, freezes: 40, longest_freeze_ms: 2500.0, g2g_p95_ms: 1200.0, size_held: 0.5, advance: 0.5, setup_ms: 5000.0 },
+        Bounds {
+            fps: 4.0,
+            freezes: 40,
+            longest_freeze_ms: 2500.0,
+            g2g_p95_ms: 1200.0,
+            size_held: 0.5,
+            advance: 0.5,
+            setup_ms: 5000.0,
+        },
     );
 }
 
@@ -178,7 +228,15 @@ fn a_three_second_outage() {
     // 425 / 397 ms, size 100 %; the link dropped 245 / 254 packets in the outage.
     let Some(run) = call_over(
         "outage",
-        Bounds { fps: 5.0, freezes: 25, longest_freeze_ms: 8000.0, g2g_p95_ms: 1200.0, size_held: 0.9, advance: 0.5, setup_ms: 5000.0 },
+        Bounds {
+            fps: 5.0,
+            freezes: 25,
+            longest_freeze_ms: 8000.0,
+            g2g_p95_ms: 1200.0,
+            size_held: 0.9,
+            advance: 0.5,
+            setup_ms: 5000.0,
+        },
     ) else {
         return;
     };
@@ -196,7 +254,15 @@ fn a_300_kbit_s_link() {
     // size 100 %; the pattern's ~150 kbit/s of video never filled the queue (0 drops).
     call_over(
         "rate300k",
-        Bounds { fps: 5.0, freezes: 45, longest_freeze_ms: 2500.0, g2g_p95_ms: 2000.0, size_held: 0.5, advance: 0.5, setup_ms: 5000.0 },
+        Bounds {
+            fps: 5.0,
+            freezes: 45,
+            longest_freeze_ms: 2500.0,
+            g2g_p95_ms: 2000.0,
+            size_held: 0.5,
+            advance: 0.5,
+            setup_ms: 5000.0,
+        },
     );
 }
 
@@ -210,7 +276,12 @@ use peercall::link_emulator::timeline::Timeline;
 /// A call of issue 13's link `name` (its phases `phase` long) with the camera-like source, `seconds`
 /// long; prints both receivers' figures and timelines and returns the run with the callee's and the
 /// caller's timelines (the callee's is what the caller's congestion control delivered).
-fn cc_call(name: &str, phase: Duration, seconds: f64, bounds: Bounds) -> Option<(CallRun, Timeline, Timeline)> {
+fn cc_call(
+    name: &str,
+    phase: Duration,
+    seconds: f64,
+    bounds: Bounds,
+) -> Option<(CallRun, Timeline, Timeline)> {
     if let Some(why) = link_emulator::unavailable() {
         eprintln!("skipped: {why}");
         return None;
@@ -227,23 +298,15 @@ fn cc_call(name: &str, phase: Duration, seconds: f64, bounds: Bounds) -> Option<
         peer_args: vec!["--video-scene".into(), "camera".into()],
         setup_limit: Duration::from_secs(20),
     };
-    let run = headless_call::run("cc", &case, &programs, &plan).unwrap_or_else(|e| panic!("{}: {e}", case.label));
+    let run = place("cc", &case, &programs, &plan);
     let callee = Timeline::from_lines(&run.callee_lines);
     let caller = Timeline::from_lines(&run.caller_lines);
-    let drops = |d: &DirectionCounters| d.path.dropped();
+    // The timelines print first: a failed check then comes after what explains it.
     eprintln!(
-        "{}: link dropped {} A→B, {} B→A\n  caller: {}\n  callee: {}\n  callee's seconds (the caller's video):\n{callee}  caller's seconds:\n{caller}",
-        case.label,
-        drops(&run.counters.a_to_b),
-        drops(&run.counters.b_to_a),
-        run.caller,
-        run.callee
+        "{}: callee's seconds (the caller's video):\n{callee}  caller's seconds:\n{caller}",
+        case.label
     );
-    for (who, s, lines) in
-        [("caller", &run.caller, &run.caller_lines), ("callee", &run.callee, &run.callee_lines)]
-    {
-        check(&format!("{}, {who}", case.label), s, &bounds, lines);
-    }
+    check_both(&case, &run, &bounds);
     Some((run, callee, caller))
 }
 
@@ -279,7 +342,9 @@ fn cc_a_narrow_link_with_the_camera_scene() {
         advance: 0.2,
         setup_ms: 10_000.0,
     };
-    let Some((run, callee, _caller)) = cc_call("narrow", Duration::from_secs(10), 20.0, bounds) else { return };
+    let Some((run, callee, _caller)) = cc_call("narrow", Duration::from_secs(10), 20.0, bounds) else {
+        return;
+    };
     // Video alone (audio takes ~50 kbit/s more of it): 39-62 % of the link.
     let used = share("narrow", &callee, 5, 20, 300.0);
     assert!(used > 0.25, "the narrow link carried {:.0} % video", used * 100.0);
@@ -304,7 +369,9 @@ fn cc_a_step_down_to_600_kbit_s_and_back() {
     // 2.5 Mbit/s for 10 s, 600 kbit/s for 10 s, 2.5 Mbit/s again, 50 ms each way. Measured: 7.1-9.8
     // fps, longest freeze 0.9-8.5 s, RTT max in the low phase 241-636 ms (base 100), back to 80 % of
     // the rate before the step 1-6 s after the link returned.
-    let Some((_run, callee, _caller)) = cc_call("step", Duration::from_secs(10), 32.0, CHANGING) else { return };
+    let Some((_run, callee, _caller)) = cc_call("step", Duration::from_secs(10), 32.0, CHANGING) else {
+        return;
+    };
     let before = callee.kbps_in(5, 10);
     share("step: before", &callee, 5, 10, 2500.0);
     share("step: low", &callee, 12, 20, 600.0);
@@ -322,7 +389,9 @@ fn cc_a_deep_drop_to_120_kbit_s_and_back() {
     // 2.5 Mbit/s, 120 kbit/s from 8 s to 16 s, 2.5 Mbit/s again. Measured: longest freeze 7.2-7.7 s
     // (Chromium 4.1 s; before the pacer discarded stale retransmissions, 17.9 s: 400 kB of them
     // queued at 60 kbit/s), back to 80 % of the rate before 7 s after the link returned.
-    let Some((run, callee, _caller)) = cc_call("drop", Duration::from_secs(8), 26.0, CHANGING) else { return };
+    let Some((run, callee, _caller)) = cc_call("drop", Duration::from_secs(8), 26.0, CHANGING) else {
+        return;
+    };
     let before = callee.kbps_in(3, 8);
     share("drop: low", &callee, 9, 16, 120.0);
     let back = callee.seconds_to_reach(16, 0.8 * before);
@@ -338,7 +407,9 @@ fn cc_ramp_up_on_2_5_mbit_s() {
     // Measured: 80 % of the source's rate 2 s after the first picture (both runs), 640x480 throughout,
     // RTT p95 70-88 ms (base 50), 13-16 fps.
     let bounds = Bounds { size_held: 0.9, ..CHANGING };
-    let Some((_run, callee, caller)) = cc_call("rampup", Duration::from_secs(10), 12.0, bounds) else { return };
+    let Some((_run, callee, caller)) = cc_call("rampup", Duration::from_secs(10), 12.0, bounds) else {
+        return;
+    };
     // The camera scene's natural rate at 640x480@30 is ~920 kbit/s (`EncoderSettings::for_size`).
     let reached = callee.seconds_to_reach(0, 0.8 * 920.0);
     let targets: Vec<u32> = caller.seconds.iter().map(|s| s.target_kbps.unwrap_or(0.0) as u32).collect();

@@ -185,14 +185,28 @@ fn congestion_suite(args: &Args, programs: &Programs) -> Result<(), String> {
             Ok(run) => {
                 let t = Timeline::from_lines(&run.callee_lines);
                 eprintln!("{t}");
-                let kbps_at = |s: usize| cases::rate_at(case, Duration::from_secs(s as u64)).unwrap_or(0) as f64 / 1000.0;
-                let use_of = |from: usize, to: usize| format!("{:.0} %", t.kbps_in(from, to) / kbps_at(from).max(1.0) * 100.0);
+                let kbps_at = |s: usize| {
+                    cases::rate_at(case, Duration::from_secs(s as u64)).unwrap_or(0) as f64 / 1000.0
+                };
+                let use_of = |from: usize, to: usize| {
+                    format!("{:.0} %", t.kbps_in(from, to) / kbps_at(from).max(1.0) * 100.0)
+                };
                 let (p50, p95) = t.rtt(2, end);
                 let changes = !case.path.schedule.is_empty();
                 let (uses, back) = if changes {
                     let before = t.kbps_in(p / 2, p);
-                    let back = t.seconds_to_reach(2 * p, 0.8 * before).map_or("never".to_owned(), |s| format!("{s} s"));
-                    (format!("{} / {} / {}", use_of(p / 2, p), use_of(p + 2, 2 * p), use_of(2 * p + 3, end)), back)
+                    let back = t
+                        .seconds_to_reach(2 * p, 0.8 * before)
+                        .map_or("never".to_owned(), |s| format!("{s} s"));
+                    (
+                        format!(
+                            "{} / {} / {}",
+                            use_of(p / 2, p),
+                            use_of(p + 2, 2 * p),
+                            use_of(2 * p + 3, end)
+                        ),
+                        back,
+                    )
                 } else {
                     (use_of(3, end), "-".to_owned())
                 };
@@ -214,7 +228,10 @@ fn congestion_suite(args: &Args, programs: &Programs) -> Result<(), String> {
         eprintln!("{row}");
         rows.push(row);
     }
-    println!("\n{} s a call, {}, peers: {peer_args}; what the callee received of the caller's video:\n", args.seconds, args.video);
+    println!(
+        "\n{} s a call, {}, peers: {peer_args}; what the callee received of the caller's video:\n",
+        args.seconds, args.video
+    );
     println!("| link (each way) | video share of the link (before / low / after) | RTT p50 / p95 (ms) | freezes | longest freeze (ms) | back to 80 % | fps | picture over time | link drops A→B |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for row in rows {

@@ -8,8 +8,8 @@
 
 mod api;
 pub mod codecs;
-pub mod congestion;
 mod config;
+pub mod congestion;
 mod driver;
 pub mod error;
 pub mod machine;

@@ -153,7 +153,14 @@ impl QualityLimitation {
     /// of its frame rate: the encoder taking most of the frame interval, or the source coming at
     /// under three quarters of its rate, is CPU; a lower rung or a target under the full rate is
     /// bandwidth.
-    pub fn of(rung: Rung, target_bps: u32, max_bps: u32, encode_ms: f64, interval_ms: f64, source_share: f64) -> Self {
+    pub fn of(
+        rung: Rung,
+        target_bps: u32,
+        max_bps: u32,
+        encode_ms: f64,
+        interval_ms: f64,
+        source_share: f64,
+    ) -> Self {
         if encode_ms > interval_ms * 0.8 || source_share < 0.75 {
             QualityLimitation::Cpu
         } else if rung != RUNGS[0].0 || target_bps < max_bps {
@@ -176,7 +183,11 @@ mod tests {
         assert_eq!(l.update(t0, 600_000, None), Rung { scale: 1, keep_of: (1, 1) }, "bitrate alone first");
         assert_eq!(l.update(t0, 400_000, None), Rung { scale: 1, keep_of: (2, 3) }, "then frame rate");
         assert_eq!(l.update(t0, 250_000, None), Rung { scale: 2, keep_of: (1, 1) }, "then size");
-        assert_eq!(l.update(t0, 20_000, None), Rung { scale: 4, keep_of: (1, 2) }, "down as far as needed at once");
+        assert_eq!(
+            l.update(t0, 20_000, None),
+            Rung { scale: 4, keep_of: (1, 2) },
+            "down as far as needed at once"
+        );
     }
 
     #[test]
@@ -230,7 +241,10 @@ mod tests {
     fn quality_limitation_reads_cpu_bandwidth_or_none() {
         let top = RUNGS[0].0;
         assert_eq!(QualityLimitation::of(top, 1_000_000, 1_000_000, 5.0, 33.0, 1.0), QualityLimitation::None);
-        assert_eq!(QualityLimitation::of(top, 500_000, 1_000_000, 5.0, 33.0, 1.0), QualityLimitation::Bandwidth);
+        assert_eq!(
+            QualityLimitation::of(top, 500_000, 1_000_000, 5.0, 33.0, 1.0),
+            QualityLimitation::Bandwidth
+        );
         assert_eq!(
             QualityLimitation::of(Rung { scale: 2, keep_of: (1, 1) }, 1_000_000, 1_000_000, 5.0, 33.0, 1.0),
             QualityLimitation::Bandwidth

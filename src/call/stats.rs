@@ -328,7 +328,9 @@ impl StatsMeter {
             overuses: cc.overuses,
             frames_dropped_queue: total(&counters.frames_dropped_queue),
             frames_skipped_encoder: total(&counters.frames_skipped_encoder),
-            quality_limitation: QualityLimitation::from_code(counters.quality_limitation.load(Ordering::Relaxed)),
+            quality_limitation: QualityLimitation::from_code(
+                counters.quality_limitation.load(Ordering::Relaxed),
+            ),
             keyframes_sent: total(&counters.keyframes_sent),
             keyframe_requests_received: total(&counters.keyframe_requests_received),
             plis_sent: total(&counters.plis_sent),

@@ -95,13 +95,22 @@ pub fn issue_12(outage_after: Duration) -> Vec<LinkCase> {
 
 /// A bottleneck of `bps` behind a 300 ms drop-tail queue, `one_way` of delay.
 fn bottleneck(bps: u64, one_way: Duration) -> Impairments {
-    Impairments { rate: Some(RateLimit { bits_per_second: bps, queue: QueueLimit::Time(ms(300)) }), ..delay(one_way) }
+    Impairments {
+        rate: Some(RateLimit { bits_per_second: bps, queue: QueueLimit::Time(ms(300)) }),
+        ..delay(one_way)
+    }
 }
 
 /// The links of issue 13 (congestion control), meant for the camera-like source. The schedules count
 /// from the caller's first picture; `t` scales their phases (tests use short ones, `net-bench` longer).
 pub fn issue_13(t: Duration) -> Vec<LinkCase> {
-    let case = |name, label, path: PathConfig| LinkCase { name, label, path: path.seed(13), outage: None, from_first_picture: true };
+    let case = |name, label, path: PathConfig| LinkCase {
+        name,
+        label,
+        path: path.seed(13),
+        outage: None,
+        from_first_picture: true,
+    };
     let wide = bottleneck(2_500_000, ms(50));
     vec![
         case("narrow", "25 ms, 300 kbit/s, 300 ms queue", PathConfig::new(bottleneck(300_000, ms(25)))),
@@ -173,7 +182,17 @@ mod tests {
     fn the_step_case_steps_down_and_back() {
         let step = pick(issue_13(ms(10_000)), &["step".into()]).expect("known").remove(0);
         let r = |s| rate_at(&step, Duration::from_secs(s));
-        assert_eq!((r(0), r(9), r(10), r(19), r(20), r(40)), (Some(2_500_000), Some(2_500_000), Some(600_000), Some(600_000), Some(2_500_000), Some(2_500_000)));
+        assert_eq!(
+            (r(0), r(9), r(10), r(19), r(20), r(40)),
+            (
+                Some(2_500_000),
+                Some(2_500_000),
+                Some(600_000),
+                Some(600_000),
+                Some(2_500_000),
+                Some(2_500_000)
+            )
+        );
     }
 
     #[test]

@@ -194,11 +194,18 @@ mod tests {
     #[test]
     fn phases_are_measured_from_the_first_picture() {
         let line = |kbps: f64, rtt: f64| {
-            let s = CallStats { fps_in: if kbps > 0.0 { 30.0 } else { 0.0 }, kbps_in: kbps, rtt_ms: Some(rtt), ..CallStats::default() };
+            let s = CallStats {
+                fps_in: if kbps > 0.0 { 30.0 } else { 0.0 },
+                kbps_in: kbps,
+                rtt_ms: Some(rtt),
+                ..CallStats::default()
+            };
             format!("stats: {s}")
         };
-        let lines: Vec<String> =
-            [(0.0, 50.0), (100.0, 50.0), (500.0, 60.0), (900.0, 150.0), (1000.0, 55.0)].iter().map(|&(k, r)| line(k, r)).collect();
+        let lines: Vec<String> = [(0.0, 50.0), (100.0, 50.0), (500.0, 60.0), (900.0, 150.0), (1000.0, 55.0)]
+            .iter()
+            .map(|&(k, r)| line(k, r))
+            .collect();
         let t = Timeline::from_lines(&lines);
         assert_eq!(t.seconds.len(), 4);
         assert_eq!(t.kbps_in(1, 3), 700.0);

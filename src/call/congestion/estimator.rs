@@ -160,7 +160,8 @@ impl DelayLossEstimator {
 
     /// What arrived over the window, bit/s; `None` until it spans 200 ms.
     fn acked_bps(&self) -> Option<f64> {
-        let (lo, hi) = self.acked.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(t, _)| (lo.min(t), hi.max(t)));
+        let (lo, hi) =
+            self.acked.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(t, _)| (lo.min(t), hi.max(t)));
         let span = hi - lo;
         (span >= 200.0).then(|| {
             // The first packet opens the span; its bytes came before it.
@@ -175,7 +176,11 @@ impl DelayLossEstimator {
         let sent_ms = report.departure.saturating_duration_since(epoch).as_secs_f64() * 1000.0;
         let offset = arrival.as_secs_f64() * 1000.0 - sent_ms;
         self.recent.push_back((report.departure, offset));
-        while self.recent.front().is_some_and(|&(t, _)| report.departure.saturating_duration_since(t) > STANDING_WINDOW) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|&(t, _)| report.departure.saturating_duration_since(t) > STANDING_WINDOW)
+        {
             self.recent.pop_front();
         }
         let second = report.departure;
@@ -222,7 +227,8 @@ impl BandwidthEstimator for DelayLossEstimator {
         let acked = self.acked_bps();
         let elapsed = self.last_update.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         self.last_update = Some(now);
-        let may_decrease = self.last_decrease.is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_INTERVAL);
+        let may_decrease =
+            self.last_decrease.is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_INTERVAL);
 
         let mut next = self.target;
         if usage == Usage::Over || self.loss > HEAVY_LOSS {

@@ -111,7 +111,8 @@ pub fn configure(
 ) -> Result<rtc::interceptor::Registry, webrtc::error::Error> {
     use rtc::interceptor::{CongestionControlBuilder, Slot};
     let estimator = estimator::DelayLossEstimator::new(MAX_BPS).publishing(Arc::clone(congestion));
-    let registry = rtc::peer_connection::configuration::interceptor_registry::configure_twcc(registry, media_engine)?;
+    let registry =
+        rtc::peer_connection::configuration::interceptor_registry::configure_twcc(registry, media_engine)?;
     Ok(registry
         .with(Slot::CongestionControl, CongestionControlBuilder::new(estimator).build())
         .with(Slot::Pacer, pacer::PriorityPacer::new(estimator::START_BPS, Arc::clone(congestion))))

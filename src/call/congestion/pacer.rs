@@ -15,7 +15,7 @@
 //! drops frames while it is long (see `call::rate`).
 
 use super::Congestion;
-use rtc::interceptor::{Attribute, Interceptor, Packet, Pacer as LeakyBucket, StreamInfo, TaggedPacket};
+use rtc::interceptor::{Attribute, Interceptor, Pacer as LeakyBucket, Packet, StreamInfo, TaggedPacket};
 use rtc::shared::marshal::MarshalSize;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -119,7 +119,8 @@ impl PriorityPacer {
         let Packet::Rtp(rtp) = &packet.message.packet else { return Class::Audio };
         if self.audio_ssrcs.contains(&rtp.header.ssrc) {
             Class::Audio
-        } else if packet.message.has(&Attribute::Retransmission) || self.rtx_ssrcs.contains(&rtp.header.ssrc) {
+        } else if packet.message.has(&Attribute::Retransmission) || self.rtx_ssrcs.contains(&rtp.header.ssrc)
+        {
             Class::Repair
         } else {
             Class::Video
@@ -152,8 +153,7 @@ impl PriorityPacer {
         self.discard_stale(now);
         self.short.refill(now);
         self.long.refill(now);
-        loop {
-            let Some(bits) = self.head().map(bits_of) else { break };
+        while let Some(bits) = self.head().map(bits_of) {
             if !(self.short.can_release(bits) && self.long.can_release(bits)) {
                 break;
             }

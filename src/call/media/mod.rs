@@ -11,9 +11,9 @@ mod send;
 pub use receive::receive_track;
 pub use send::{start_audio_sender, start_video_sender};
 
+use super::congestion::Congestion;
 use super::machine::CallId;
 use super::quality::ShownFrame;
-use super::congestion::Congestion;
 use super::stats::Counters;
 use crate::media::frame::{AudioChunk, RgbaFrame};
 use rtc::media::Sample;

@@ -3,8 +3,8 @@
 //! Opus → audio track.
 
 use super::{CallMedia, TrackTarget};
-use crate::call::peer::asks_for_keyframe;
 use crate::call::congestion::estimator::START_BPS;
+use crate::call::peer::asks_for_keyframe;
 use crate::call::rate::{Ladder, QualityLimitation, MAX_PACER_QUEUE_MS};
 use crate::call::stats::Counters;
 use crate::media::codec::{new_encoder, EncoderSettings, VideoCodec, VideoEncoder};
@@ -115,7 +115,12 @@ pub fn start_video_sender(
             }
             let rung = ladder.update(captured, target_bps, sent_bps);
             if rung.scale != scale {
-                tracing::info!(target_kbps = target_bps / 1000, from = scale, to = rung.scale, "video picture rescaled for the link");
+                tracing::info!(
+                    target_kbps = target_bps / 1000,
+                    from = scale,
+                    to = rung.scale,
+                    "video picture rescaled for the link"
+                );
                 scale = rung.scale;
                 rescaled = true;
             }
