@@ -38,6 +38,10 @@ const UP_HOLD: Duration = Duration::from_secs(1);
 /// kbit/s at 640x480; with the target capped near what it sends (1.5 × acknowledged, so such a
 /// source sends ~2/3 of it) it was shrunk to 320x240.
 const APP_LIMITED: f64 = 0.8;
+/// A source sending under this share of its target (its cap is 1.5 × what it sends, so ~2/3)
+/// climbs a rung after [`UP_HOLD`]: the 720p pattern shrunk at the call's start to 640x360 stayed
+/// there, sending 50 of its 256 kbit/s. Below [`APP_LIMITED`], so the two never alternate.
+const APP_IDLE: f64 = 0.75;
 
 /// The pacer's queue, in ms to drain, past which new frames are dropped at the sender: a frame
 /// queued behind that much would arrive late anyway, and skipping it lets the queue drain
@@ -75,13 +79,18 @@ impl Ladder {
     /// and returns the rung to send at.
     pub fn update(&mut self, now: Instant, target_bps: u32, sent_bps: Option<u32>) -> Rung {
         let share = f64::from(target_bps) / f64::from(self.max_bps);
-        let limited = sent_bps.is_none_or(|s| f64::from(s) >= APP_LIMITED * f64::from(target_bps));
-        // Down at once, as far as needed, when the target is what holds the encoder.
+        let used = sent_bps.map(|s| f64::from(s) / f64::from(target_bps.max(1)));
+        // Down at once, as far as needed, when the target is what holds the encoder back.
+        let limited = used.is_some_and(|u| u >= APP_LIMITED);
         while limited && self.rung + 1 < RUNGS.len() && share < RUNGS[self.rung].1 {
             self.rung += 1;
             self.up_since = None;
         }
-        if self.rung > 0 && share >= RUNGS[self.rung - 1].1 * UP_MARGIN {
+        // Up when the target clears the rung above by the margin, or when this rung cannot use
+        // its target at all (the target is capped near what is sent, so a shrunk simple picture
+        // would otherwise never earn back the rate its full size needs).
+        let idle = used.is_some_and(|u| u < APP_IDLE);
+        if self.rung > 0 && (share >= RUNGS[self.rung - 1].1 * UP_MARGIN || idle) {
             let since = *self.up_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= UP_HOLD {
                 self.rung -= 1;
@@ -179,12 +188,20 @@ mod tests {
     fn the_ladder_steps_bitrate_then_frame_rate_then_size() {
         let t0 = Instant::now();
         let mut l = Ladder::new(1_000_000);
-        assert_eq!(l.update(t0, 1_000_000, None), Rung { scale: 1, keep_of: (1, 1) });
-        assert_eq!(l.update(t0, 600_000, None), Rung { scale: 1, keep_of: (1, 1) }, "bitrate alone first");
-        assert_eq!(l.update(t0, 400_000, None), Rung { scale: 1, keep_of: (2, 3) }, "then frame rate");
-        assert_eq!(l.update(t0, 250_000, None), Rung { scale: 2, keep_of: (1, 1) }, "then size");
+        assert_eq!(l.update(t0, 1_000_000, Some(1_000_000)), Rung { scale: 1, keep_of: (1, 1) });
         assert_eq!(
-            l.update(t0, 20_000, None),
+            l.update(t0, 600_000, Some(600_000)),
+            Rung { scale: 1, keep_of: (1, 1) },
+            "bitrate alone first"
+        );
+        assert_eq!(
+            l.update(t0, 400_000, Some(400_000)),
+            Rung { scale: 1, keep_of: (2, 3) },
+            "then frame rate"
+        );
+        assert_eq!(l.update(t0, 250_000, Some(250_000)), Rung { scale: 2, keep_of: (1, 1) }, "then size");
+        assert_eq!(
+            l.update(t0, 20_000, Some(20_000)),
             Rung { scale: 4, keep_of: (1, 2) },
             "down as far as needed at once"
         );
@@ -195,24 +212,32 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs;
         let mut l = Ladder::new(1_000_000);
-        l.update(t0, 100_000, None);
+        l.update(t0, 100_000, Some(100_000));
         assert_eq!(l.rung().scale, 2);
         // Well above every rung: one step per hold, never a jump.
         let ms = Duration::from_millis;
-        assert_eq!(l.update(t0 + ms(1000), 1_000_000, None).keep_of, (2, 3));
-        assert_eq!(l.update(t0 + ms(1500), 1_000_000, None).keep_of, (2, 3), "not before the hold");
-        assert_eq!(l.update(t0 + ms(2000), 1_000_000, None), Rung { scale: 2, keep_of: (1, 1) });
+        assert_eq!(l.update(t0 + ms(1000), 1_000_000, Some(1_000_000)).keep_of, (2, 3));
+        assert_eq!(
+            l.update(t0 + ms(1500), 1_000_000, Some(1_000_000)).keep_of,
+            (2, 3),
+            "not before the hold"
+        );
+        assert_eq!(l.update(t0 + ms(2000), 1_000_000, Some(1_000_000)), Rung { scale: 2, keep_of: (1, 1) });
         // A target just over the rung above (without the margin) holds where it is.
         let mut m = Ladder::new(1_000_000);
-        m.update(t0, 400_000, None);
+        m.update(t0, 400_000, Some(400_000));
         for i in 1..10 {
-            assert_eq!(m.update(t0 + s(i), 520_000, None).keep_of, (2, 3), "no flapping at the edge");
+            assert_eq!(
+                m.update(t0 + s(i), 520_000, Some(520_000)).keep_of,
+                (2, 3),
+                "no flapping at the edge"
+            );
         }
         // A dip during the hold restarts it.
-        assert_eq!(m.update(t0 + s(20), 700_000, None).keep_of, (2, 3));
-        assert_eq!(m.update(t0 + s(21), 500_000, None).keep_of, (2, 3));
-        assert_eq!(m.update(t0 + s(22), 700_000, None).keep_of, (2, 3));
-        assert_eq!(m.update(t0 + s(23), 700_000, None).keep_of, (1, 1));
+        assert_eq!(m.update(t0 + s(20), 700_000, Some(700_000)).keep_of, (2, 3));
+        assert_eq!(m.update(t0 + s(21), 500_000, Some(500_000)).keep_of, (2, 3));
+        assert_eq!(m.update(t0 + s(22), 700_000, Some(700_000)).keep_of, (2, 3));
+        assert_eq!(m.update(t0 + s(23), 700_000, Some(700_000)).keep_of, (1, 1));
     }
 
     #[test]
@@ -223,13 +248,21 @@ mod tests {
         assert_eq!(l.update(t0, 200_000, Some(130_000)), Rung { scale: 1, keep_of: (1, 1) });
         // Sending at the target: the target holds it, so down.
         assert_eq!(l.update(t0, 200_000, Some(190_000)).scale, 2);
+        // Not knowing yet what is sent: no change.
+        let mut m = Ladder::new(1_000_000);
+        assert_eq!(m.update(t0, 200_000, None).scale, 1);
+        // A shrunk picture sending 2/3 of its capped target climbs after the hold.
+        let ms = Duration::from_millis;
+        assert_eq!(m.update(t0, 30_000, Some(30_000)), Rung { scale: 4, keep_of: (1, 2) });
+        assert_eq!(m.update(t0 + ms(500), 30_000, Some(20_000)).keep_of, (1, 2));
+        assert_eq!(m.update(t0 + ms(1600), 30_000, Some(20_000)), Rung { scale: 4, keep_of: (1, 1) });
     }
 
     #[test]
     fn frames_are_kept_at_the_rung_s_rate_and_the_encoder_given_their_share() {
         let t0 = Instant::now();
         let mut l = Ladder::new(1_000_000);
-        l.update(t0, 400_000, None);
+        l.update(t0, 400_000, Some(400_000));
         let kept = (0..30).filter(|_| l.keep_frame()).count();
         assert_eq!(kept, 20);
         assert_eq!(l.encoder_bps(400_000, 1.0), 600_000);
