@@ -39,6 +39,8 @@ struct Bounds {
     advance: f64,
     /// Click to the caller's first picture, ms, at most.
     setup_ms: f64,
+    /// Share of pictures without an intact stamp, at most.
+    unstamped: f64,
 }
 
 /// Places the call of link `name`, prints both receivers' figures and checks them against `bounds`;
@@ -99,7 +101,7 @@ fn check(what: &str, s: &QualitySummary, b: &Bounds, lines: &[String]) {
     if s.frames == 0 || s.stamped == 0 {
         fail("no pictures".into());
     }
-    if s.unstamped > s.frames / 50 {
+    if s.unstamped as f64 > s.frames as f64 * b.unstamped {
         fail(format!("{} of {} pictures without an intact stamp", s.unstamped, s.frames));
     }
     if s.backwards > 0 {
@@ -149,6 +151,7 @@ fn a_clean_25_ms_link() {
             size_held: 0.9,
             advance: 0.5,
             setup_ms: 5000.0,
+            unstamped: 0.02,
         },
     );
 }
@@ -167,6 +170,7 @@ fn jitter_with_reordering_and_5_percent_loss() {
             size_held: 0.5,
             advance: 0.5,
             setup_ms: 5000.0,
+            unstamped: 0.02,
         },
     );
 }
@@ -184,6 +188,7 @@ fn bursty_loss() {
             size_held: 0.5,
             advance: 0.5,
             setup_ms: 5000.0,
+            unstamped: 0.02,
         },
     );
 }
@@ -201,6 +206,7 @@ fn heavy_jitter_without_reordering() {
             size_held: 0.9,
             advance: 0.5,
             setup_ms: 5000.0,
+            unstamped: 0.02,
         },
     );
 }
@@ -218,6 +224,7 @@ fn jitter_with_reordering_and_10_percent_loss() {
             size_held: 0.5,
             advance: 0.5,
             setup_ms: 5000.0,
+            unstamped: 0.02,
         },
     );
 }
@@ -236,6 +243,7 @@ fn a_three_second_outage() {
             size_held: 0.9,
             advance: 0.5,
             setup_ms: 5000.0,
+            unstamped: 0.02,
         },
     ) else {
         return;
@@ -262,6 +270,7 @@ fn a_300_kbit_s_link() {
             size_held: 0.5,
             advance: 0.5,
             setup_ms: 5000.0,
+            unstamped: 0.02,
         },
     );
 }
@@ -341,6 +350,7 @@ fn cc_a_narrow_link_with_the_camera_scene() {
         size_held: 0.0,
         advance: 0.2,
         setup_ms: 10_000.0,
+        unstamped: 0.02,
     };
     let Some((run, callee, _caller)) = cc_call("narrow", Duration::from_secs(10), 20.0, bounds) else {
         return;
@@ -362,6 +372,9 @@ const CHANGING: Bounds = Bounds {
     size_held: 0.0,
     advance: 0.2,
     setup_ms: 10_000.0,
+    // At 160x120 under 60 kbit/s the codec blurs the stamp's 4-pixel blocks: 12 of 497 pictures in
+    // one run of the deep drop (0-1 in three others).
+    unstamped: 0.05,
 };
 
 #[test]
@@ -386,10 +399,12 @@ fn cc_a_step_down_to_600_kbit_s_and_back() {
 
 #[test]
 fn cc_a_deep_drop_to_120_kbit_s_and_back() {
-    // 2.5 Mbit/s, 120 kbit/s from 8 s to 16 s, 2.5 Mbit/s again. Measured: longest freeze 7.2-7.7 s
-    // (Chromium 4.1 s; before the pacer discarded stale retransmissions, 17.9 s: 400 kB of them
-    // queued at 60 kbit/s), back to 80 % of the rate before 7 s after the link returned.
-    let Some((run, callee, _caller)) = cc_call("drop", Duration::from_secs(8), 26.0, CHANGING) else {
+    // 2.5 Mbit/s, 120 kbit/s from 8 s to 16 s, 2.5 Mbit/s again. Measured (five runs): longest
+    // freeze 3.8-9.3 s (Chromium 4.1 s; before the pacer discarded stale retransmissions, 17.9 s:
+    // 400 kB of them queued at 60 kbit/s), back to 80 % of the rate before 6-8 s after the link
+    // returned, twice not within the 9 s left of a 26 s call (the ladder climbs a rung a second from
+    // 160x120): the call is 30 s.
+    let Some((run, callee, _caller)) = cc_call("drop", Duration::from_secs(8), 30.0, CHANGING) else {
         return;
     };
     let before = callee.kbps_in(3, 8);
