@@ -10,7 +10,8 @@
 //!   driver task that carries its actions out (`driver`); which video codec a call uses
 //!   ([`call::codecs`], pure, and `negotiation`, against webrtc-rs's tracks); the peer connection with
 //!   our codecs and PLI delivery ([`call::peer`]), the send and receive pipelines with their controls ([`call::media`]),
-//!   loss-based bitrate ([`call::rate`]), the call slot users see ([`call::state`]) and statistics
+//!   congestion control ([`call::congestion`]: TWCC estimate and pacer), the encoder's ladder
+//!   ([`call::rate`]), the call slot users see ([`call::state`]) and statistics
 //!   ([`call::stats`]).
 //! - [`media`]: frames and sources ([`media::source`]: the synthetic stamped pattern, the stamped
 //!   camera-like scene ([`media::scene`], stamp in [`media::stamp`]), Y4M clips ([`media::y4m`]) and tone, and

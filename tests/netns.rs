@@ -274,6 +274,7 @@ fn a_bottleneck_makes_the_sender_back_off_and_recover() {
     // Room for 60 % of the video that flows freely, plus audio (Opus with its RTP/UDP/IP headers,
     // about 50 kbit/s): real congestion, and still a rate 720p can be coded at.
     let cap = (free_kbps * 0.6) as u32 + 50;
+    eprintln!("free: {free_kbps:.0} kbit/s of video, target {free_target:.0}; the bottleneck: {cap} kbit/s");
     link.set_cap(Some(cap));
     std::thread::sleep(Duration::from_secs(12));
     let capped_from = Instant::now();

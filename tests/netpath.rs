@@ -35,6 +35,12 @@ struct Bounds {
     g2g_p95_ms: f64,
     /// Share of pictures at 640x480, at least.
     size_held: f64,
+    /// How far the frame number must advance, as a share of 30 a second.
+    advance: f64,
+    /// Click to the caller's first picture, ms, at most.
+    setup_ms: f64,
+    /// Share of pictures without an intact stamp, at most.
+    unstamped: f64,
 }
 
 /// Places the call of link `name`, prints both receivers' figures and checks them against `bounds`;
@@ -59,8 +65,14 @@ fn call_over(name: &str, bounds: Bounds) -> Option<CallRun> {
         peer_args: Vec::new(),
         setup_limit: Duration::from_secs(20),
     };
-    let run =
-        headless_call::run("np", &case, &programs, &plan).unwrap_or_else(|e| panic!("{}: {e}", case.label));
+    let run = place("np", &case, &programs, &plan);
+    check_both(&case, &run, &bounds);
+    Some(run)
+}
+
+/// Places the call and prints both receivers' figures.
+fn place(tag: &str, case: &LinkCase, programs: &Programs, plan: &CallPlan) -> CallRun {
+    let run = headless_call::run(tag, case, programs, plan).unwrap_or_else(|e| panic!("{}: {e}", case.label));
     let drops = |d: &DirectionCounters| d.path.dropped();
     eprintln!(
         "{}: link dropped {} A→B, {} B→A\n  caller: {}\n  callee: {}",
@@ -70,12 +82,16 @@ fn call_over(name: &str, bounds: Bounds) -> Option<CallRun> {
         run.caller,
         run.callee
     );
+    run
+}
+
+/// Checks both receivers' figures against `bounds`.
+fn check_both(case: &LinkCase, run: &CallRun, bounds: &Bounds) {
     for (who, s, lines) in
         [("caller", &run.caller, &run.caller_lines), ("callee", &run.callee, &run.callee_lines)]
     {
-        check(&format!("{}, {who}", case.label), s, &bounds, lines);
+        check(&format!("{}, {who}", case.label), s, bounds, lines);
     }
-    Some(run)
 }
 
 fn check(what: &str, s: &QualitySummary, b: &Bounds, lines: &[String]) {
@@ -85,14 +101,14 @@ fn check(what: &str, s: &QualitySummary, b: &Bounds, lines: &[String]) {
     if s.frames == 0 || s.stamped == 0 {
         fail("no pictures".into());
     }
-    if s.unstamped > s.frames / 50 {
+    if s.unstamped as f64 > s.frames as f64 * b.unstamped {
         fail(format!("{} of {} pictures without an intact stamp", s.unstamped, s.frames));
     }
     if s.backwards > 0 {
         fail(format!("{} pictures out of order", s.backwards));
     }
     let advanced = s.last_frame_no.unwrap_or(0) as f64;
-    if advanced < s.seconds * 30.0 * 0.5 {
+    if advanced < s.seconds * 30.0 * b.advance {
         fail(format!("the frame number reached {advanced} in {:.1} s", s.seconds));
     }
     if s.fps < b.fps {
@@ -114,9 +130,9 @@ fn check(what: &str, s: &QualitySummary, b: &Bounds, lines: &[String]) {
         Some(p95) if p95 <= 360.0 => {}
         other => fail(format!("audio playout depth p95 {other:?} ms (at most 360)")),
     }
-    // Measured 382–2009 ms from the click to the caller's first picture.
-    if s.setup_ms.is_some_and(|ms| ms > 5000.0) {
-        fail(format!("setup took {:?} ms (at most 5000)", s.setup_ms));
+    // Measured 382–2009 ms from the click to the caller's first picture on issue 12's links.
+    if s.setup_ms.is_some_and(|ms| ms > b.setup_ms) {
+        fail(format!("setup took {:?} ms (at most {})", s.setup_ms, b.setup_ms));
     }
     if s.size_held.unwrap_or(0.0) < b.size_held {
         fail(format!("picture at 640x480 {:?} of the time (at least {})", s.size_held, b.size_held));
@@ -136,7 +152,16 @@ fn a_clean_25_ms_link() {
     // that machine; the lossy links below are where recovery shows.
     call_over(
         "clean",
-        Bounds { fps: 20.0, freezes: 10, longest_freeze_ms: 800.0, g2g_p95_ms: 1000.0, size_held: 0.95 },
+        Bounds {
+            fps: 20.0,
+            freezes: 10,
+            longest_freeze_ms: 800.0,
+            g2g_p95_ms: 1000.0,
+            size_held: 0.95,
+            advance: 0.5,
+            setup_ms: 5000.0,
+            unstamped: 0.02,
+        },
     );
 }
 
@@ -146,7 +171,16 @@ fn jitter_with_reordering_and_5_percent_loss() {
     // playout delay), size 100 %.
     call_over(
         "reorder5",
-        Bounds { fps: 22.0, freezes: 6, longest_freeze_ms: 800.0, g2g_p95_ms: 450.0, size_held: 0.9 },
+        Bounds {
+            fps: 22.0,
+            freezes: 6,
+            longest_freeze_ms: 800.0,
+            g2g_p95_ms: 450.0,
+            size_held: 0.9,
+            advance: 0.5,
+            setup_ms: 5000.0,
+            unstamped: 0.02,
+        },
     );
 }
 
@@ -155,7 +189,16 @@ fn bursty_loss() {
     // 29.8-30.0 fps, 0-1 freeze (162 ms), p95 50-58 ms, size 100 %.
     call_over(
         "bursty",
-        Bounds { fps: 24.0, freezes: 4, longest_freeze_ms: 600.0, g2g_p95_ms: 300.0, size_held: 0.9 },
+        Bounds {
+            fps: 24.0,
+            freezes: 4,
+            longest_freeze_ms: 600.0,
+            g2g_p95_ms: 300.0,
+            size_held: 0.9,
+            advance: 0.5,
+            setup_ms: 5000.0,
+            unstamped: 0.02,
+        },
     );
 }
 
@@ -164,7 +207,16 @@ fn heavy_jitter_without_reordering() {
     // 30.0 fps, no freeze, p95 90-91 ms (the playout clock covers the jitter), size 100 %.
     call_over(
         "jitter30",
-        Bounds { fps: 24.0, freezes: 3, longest_freeze_ms: 500.0, g2g_p95_ms: 300.0, size_held: 0.95 },
+        Bounds {
+            fps: 24.0,
+            freezes: 3,
+            longest_freeze_ms: 500.0,
+            g2g_p95_ms: 300.0,
+            size_held: 0.95,
+            advance: 0.5,
+            setup_ms: 5000.0,
+            unstamped: 0.02,
+        },
     );
 }
 
@@ -174,7 +226,16 @@ fn jitter_with_reordering_and_10_percent_loss() {
     // instead of two: 24 fps, 5-6 freezes of ~700 ms.
     call_over(
         "loss10",
-        Bounds { fps: 20.0, freezes: 6, longest_freeze_ms: 1200.0, g2g_p95_ms: 600.0, size_held: 0.9 },
+        Bounds {
+            fps: 20.0,
+            freezes: 6,
+            longest_freeze_ms: 1200.0,
+            g2g_p95_ms: 600.0,
+            size_held: 0.9,
+            advance: 0.5,
+            setup_ms: 5000.0,
+            unstamped: 0.02,
+        },
     );
 }
 
@@ -184,7 +245,16 @@ fn a_three_second_outage() {
     // size 100 %; the link dropped 244-259 packets each way in the outage.
     let Some(run) = call_over(
         "outage",
-        Bounds { fps: 14.0, freezes: 4, longest_freeze_ms: 6000.0, g2g_p95_ms: 300.0, size_held: 0.95 },
+        Bounds {
+            fps: 14.0,
+            freezes: 4,
+            longest_freeze_ms: 6000.0,
+            g2g_p95_ms: 300.0,
+            size_held: 0.95,
+            advance: 0.5,
+            setup_ms: 5000.0,
+            unstamped: 0.02,
+        },
     ) else {
         return;
     };
@@ -202,6 +272,173 @@ fn a_300_kbit_s_link() {
     // of video never filled the queue (0 drops). (The camera-like scene does: issue 13.)
     call_over(
         "rate300k",
-        Bounds { fps: 24.0, freezes: 3, longest_freeze_ms: 600.0, g2g_p95_ms: 400.0, size_held: 0.9 },
+        Bounds {
+            fps: 24.0,
+            freezes: 3,
+            longest_freeze_ms: 600.0,
+            g2g_p95_ms: 400.0,
+            size_held: 0.9,
+            advance: 0.5,
+            setup_ms: 5000.0,
+            unstamped: 0.02,
+        },
     );
+}
+
+// ---- Congestion control (issue 13): the camera-like source over narrow and changing links. ----
+// Each call prints the callee's second-by-second figures (what the caller sent it over A→B:
+// received kbit/s, the caller's target and estimate are on the caller's own lines) and checks the
+// content as above, plus the link's use and the standing queue (RTT against the path's base).
+
+use peercall::link_emulator::timeline::Timeline;
+
+/// A call of issue 13's link `name` (its phases `phase` long) with the camera-like source, `seconds`
+/// long; prints both receivers' figures and timelines and returns the run with the callee's and the
+/// caller's timelines (the callee's is what the caller's congestion control delivered).
+fn cc_call(
+    name: &str,
+    phase: Duration,
+    seconds: f64,
+    bounds: Bounds,
+) -> Option<(CallRun, Timeline, Timeline)> {
+    if let Some(why) = link_emulator::unavailable() {
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let case = cases::pick(cases::issue_13(phase), &[name.to_owned()]).expect("a case of issue 13").remove(0);
+    let programs = Programs {
+        peercall: env!("CARGO_BIN_EXE_peercall").into(),
+        server: env!("CARGO_BIN_EXE_peercall-server").into(),
+    };
+    let plan = CallPlan {
+        seconds,
+        video: "640x480@30".into(),
+        peer_args: vec!["--video-scene".into(), "camera".into()],
+        setup_limit: Duration::from_secs(20),
+    };
+    let run = place("cc", &case, &programs, &plan);
+    let callee = Timeline::from_lines(&run.callee_lines);
+    let caller = Timeline::from_lines(&run.caller_lines);
+    // The timelines print first: a failed check then comes after what explains it.
+    eprintln!(
+        "{}: callee's seconds (the caller's video):\n{callee}  caller's seconds:\n{caller}",
+        case.label
+    );
+    check_both(&case, &run, &bounds);
+    Some((run, callee, caller))
+}
+
+/// Video kbit/s received in `from..to` as a share of `link_kbps`; prints and returns it.
+fn share(what: &str, t: &Timeline, from: usize, to: usize, link_kbps: f64) -> f64 {
+    let kbps = t.kbps_in(from, to);
+    let (p50, p95) = t.rtt(from, to);
+    eprintln!(
+        "{what}: seconds {from}..{to}: video {kbps:.0} kbit/s = {:.0} % of {link_kbps:.0}; RTT p50 {p50:?} p95 {p95:?} ms; pictures {}",
+        kbps / link_kbps * 100.0,
+        t.pictures(3)
+    );
+    kbps / link_kbps
+}
+
+// Measured (debug build, the 2-core machine at load 10-12 from other builds, two runs each; the
+// caller / callee figures): the camera scene comes at 6-16 of its 30 fps there (the peers' CPU), so
+// frame-rate and freeze bounds are loose; the link's use, the round trip and the recovery are what
+// congestion control decides. Before it (loss-only control, the encoder starting at 922 kbit/s)
+// the narrow call did not show a first picture within 20 s (`net-bench --links rate300k
+// --peer-args "--video-scene camera"`, main at fadff42).
+
+#[test]
+fn cc_a_narrow_link_with_the_camera_scene() {
+    // 8.3-8.4 / 6.2-6.3 fps, 19-42 freezes, longest 0.8-2.4 s, g2g p95 410-533 ms, setup 4.7-5.8 s
+    // (a 640x480 keyframe through 300 kbit/s), RTT p95 256-500 ms (base 50), link drops 0-38.
+    let bounds = Bounds {
+        fps: 3.0,
+        freezes: 80,
+        longest_freeze_ms: 5000.0,
+        g2g_p95_ms: 1500.0,
+        size_held: 0.0,
+        advance: 0.2,
+        setup_ms: 10_000.0,
+        unstamped: 0.02,
+    };
+    let Some((run, callee, _caller)) = cc_call("narrow", Duration::from_secs(10), 20.0, bounds) else {
+        return;
+    };
+    // Video alone (audio takes ~50 kbit/s more of it): 39-62 % of the link.
+    let used = share("narrow", &callee, 5, 20, 300.0);
+    assert!(used > 0.25, "the narrow link carried {:.0} % video", used * 100.0);
+    // The standing queue: a 300 ms drop-tail queue full all the time reads as RTT ≥ 350 ms.
+    let p95 = run.callee.rtt_p95_ms.unwrap_or(f64::MAX);
+    assert!(p95 < 800.0, "RTT p95 {p95} ms");
+}
+
+/// Bounds for the changing links: content and a call that keeps going; their own checks follow.
+const CHANGING: Bounds = Bounds {
+    fps: 3.0,
+    freezes: 100,
+    longest_freeze_ms: 12_000.0,
+    g2g_p95_ms: 3000.0,
+    size_held: 0.0,
+    advance: 0.2,
+    setup_ms: 10_000.0,
+    // At 160x120 under 60 kbit/s the codec blurs the stamp's 4-pixel blocks: 12 of 497 pictures in
+    // one run of the deep drop (0-1 in three others).
+    unstamped: 0.05,
+};
+
+#[test]
+fn cc_a_step_down_to_600_kbit_s_and_back() {
+    // 2.5 Mbit/s for 10 s, 600 kbit/s for 10 s, 2.5 Mbit/s again, 50 ms each way. Measured: 7.1-9.8
+    // fps, longest freeze 0.9-8.5 s, RTT max in the low phase 241-636 ms (base 100), back to 80 % of
+    // the rate before the step 1-6 s after the link returned.
+    let Some((_run, callee, _caller)) = cc_call("step", Duration::from_secs(10), 32.0, CHANGING) else {
+        return;
+    };
+    let before = callee.kbps_in(5, 10);
+    share("step: before", &callee, 5, 10, 2500.0);
+    share("step: low", &callee, 12, 20, 600.0);
+    let low_rtt = callee.rtt_max(12, 20).unwrap_or(f64::MAX);
+    eprintln!("step: RTT max in the low phase {low_rtt:.0} ms");
+    assert!(low_rtt < 1200.0, "the low phase's round trip reached {low_rtt} ms");
+    let back = callee.seconds_to_reach(20, 0.8 * before);
+    eprintln!("step: back to 80 % of {before:.0} kbit/s {back:?} s after the rate returned");
+    assert!(back.is_some_and(|s| s <= 9), "not back to 80 % of {before:.0} kbit/s: {back:?}");
+    share("step: after", &callee, 25, 32, 2500.0);
+}
+
+#[test]
+fn cc_a_deep_drop_to_120_kbit_s_and_back() {
+    // 2.5 Mbit/s, 120 kbit/s from 8 s to 16 s, 2.5 Mbit/s again. Measured (five runs): longest
+    // freeze 3.8-9.3 s (Chromium 4.1 s; before the pacer discarded stale retransmissions, 17.9 s:
+    // 400 kB of them queued at 60 kbit/s), back to 80 % of the rate before 6-8 s after the link
+    // returned, twice not within the 9 s left of a 26 s call (the ladder climbs a rung a second from
+    // 160x120): the call is 30 s.
+    let Some((run, callee, _caller)) = cc_call("drop", Duration::from_secs(8), 30.0, CHANGING) else {
+        return;
+    };
+    let before = callee.kbps_in(3, 8);
+    share("drop: low", &callee, 9, 16, 120.0);
+    let back = callee.seconds_to_reach(16, 0.8 * before);
+    eprintln!(
+        "drop: longest freeze {:.0} ms; back to 80 % of {before:.0} kbit/s {back:?} s after the rate returned",
+        run.callee.longest_freeze_ms
+    );
+    assert!(back.is_some_and(|s| s <= 12), "not back to 80 % of {before:.0} kbit/s: {back:?}");
+}
+
+#[test]
+fn cc_ramp_up_on_2_5_mbit_s() {
+    // Measured: 80 % of the source's rate 2 s after the first picture (both runs), 640x480 throughout,
+    // RTT p95 70-88 ms (base 50), 13-16 fps.
+    let bounds = Bounds { size_held: 0.9, ..CHANGING };
+    let Some((_run, callee, caller)) = cc_call("rampup", Duration::from_secs(10), 12.0, bounds) else {
+        return;
+    };
+    // The camera scene's natural rate at 640x480@30 is ~920 kbit/s (`EncoderSettings::for_size`).
+    let reached = callee.seconds_to_reach(0, 0.8 * 920.0);
+    let targets: Vec<u32> = caller.seconds.iter().map(|s| s.target_kbps.unwrap_or(0.0) as u32).collect();
+    eprintln!("rampup: 80 % of the source's 920 kbit/s after {reached:?} s; caller's targets: {targets:?}");
+    share("rampup", &callee, 5, 12, 2500.0);
+    assert!(reached.is_some_and(|s| s <= 5), "80 % of the source's rate not within 5 s: {reached:?}");
 }

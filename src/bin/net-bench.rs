@@ -7,6 +7,11 @@
 //! `--links clean,bursty`, `--peer-args "--video-scene camera"`). It uses the `peercall` and
 //! `peercall-server` binaries next to itself. It never fails on a figure; a call that does not come
 //! up is reported in its row and the bench goes on.
+//!
+//! `--suite cc` measures congestion control instead (issue 13's links: narrow, step, drop, rampup;
+//! the camera-like source unless `--peer-args` says otherwise): per link, the video share of the
+//! link in each phase, the round trip against the path's base, freezes, the time back to 80 % of the
+//! rate after the link returns, and the picture size and frame rate over time.
 
 use clap::Parser;
 use peercall::call::quality::QualitySummary;
@@ -32,6 +37,9 @@ struct Args {
     /// More arguments for both peers, split at spaces (e.g. "--video-scene camera").
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     peer_args: String,
+    /// Which links: `loss` (issue 12's) or `cc` (issue 13's congestion-control links).
+    #[arg(long, default_value = "loss")]
+    suite: String,
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,6 +73,9 @@ fn run(args: Args) -> Result<(), String> {
         return Err(format!("the link emulator can't run here: {why}"));
     }
     let programs = programs()?;
+    if args.suite == "cc" {
+        return congestion_suite(&args, &programs);
+    }
     // The outage comes a third into the call, so there is as much call after it as before.
     let all = cases::issue_12(Duration::from_secs_f64(args.seconds / 3.0));
     let picked = if args.links.is_empty() { all } else { cases::pick(all, &args.links)? };
@@ -149,4 +160,83 @@ fn row(case: &LinkCase, run: &CallRun) -> String {
         drops(&run.counters.a_to_b),
         drops(&run.counters.b_to_a),
     )
+}
+
+/// Issue 13's links, one row each. Phases are a third of the call (the step and the drop come at a
+/// third and end at two thirds).
+fn congestion_suite(args: &Args, programs: &Programs) -> Result<(), String> {
+    use peercall::link_emulator::timeline::Timeline;
+    let phase = Duration::from_secs_f64(args.seconds / 3.0);
+    let all = cases::issue_13(phase);
+    let picked = if args.links.is_empty() { all } else { cases::pick(all, &args.links)? };
+    let peer_args = if args.peer_args.is_empty() { "--video-scene camera" } else { &args.peer_args };
+    let plan = CallPlan {
+        seconds: args.seconds,
+        video: args.video.clone(),
+        peer_args: peer_args.split_whitespace().map(str::to_owned).collect(),
+        setup_limit: Duration::from_secs(20),
+    };
+    let p = phase.as_secs() as usize;
+    let end = args.seconds as usize;
+    let mut rows = Vec::new();
+    for (i, case) in picked.iter().enumerate() {
+        eprintln!("[{}/{}] {} ({} s)...", i + 1, picked.len(), case.label, args.seconds);
+        let row = match headless_call::run("nb", case, programs, &plan) {
+            Ok(run) => {
+                let t = Timeline::from_lines(&run.callee_lines);
+                eprintln!("{t}");
+                let kbps_at = |s: usize| {
+                    cases::rate_at(case, Duration::from_secs(s as u64)).unwrap_or(0) as f64 / 1000.0
+                };
+                let use_of = |from: usize, to: usize| {
+                    format!("{:.0} %", t.kbps_in(from, to) / kbps_at(from).max(1.0) * 100.0)
+                };
+                let (p50, p95) = t.rtt(2, end);
+                let changes = !case.path.schedule.is_empty();
+                let (uses, back) = if changes {
+                    let before = t.kbps_in(p / 2, p);
+                    let back = t
+                        .seconds_to_reach(2 * p, 0.8 * before)
+                        .map_or("never".to_owned(), |s| format!("{s} s"));
+                    (
+                        format!(
+                            "{} / {} / {}",
+                            use_of(p / 2, p),
+                            use_of(p + 2, 2 * p),
+                            use_of(2 * p + 3, end)
+                        ),
+                        back,
+                    )
+                } else {
+                    (use_of(3, end), "-".to_owned())
+                };
+                let s = &run.callee;
+                format!(
+                    "| {} | {uses} | {} / {} | {} | {:.0} | {back} | {:.1} | {} | {} |",
+                    case.label,
+                    opt(p50, 0),
+                    opt(p95, 0),
+                    s.freezes,
+                    s.longest_freeze_ms,
+                    s.fps,
+                    t.pictures((end / 6).max(1)),
+                    drops(&run.counters.a_to_b),
+                )
+            }
+            Err(e) => format!("| {} | call failed: {} |", case.label, e.lines().next().unwrap_or("")),
+        };
+        eprintln!("{row}");
+        rows.push(row);
+    }
+    println!(
+        "\n{} s a call, {}, peers: {peer_args}; what the callee received of the caller's video:\n",
+        args.seconds, args.video
+    );
+    println!("| link (each way) | video share of the link (before / low / after) | RTT p50 / p95 (ms) | freezes | longest freeze (ms) | back to 80 % | fps | picture over time | link drops A→B |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+    println!("\nVideo share: received video payload over the link's rate (audio and headers take ~50 kbit/s more).");
+    Ok(())
 }

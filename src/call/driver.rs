@@ -327,7 +327,7 @@ impl Driver {
             &settings,
             call,
             self.peer_tx.clone(),
-            Arc::clone(&controls.loss_feedback),
+            Arc::clone(&controls.congestion),
             Arc::clone(&controls.recovery),
         )
         .await

@@ -9,6 +9,7 @@
 mod api;
 pub mod codecs;
 mod config;
+pub mod congestion;
 mod driver;
 pub mod error;
 pub mod machine;

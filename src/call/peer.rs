@@ -1,10 +1,10 @@
 //! Building a peer connection the way every Peercall call needs it: H.264 constrained baseline
 //! (packetization-mode 1), VP8 and Opus, NACK both ways (bounded), RTCP reports, PLI/FIR delivered to the
-//! sender, the far side's reception reports handed to the bitrate controller, and every event
+//! sender, transport-wide congestion control both ways (`call::congestion`), and every event
 //! forwarded to the engine tagged with its call so stale events are told apart.
 
-use super::codecs::{self, CALL_CODECS, VIDEO_CLOCK_RATE};
-use super::rate::LossFeedback;
+use super::codecs::{self, CALL_CODECS};
+use super::congestion::{self, Congestion};
 use super::recovery::{Recovery, RttNackGenerator, RtxTap, RTX_TAP_SLOT, SENDER_HISTORY};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{
@@ -12,14 +12,11 @@ use rtc::interceptor::{
 };
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+    configure_rtcp_reports, configure_simulcast_extension_headers,
 };
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtcp::receiver_report::ReceiverReport;
-use rtc::rtcp::reception_report::ReceptionReport;
-use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -171,19 +168,19 @@ impl From<&crate::signaling::protocol::IceCandidate> for RTCIceCandidateInit {
 }
 
 /// Builds a peer connection whose events go to `events`, each tagged with `call_id`. The far side's
-/// reports on our video go to `loss` (the bitrate controller's input).
+/// feedback on what we send steers `congestion` (the video sender's target).
 pub async fn build(
     settings: &PeerSettings,
     call_id: u64,
     events: mpsc::UnboundedSender<(u64, PeerEvent)>,
-    loss: Arc<LossFeedback>,
+    congestion: Arc<Congestion>,
     recovery: Arc<Recovery>,
 ) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
     let first = build_with(
         settings,
         call_id,
         events.clone(),
-        Arc::clone(&loss),
+        Arc::clone(&congestion),
         Arc::clone(&recovery),
         MulticastDnsMode::QueryOnly,
     );
@@ -193,7 +190,7 @@ pub async fn build(
             // The mDNS socket needs a multicast route; hosts and network namespaces without one fail
             // to build at all. Calls work without mDNS: only browsers' `.local` candidates go unresolved.
             tracing::warn!(%e, "peer connection failed with mDNS on; trying without (no .local candidates)");
-            build_with(settings, call_id, events, loss, recovery, MulticastDnsMode::Disabled).await
+            build_with(settings, call_id, events, congestion, recovery, MulticastDnsMode::Disabled).await
         }
     }
 }
@@ -202,7 +199,7 @@ async fn build_with(
     settings: &PeerSettings,
     call_id: u64,
     events: mpsc::UnboundedSender<(u64, PeerEvent)>,
-    loss: Arc<LossFeedback>,
+    congestion: Arc<Congestion>,
     recovery: Arc<Recovery>,
     mdns: MulticastDnsMode,
 ) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
@@ -224,15 +221,16 @@ async fn build_with(
     // full bottleneck queue the retransmissions are lost too, and unbounded requests multiplied
     // until the link collapsed: 1,300 packets a second offered to a 200 kbit/s link carrying 80),
     // and RTX is undone before the generator and the reports see it. Our video lists `nack`.
+    // TWCC both ways, with our estimator and pacer in the crate's congestion-control slots.
     let registry = Registry::new()
         .with(Slot::NackResponder, NackResponderBuilder::new().with_size(SENDER_HISTORY as u16).build())
         .with(Slot::NackGenerator, RttNackGenerator::new(Arc::clone(&recovery)))
         .with(Slot::from(RTX_TAP_SLOT), RtxTap::new(recovery));
     configure_simulcast_extension_headers(&mut media_engine)?;
-    let registry = configure_twcc_receiver_only(registry, &mut media_engine)?;
+    let registry = congestion::configure(registry, &mut media_engine, &congestion)?;
     let registry = configure_rtcp_reports(registry);
     // Application-most, so it sees RTCP after every interceptor has had its look.
-    let registry = registry.with(Slot::from(14_000), RtcpTap::new(loss));
+    let registry = registry.with(Slot::from(14_000), RtcpTap::default());
     let policy = if settings.relay_only { RTCIceTransportPolicy::Relay } else { RTCIceTransportPolicy::All };
     let config = RTCConfigurationBuilder::new()
         .with_ice_servers(settings.ice_servers.clone())
@@ -309,32 +307,13 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// Reads the far side's RTCP where the application needs it:
-/// - PLI and FIR are marked for delivery to the application (the local track's `poll`), where the
-///   video sender turns them into IDRs. Without the mark the interceptor chain consumes all RTCP.
-/// - Reception reports on our video stream (in RRs, or in SRs from a peer that also sends, as browsers
-///   do) go to the bitrate controller. webrtc-rs 0.21 has the code to put them into `get_stats`'
-///   `remote-inbound-rtp` but never calls it, so `fractionLost` there stays 0 under any loss.
+/// Marks the far side's PLI and FIR for delivery to the application (the local track's `poll`),
+/// where the video sender turns them into IDRs. Without the mark the interceptor chain consumes all
+/// RTCP.
+#[derive(Default)]
 struct RtcpTap {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
-    /// Our video stream's SSRC, once bound.
-    video_ssrc: Option<u32>,
-    loss: Arc<LossFeedback>,
-}
-
-impl RtcpTap {
-    fn new(loss: Arc<LossFeedback>) -> Self {
-        Self { read: VecDeque::new(), write: VecDeque::new(), video_ssrc: None, loss }
-    }
-
-    /// Publishes the loss a report block gives for our video, if it is about our video.
-    fn take_reports(&self, reports: &[ReceptionReport]) {
-        let Some(video) = self.video_ssrc else { return };
-        for report in reports.iter().filter(|r| r.ssrc == video) {
-            self.loss.publish(f64::from(report.fraction_lost) / 256.0);
-        }
-    }
 }
 
 fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
@@ -351,14 +330,6 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for RtcpTap {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let InterceptorPacket::Rtcp(packets) = &msg.message.packet {
-            for packet in packets {
-                let any = packet.as_any();
-                if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
-                    self.take_reports(&rr.reports);
-                } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
-                    self.take_reports(&sr.reports);
-                }
-            }
             let requests: Vec<Box<dyn rtc::rtcp::Packet>> =
                 packets.iter().filter(|p| is_keyframe_request(p.as_ref())).cloned().collect();
             if !requests.is_empty() {
@@ -393,16 +364,8 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for RtcpTap {
 }
 
 impl Interceptor for RtcpTap {
-    fn bind_local_stream(&mut self, info: &StreamInfo) {
-        if info.clock_rate == VIDEO_CLOCK_RATE {
-            self.video_ssrc = Some(info.ssrc);
-        }
-    }
-    fn unbind_local_stream(&mut self, info: &StreamInfo) {
-        if self.video_ssrc == Some(info.ssrc) {
-            self.video_ssrc = None;
-        }
-    }
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }

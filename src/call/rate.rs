@@ -1,55 +1,182 @@
-//! Loss-based sending bitrate: the far side's receiver reports say what share of our video packets was
-//! lost; the encoder's target follows, down quickly under heavy loss, back up slowly when the path is
-//! clean (the shape of the loss-based half of Google's congestion control).
+//! How the video encoder follows the congestion controller's target (`call::congestion`): a ladder
+//! of bitrate, then frame rate, then picture size, as browsers step down (and back up the same way,
+//! a rung at a time, each step up held back until the target has stayed clear of it for a while,
+//! so the picture does not flap at a rung's edge); and when to drop a frame at the sender rather
+//! than queue it behind a full pacer.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-/// The encoder's target bitrate, steered by reported loss.
-#[derive(Clone, Debug)]
-pub struct BitrateController {
-    min_bps: u32,
-    max_bps: u32,
-    current_bps: u32,
+/// One rung: what the sender does at a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rung {
+    /// The picture is sent at 1/scale of its size each way (1, 2 or 4).
+    pub scale: usize,
+    /// Of every `keep_of.1` frames, `keep_of.0` are sent (3 of 3, 2 of 3, 1 of 2).
+    pub keep_of: (u32, u32),
 }
 
-/// The lowest target at any picture size.
-pub const MIN_BPS: u32 = 50_000;
+/// The rungs from the full picture down, and the least share of the full picture's rate each
+/// needs. Below about an eighth of a picture's natural rate openh264 stops following the target (it
+/// skips frames on its own and its keyframes stay large), so a smaller picture does better there;
+/// a frame-rate step comes before each size step (a person minds a smaller picture more than a
+/// slower one, down to 20 fps).
+const RUNGS: [(Rung, f64); 6] = [
+    (Rung { scale: 1, keep_of: (1, 1) }, 0.5),
+    (Rung { scale: 1, keep_of: (2, 3) }, 0.3),
+    (Rung { scale: 2, keep_of: (1, 1) }, 0.12),
+    (Rung { scale: 2, keep_of: (2, 3) }, 0.07),
+    (Rung { scale: 4, keep_of: (1, 1) }, 0.035),
+    (Rung { scale: 4, keep_of: (1, 2) }, 0.0),
+];
 
-impl BitrateController {
-    /// Starts at `max_bps` (the encoder's own choice for the full picture); never goes below a
-    /// 32nd of it (a quarter-size picture at half its rate, see [`picture_scale`]) nor [`MIN_BPS`].
+/// A step up needs the target this far above the rung's own need...
+const UP_MARGIN: f64 = 1.3;
+/// ...for this long. (2 s took 8 s to climb back from the smallest picture after a deep drop.)
+const UP_HOLD: Duration = Duration::from_secs(1);
+/// A source sending under this share of the target is not limited by it (a still or simple
+/// picture): the picture is not shrunk for a target it does not use. The test pattern needs ~130
+/// kbit/s at 640x480; with the target capped near what it sends (1.5 × acknowledged, so such a
+/// source sends ~2/3 of it) it was shrunk to 320x240.
+const APP_LIMITED: f64 = 0.8;
+/// A source sending under this share of its target (its cap is 1.5 × what it sends, so ~2/3)
+/// climbs a rung after [`UP_HOLD`]: the 720p pattern shrunk at the call's start to 640x360 stayed
+/// there, sending 50 of its 256 kbit/s. Below [`APP_LIMITED`], so the two never alternate.
+const APP_IDLE: f64 = 0.75;
+
+/// The pacer's queue, in ms to drain, past which new frames are dropped at the sender: a frame
+/// queued behind that much would arrive late anyway, and skipping it lets the queue drain
+/// (libwebrtc drops at its pacer's queue bound too). Two frame intervals at 15 fps.
+pub const MAX_PACER_QUEUE_MS: f64 = 130.0;
+
+/// Picks the rung for a target. Pure: time is passed in.
+#[derive(Clone, Debug)]
+pub struct Ladder {
+    max_bps: u32,
+    rung: usize,
+    /// Since when the target has allowed the rung above.
+    up_since: Option<Instant>,
+    /// Frame credit for the rung's frame rate.
+    credit: u32,
+}
+
+impl Ladder {
+    /// A ladder for a full picture whose natural rate is `max_bps`, at the top rung.
     pub fn new(max_bps: u32) -> Self {
-        Self { min_bps: (max_bps / 32).max(MIN_BPS).min(max_bps), max_bps, current_bps: max_bps }
+        Self { max_bps: max_bps.max(1), rung: 0, up_since: None, credit: 0 }
     }
 
-    /// The target for the full picture on a clean path.
+    /// The full picture's natural rate.
     pub fn max_bps(&self) -> u32 {
         self.max_bps
     }
 
-    /// The target now.
-    pub fn target_bps(&self) -> u32 {
-        self.current_bps
+    /// The rung now.
+    pub fn rung(&self) -> Rung {
+        RUNGS[self.rung].0
     }
 
-    /// Takes one receiver report's loss fraction (0..=1) and what we actually sent since the last
-    /// report (bit/s, when known), and returns the new target.
-    pub fn on_loss_report(&mut self, fraction_lost: f64, sent_bps: Option<u32>) -> u32 {
-        let loss = fraction_lost.clamp(0.0, 1.0);
-        let next = if loss > 0.10 {
-            // Heavy loss: the path can't carry what we send; back off in proportion, from what was
-            // really sent: a simple picture sends far below its target, and backing off from the
-            // target alone would take many reports before the encoder's output changed at all.
-            let base = sent_bps.filter(|&s| s > 0).map_or(self.current_bps, |s| s.min(self.current_bps));
-            base as f64 * (1.0 - 0.5 * loss)
-        } else if loss < 0.02 {
-            // Clean: probe upwards, 8 % a report.
-            self.current_bps as f64 * 1.08 + 1_000.0
+    /// Takes the target at `now` and what the encoder really sent lately (`None`: not known yet),
+    /// and returns the rung to send at.
+    pub fn update(&mut self, now: Instant, target_bps: u32, sent_bps: Option<u32>) -> Rung {
+        let share = f64::from(target_bps) / f64::from(self.max_bps);
+        let used = sent_bps.map(|s| f64::from(s) / f64::from(target_bps.max(1)));
+        // Down at once, as far as needed, when the target is what holds the encoder back.
+        let limited = used.is_some_and(|u| u >= APP_LIMITED);
+        while limited && self.rung + 1 < RUNGS.len() && share < RUNGS[self.rung].1 {
+            self.rung += 1;
+            self.up_since = None;
+        }
+        // Up when the target clears the rung above by the margin, or when this rung cannot use
+        // its target at all (the target is capped near what is sent, so a shrunk simple picture
+        // would otherwise never earn back the rate its full size needs).
+        let idle = used.is_some_and(|u| u < APP_IDLE);
+        if self.rung > 0 && (share >= RUNGS[self.rung - 1].1 * UP_MARGIN || idle) {
+            let since = *self.up_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= UP_HOLD {
+                self.rung -= 1;
+                self.up_since = None;
+            }
         } else {
-            self.current_bps as f64 // moderate loss: NACK and FEC cope; hold
-        };
-        self.current_bps = (next as u32).clamp(self.min_bps, self.max_bps);
-        self.current_bps
+            self.up_since = None;
+        }
+        self.rung()
+    }
+
+    /// Whether the next frame is sent at this rung's frame rate.
+    pub fn keep_frame(&mut self) -> bool {
+        let (keep, of) = self.rung().keep_of;
+        self.credit = (self.credit + 1) % of;
+        self.credit < keep
+    }
+
+    /// The rate to give the encoder for `target_bps` at this rung, when the source delivers
+    /// `source_share` of its nominal frame rate: the encoder budgets each frame at its configured
+    /// frame rate, so with frames skipped (by this rung, or by a source slowed by a busy CPU) each
+    /// one may use the missing ones' share. Measured: a camera scene that came at 12 of its 30 fps
+    /// on a loaded machine sent 40 % of the target.
+    pub fn encoder_bps(&self, target_bps: u32, source_share: f64) -> u32 {
+        let (keep, of) = self.rung().keep_of;
+        let slow = 1.0 / source_share.clamp(1.0 / 3.0, 1.0);
+        (f64::from(target_bps) * f64::from(of) / f64::from(keep) * slow).min(f64::from(u32::MAX)) as u32
+    }
+}
+
+/// Why the sender holds quality below the full picture, as browsers report `qualityLimitationReason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum QualityLimitation {
+    /// Full picture at full rate.
+    #[default]
+    None,
+    /// The link's estimate holds it down.
+    Bandwidth,
+    /// The encoder cannot keep up.
+    Cpu,
+}
+
+impl QualityLimitation {
+    /// Browsers' spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QualityLimitation::None => "none",
+            QualityLimitation::Bandwidth => "bandwidth",
+            QualityLimitation::Cpu => "cpu",
+        }
+    }
+
+    /// The code the stats counters store (0 none, 1 bandwidth, 2 cpu).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// See [`QualityLimitation::code`].
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            1 => QualityLimitation::Bandwidth,
+            2 => QualityLimitation::Cpu,
+            _ => QualityLimitation::None,
+        }
+    }
+
+    /// The reason for a sender at `rung` whose target is `target_bps` of a full rate `max_bps`,
+    /// encoding a frame in `encode_ms` of its `interval_ms`, its source delivering `source_share`
+    /// of its frame rate: the encoder taking most of the frame interval, or the source coming at
+    /// under three quarters of its rate, is CPU; a lower rung or a target under the full rate is
+    /// bandwidth.
+    pub fn of(
+        rung: Rung,
+        target_bps: u32,
+        max_bps: u32,
+        encode_ms: f64,
+        interval_ms: f64,
+        source_share: f64,
+    ) -> Self {
+        if encode_ms > interval_ms * 0.8 || source_share < 0.75 {
+            QualityLimitation::Cpu
+        } else if rung != RUNGS[0].0 || target_bps < max_bps {
+            QualityLimitation::Bandwidth
+        } else {
+            QualityLimitation::None
+        }
     }
 }
 
@@ -97,74 +224,9 @@ pub fn picture_scale(current: usize, target_bps: u32, max_bps: u32) -> usize {
     }
 }
 
-/// The latest loss report, handed from the engine (which reads RTCP stats) to the video sender thread.
-#[derive(Debug, Default)]
-pub struct LossFeedback {
-    /// Report count in the high half, loss in parts per million in the low half.
-    report: AtomicU64,
-}
-
-impl LossFeedback {
-    /// Publishes a new report.
-    pub fn publish(&self, fraction_lost: f64) {
-        let ppm = (fraction_lost.clamp(0.0, 1.0) * 1e6) as u64;
-        let seq = (self.report.load(Ordering::Relaxed) >> 32) + 1;
-        self.report.store((seq << 32) | ppm, Ordering::Relaxed);
-    }
-
-    /// The loss of a report newer than `*seen`, if there is one.
-    pub fn take_new(&self, seen: &mut u64) -> Option<f64> {
-        let report = self.report.load(Ordering::Relaxed);
-        let seq = report >> 32;
-        (seq != *seen).then(|| {
-            *seen = seq;
-            (report & 0xFFFF_FFFF) as f64 / 1e6
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backs_off_under_loss_and_recovers_slowly() {
-        let mut c = BitrateController::new(1_000_000);
-        assert_eq!(c.on_loss_report(0.0, None), 1_000_000, "never above the maximum");
-        let after_loss = c.on_loss_report(0.20, None);
-        assert_eq!(after_loss, 900_000);
-        for _ in 0..20 {
-            c.on_loss_report(0.5, None);
-        }
-        assert_eq!(c.target_bps(), MIN_BPS, "never below the floor");
-        assert_eq!(c.on_loss_report(0.05, None), MIN_BPS, "moderate loss holds");
-        let up = c.on_loss_report(0.0, None);
-        assert!(up > MIN_BPS && up < MIN_BPS * 12 / 10, "recovers gradually: {up}");
-    }
-
-    #[test]
-    fn backs_off_from_what_was_really_sent() {
-        let mut c = BitrateController::new(2_000_000);
-        // The encoder sent 300 kbit/s of a 2 Mbit/s target, and half of it was lost.
-        assert_eq!(c.on_loss_report(0.5, Some(300_000)), 225_000);
-        // A report with nothing sent (a paused camera) backs off from the target.
-        let mut d = BitrateController::new(2_000_000);
-        assert_eq!(d.on_loss_report(0.5, Some(0)), 1_500_000);
-    }
-
-    #[test]
-    fn the_picture_shrinks_on_narrow_links_and_grows_back_with_a_margin() {
-        let max = 3_200_000;
-        assert_eq!(picture_scale(1, max, max), 1);
-        assert_eq!(picture_scale(1, 900_000, max), 1, "above a quarter: full size");
-        assert_eq!(picture_scale(1, 700_000, max), 2);
-        assert_eq!(picture_scale(1, 150_000, max), 4);
-        assert_eq!(picture_scale(2, 1_000_000, max), 2, "not back at the first step over a quarter");
-        assert_eq!(picture_scale(2, 1_400_000, max), 1);
-        assert_eq!(picture_scale(4, 250_000, max), 4, "a hair above a 16th stays small");
-        assert_eq!(picture_scale(4, 400_000, max), 2);
-        assert_eq!(picture_scale(4, 2_000_000, max), 1);
-    }
 
     #[test]
     fn a_shared_screen_gives_up_frame_rate_before_resolution() {
@@ -180,12 +242,107 @@ mod tests {
     }
 
     #[test]
-    fn feedback_hands_over_each_report_once() {
-        let f = LossFeedback::default();
-        let mut seen = 0;
-        assert_eq!(f.take_new(&mut seen), None);
-        f.publish(0.125);
-        assert_eq!(f.take_new(&mut seen), Some(0.125));
-        assert_eq!(f.take_new(&mut seen), None);
+    fn the_ladder_steps_bitrate_then_frame_rate_then_size() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(1_000_000);
+        assert_eq!(l.update(t0, 1_000_000, Some(1_000_000)), Rung { scale: 1, keep_of: (1, 1) });
+        assert_eq!(
+            l.update(t0, 600_000, Some(600_000)),
+            Rung { scale: 1, keep_of: (1, 1) },
+            "bitrate alone first"
+        );
+        assert_eq!(
+            l.update(t0, 400_000, Some(400_000)),
+            Rung { scale: 1, keep_of: (2, 3) },
+            "then frame rate"
+        );
+        assert_eq!(l.update(t0, 250_000, Some(250_000)), Rung { scale: 2, keep_of: (1, 1) }, "then size");
+        assert_eq!(
+            l.update(t0, 20_000, Some(20_000)),
+            Rung { scale: 4, keep_of: (1, 2) },
+            "down as far as needed at once"
+        );
+    }
+
+    #[test]
+    fn it_climbs_back_a_rung_at_a_time_after_the_target_held() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut l = Ladder::new(1_000_000);
+        l.update(t0, 100_000, Some(100_000));
+        assert_eq!(l.rung().scale, 2);
+        // Well above every rung: one step per hold, never a jump.
+        let ms = Duration::from_millis;
+        assert_eq!(l.update(t0 + ms(1000), 1_000_000, Some(1_000_000)).keep_of, (2, 3));
+        assert_eq!(
+            l.update(t0 + ms(1500), 1_000_000, Some(1_000_000)).keep_of,
+            (2, 3),
+            "not before the hold"
+        );
+        assert_eq!(l.update(t0 + ms(2000), 1_000_000, Some(1_000_000)), Rung { scale: 2, keep_of: (1, 1) });
+        // A target just over the rung above (without the margin) holds where it is.
+        let mut m = Ladder::new(1_000_000);
+        m.update(t0, 400_000, Some(400_000));
+        for i in 1..10 {
+            assert_eq!(
+                m.update(t0 + s(i), 520_000, Some(520_000)).keep_of,
+                (2, 3),
+                "no flapping at the edge"
+            );
+        }
+        // A dip during the hold restarts it.
+        assert_eq!(m.update(t0 + s(20), 700_000, Some(700_000)).keep_of, (2, 3));
+        assert_eq!(m.update(t0 + s(21), 500_000, Some(500_000)).keep_of, (2, 3));
+        assert_eq!(m.update(t0 + s(22), 700_000, Some(700_000)).keep_of, (2, 3));
+        assert_eq!(m.update(t0 + s(23), 700_000, Some(700_000)).keep_of, (1, 1));
+    }
+
+    #[test]
+    fn a_source_that_sends_far_less_than_its_target_is_not_shrunk() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(1_000_000);
+        // The pattern: 130 kbit/s of a 200 kbit/s target (capped near what it sends).
+        assert_eq!(l.update(t0, 200_000, Some(130_000)), Rung { scale: 1, keep_of: (1, 1) });
+        // Sending at the target: the target holds it, so down.
+        assert_eq!(l.update(t0, 200_000, Some(190_000)).scale, 2);
+        // Not knowing yet what is sent: no change.
+        let mut m = Ladder::new(1_000_000);
+        assert_eq!(m.update(t0, 200_000, None).scale, 1);
+        // A shrunk picture sending 2/3 of its capped target climbs after the hold.
+        let ms = Duration::from_millis;
+        assert_eq!(m.update(t0, 30_000, Some(30_000)), Rung { scale: 4, keep_of: (1, 2) });
+        assert_eq!(m.update(t0 + ms(500), 30_000, Some(20_000)).keep_of, (1, 2));
+        assert_eq!(m.update(t0 + ms(1600), 30_000, Some(20_000)), Rung { scale: 4, keep_of: (1, 1) });
+    }
+
+    #[test]
+    fn frames_are_kept_at_the_rung_s_rate_and_the_encoder_given_their_share() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(1_000_000);
+        l.update(t0, 400_000, Some(400_000));
+        let kept = (0..30).filter(|_| l.keep_frame()).count();
+        assert_eq!(kept, 20);
+        assert_eq!(l.encoder_bps(400_000, 1.0), 600_000);
+        assert_eq!(l.encoder_bps(400_000, 0.5), 1_200_000, "a source at half its rate");
+        assert_eq!(l.encoder_bps(400_000, 0.01), 1_800_000, "at most three times");
+    }
+
+    #[test]
+    fn quality_limitation_reads_cpu_bandwidth_or_none() {
+        let top = RUNGS[0].0;
+        assert_eq!(QualityLimitation::of(top, 1_000_000, 1_000_000, 5.0, 33.0, 1.0), QualityLimitation::None);
+        assert_eq!(
+            QualityLimitation::of(top, 500_000, 1_000_000, 5.0, 33.0, 1.0),
+            QualityLimitation::Bandwidth
+        );
+        assert_eq!(
+            QualityLimitation::of(Rung { scale: 2, keep_of: (1, 1) }, 1_000_000, 1_000_000, 5.0, 33.0, 1.0),
+            QualityLimitation::Bandwidth
+        );
+        assert_eq!(QualityLimitation::of(top, 1_000_000, 1_000_000, 30.0, 33.0, 1.0), QualityLimitation::Cpu);
+        assert_eq!(QualityLimitation::of(top, 500_000, 1_000_000, 5.0, 33.0, 0.5), QualityLimitation::Cpu);
+        for q in [QualityLimitation::None, QualityLimitation::Bandwidth, QualityLimitation::Cpu] {
+            assert_eq!(QualityLimitation::from_code(q.code()), q);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Call statistics: lock-free counters the media threads bump, and the once-a-second summary.
 
 use super::media::MediaControls;
+use super::rate::QualityLimitation;
 use crate::media::codec::VideoCodec;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -49,6 +50,14 @@ pub struct Counters {
     pub audio_concealed: AtomicU64,
     /// The frame number of the last stamp read from a decoded picture, plus one (0: none yet).
     pub last_stamp: AtomicU64,
+    /// Frames the video sender dropped because the pacer's queue was long (`call::rate`).
+    pub frames_dropped_queue: AtomicU64,
+    /// Frames the encoder's rate control skipped.
+    pub frames_skipped_encoder: AtomicU64,
+    /// The last frame's encode time, µs.
+    pub last_encode_us: AtomicU64,
+    /// Why the sent video is below the full picture ([`QualityLimitation::code`]).
+    pub quality_limitation: AtomicU8,
     /// The video codec we send and the one we receive (one byte per codec; 0 until known).
     pub codec_out: AtomicU8,
     /// See `codec_out`.
@@ -94,6 +103,16 @@ impl Counters {
     /// Notes the codec the far side's video comes in.
     pub fn set_codec_in(&self, codec: VideoCodec) {
         self.codec_in.store(codec_code(Some(codec)), Ordering::Relaxed);
+    }
+
+    /// Notes why the sent video is limited.
+    pub fn set_quality_limitation(&self, why: QualityLimitation) {
+        self.quality_limitation.store(why.code(), Ordering::Relaxed);
+    }
+
+    /// The last frame's encode time, ms.
+    pub fn last_encode_ms(&self) -> f64 {
+        self.last_encode_us.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
     /// Adds `n` to a counter.
@@ -159,8 +178,22 @@ pub struct CallStats {
     pub max_frame_gap_ms: f64,
     /// Audio frames rebuilt by FEC or concealed so far.
     pub audio_concealed: u64,
-    /// The encoder's target after loss-based adaptation, kbit/s.
+    /// The encoder's target from the congestion controller (capped at the picture's natural rate), kbit/s.
     pub target_kbps: Option<f64>,
+    /// The congestion controller's estimate of the path (uncapped), kbit/s.
+    pub estimate_kbps: Option<f64>,
+    /// What the far side acknowledged receiving lately (TWCC), kbit/s.
+    pub acked_kbps: Option<f64>,
+    /// The pacer's queue, ms to drain.
+    pub pacer_queue_ms: f64,
+    /// Overuse events (the path's queue grew) so far.
+    pub overuses: u64,
+    /// Frames dropped at the sender behind a long pacer queue so far.
+    pub frames_dropped_queue: u64,
+    /// Frames the encoder's rate control skipped so far.
+    pub frames_skipped_encoder: u64,
+    /// Why the sent video is below the full picture, as browsers say it.
+    pub quality_limitation: QualityLimitation,
     /// Totals since the call started: keyframes sent, keyframe requests received, PLIs sent,
     /// frames decoded, keyframes decoded, frames lost, audio packets in.
     pub keyframes_sent: u64,
@@ -247,6 +280,18 @@ impl fmt::Display for CallStats {
         if let Some(stamp) = self.last_stamp {
             write!(f, " | stamp {stamp}")?;
         }
+        let kbps = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+        write!(
+            f,
+            " | cc estimate {} acked {} kbit/s pacer {:.0} ms overuse {} dropped {} skipped {} limited {}",
+            kbps(self.estimate_kbps),
+            kbps(self.acked_kbps),
+            self.pacer_queue_ms,
+            self.overuses,
+            self.frames_dropped_queue,
+            self.frames_skipped_encoder,
+            self.quality_limitation.as_str()
+        )?;
         Ok(())
     }
 }
@@ -272,6 +317,7 @@ impl StatsMeter {
         let total = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let res = counters.last_resolution.load(Ordering::Relaxed);
         let latency = counters.last_latency_us.load(Ordering::Relaxed);
+        let cc = controls.congestion.figures();
         CallStats {
             codec_out: codec_of(counters.codec_out.load(Ordering::Relaxed)),
             codec_in: codec_of(counters.codec_in.load(Ordering::Relaxed)),
@@ -292,6 +338,15 @@ impl StatsMeter {
                 0 => None,
                 bps => Some(bps as f64 / 1000.0),
             },
+            estimate_kbps: (cc.target_bps > 0).then(|| cc.target_bps as f64 / 1000.0),
+            acked_kbps: (cc.acked_bps > 0).then(|| cc.acked_bps as f64 / 1000.0),
+            pacer_queue_ms: cc.queue_ms,
+            overuses: cc.overuses,
+            frames_dropped_queue: total(&counters.frames_dropped_queue),
+            frames_skipped_encoder: total(&counters.frames_skipped_encoder),
+            quality_limitation: QualityLimitation::from_code(
+                counters.quality_limitation.load(Ordering::Relaxed),
+            ),
             keyframes_sent: total(&counters.keyframes_sent),
             keyframe_requests_received: total(&counters.keyframe_requests_received),
             plis_sent: total(&counters.plis_sent),

@@ -15,6 +15,9 @@ pub struct LinkCase {
     pub path: PathConfig,
     /// An outage of both directions during the call, if any.
     pub outage: Option<Outage>,
+    /// The path's schedule counts from the caller's first remote picture rather than from the
+    /// link's start (a rate step lands at the same point of every call, however long setup took).
+    pub from_first_picture: bool,
 }
 
 /// Both directions lose everything for `length`, from `after` the caller's first remote picture on.
@@ -59,6 +62,7 @@ pub fn issue_12(outage_after: Duration) -> Vec<LinkCase> {
         label,
         path: PathConfig::new(impairments).seed(12),
         outage: None,
+        from_first_picture: false,
     };
     vec![
         case("clean", "25 ms, no loss", delay(ms(25))),
@@ -87,6 +91,50 @@ pub fn issue_12(outage_after: Duration) -> Vec<LinkCase> {
             },
         ),
     ]
+}
+
+/// A bottleneck of `bps` behind a 300 ms drop-tail queue, `one_way` of delay.
+fn bottleneck(bps: u64, one_way: Duration) -> Impairments {
+    Impairments {
+        rate: Some(RateLimit { bits_per_second: bps, queue: QueueLimit::Time(ms(300)) }),
+        ..delay(one_way)
+    }
+}
+
+/// The links of issue 13 (congestion control), meant for the camera-like source. The schedules count
+/// from the caller's first picture; `t` scales their phases (tests use short ones, `net-bench` longer).
+pub fn issue_13(t: Duration) -> Vec<LinkCase> {
+    let case = |name, label, path: PathConfig| LinkCase {
+        name,
+        label,
+        path: path.seed(13),
+        outage: None,
+        from_first_picture: true,
+    };
+    let wide = bottleneck(2_500_000, ms(50));
+    vec![
+        case("narrow", "25 ms, 300 kbit/s, 300 ms queue", PathConfig::new(bottleneck(300_000, ms(25)))),
+        case(
+            "step",
+            "50 ms, 2.5 Mbit/s → 600 kbit/s → 2.5 Mbit/s",
+            PathConfig::new(wide).at(t, bottleneck(600_000, ms(50))).at(t * 2, wide),
+        ),
+        case(
+            "drop",
+            "50 ms, 2.5 Mbit/s → 120 kbit/s → 2.5 Mbit/s",
+            PathConfig::new(wide).at(t, bottleneck(120_000, ms(50))).at(t * 2, wide),
+        ),
+        case("rampup", "25 ms, 2.5 Mbit/s from the start", PathConfig::new(bottleneck(2_500_000, ms(25)))),
+    ]
+}
+
+/// The bottleneck's rate of `case` at `at` from the first picture, bit/s (`None`: no limit).
+pub fn rate_at(case: &LinkCase, at: Duration) -> Option<u64> {
+    let mut now = &case.path.impairments;
+    for step in case.path.schedule.iter().filter(|s| s.at <= at) {
+        now = &step.impairments;
+    }
+    now.rate.map(|r| r.bits_per_second)
 }
 
 /// The cases named in `names` (comma-separated list items), in the order given; an unknown name is
@@ -124,6 +172,27 @@ mod tests {
             assert_eq!(all.iter().filter(|c| c.name == case.name).count(), 1);
         }
         assert_eq!(all.iter().filter(|c| c.outage.is_some()).count(), 1);
+        let cc = issue_13(ms(10_000));
+        for case in &cc {
+            case.path.validate().unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        }
+    }
+
+    #[test]
+    fn the_step_case_steps_down_and_back() {
+        let step = pick(issue_13(ms(10_000)), &["step".into()]).expect("known").remove(0);
+        let r = |s| rate_at(&step, Duration::from_secs(s));
+        assert_eq!(
+            (r(0), r(9), r(10), r(19), r(20), r(40)),
+            (
+                Some(2_500_000),
+                Some(2_500_000),
+                Some(600_000),
+                Some(600_000),
+                Some(2_500_000),
+                Some(2_500_000)
+            )
+        );
     }
 
     #[test]

@@ -196,6 +196,11 @@ pub fn run(tag: &str, case: &LinkCase, programs: &Programs, plan: &CallPlan) -> 
             plan.setup_limit, alice.seen, bob.seen
         ));
     }
+    if case.from_first_picture {
+        for direction in [Direction::AToB, Direction::BToA] {
+            link.set(direction, case.path.clone()).map_err(|e| e.to_string())?;
+        }
+    }
     if let Some(outage) = case.outage {
         std::thread::sleep(outage.after);
         for direction in [Direction::AToB, Direction::BToA] {

@@ -21,12 +21,14 @@
 //! at once don't collide; leftovers of a killed run with the same name are removed first, and
 //! everything is removed when the [`Link`] is dropped.
 //!
-//! [`cases`] names the links of issue 12, and [`headless_call`] runs a Peercall ↔ Peercall call
-//! through one with the headless binaries (`net-bench` and `tests/netpath.rs`).
+//! [`cases`] names the links of issues 12 and 13, [`headless_call`] runs a Peercall ↔ Peercall call
+//! through one with the headless binaries (`net-bench` and `tests/netpath.rs`), and [`timeline`]
+//! reads a call's second-by-second figures back from its `stats:` lines.
 
 pub mod cases;
 pub mod headless_call;
 pub mod model;
+pub mod timeline;
 
 mod forward;
 mod tun;

@@ -146,6 +146,16 @@ mod tests {
     }
 
     #[test]
+    fn a_stamp_reads_on_a_picture_sent_at_a_half_or_a_quarter_of_its_size() {
+        let stamp = Stamp { frame_no: 4_242, capture_us: 987_654_321 };
+        let sent = render(stamp, 640, 480);
+        for scale in [2, 4] {
+            let small = sent.downscaled(scale);
+            assert_eq!(read_stamp(&to_rgba(&small)), Some(stamp), "1/{scale}");
+        }
+    }
+
+    #[test]
     fn tiny_sizes_are_raised_to_what_the_stamp_needs_and_never_panic() {
         let mut source = PatternSource::new(160, 120, 15);
         let frame = source.next_frame().expect("a frame");

@@ -103,20 +103,30 @@ pub(crate) fn draw(frame: &mut I420Frame, stamp: Stamp) {
 
 /// Reads the stamp from a decoded frame; `None` if the checksum fails (not a stamped source, or damaged).
 pub fn read_stamp(frame: &RgbaFrame) -> Option<Stamp> {
-    let cols = frame.width / BLOCK;
-    if cols == 0 || stamp_height(frame.width) > frame.height {
+    // A sender on a narrow link shrinks the picture (by 2 or 4 each way, `call::rate`): the stamp
+    // drawn at the full size then comes in with smaller blocks. The checksum tells the right scale.
+    [1, 2, 4].into_iter().find_map(|scale| read_stamp_at(frame, scale))
+}
+
+/// Reads a stamp drawn on a picture `scale` times this one's size each way.
+fn read_stamp_at(frame: &RgbaFrame, scale: usize) -> Option<Stamp> {
+    let block = BLOCK / scale;
+    let cols = frame.width * scale / BLOCK;
+    if cols == 0 || stamp_height(frame.width * scale) / scale > frame.height {
         return None;
     }
+    // The middle half of each block each way: the codec blurs its edges.
+    let (lo, hi) = (block / 4, block - block / 4);
     let mut bits = [false; STAMP_BITS];
     for (i, bit) in bits.iter_mut().enumerate() {
-        let (bx, by) = (i % cols * BLOCK, i / cols * BLOCK);
+        let (bx, by) = (i % cols * block, i / cols * block);
         let mut sum = 0.0;
-        for y in by + 4..by + 12 {
-            for x in bx + 4..bx + 12 {
+        for y in by + lo..by + hi {
+            for x in bx + lo..bx + hi {
                 sum += frame.luma(x, y);
             }
         }
-        *bit = sum / 64.0 > (WHITE as f32 + BLACK as f32) / 2.0;
+        *bit = sum / ((hi - lo) * (hi - lo)) as f32 > (WHITE as f32 + BLACK as f32) / 2.0;
     }
     Stamp::from_bits(&bits)
 }

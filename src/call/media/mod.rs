@@ -11,9 +11,9 @@ mod send;
 pub use receive::receive_track;
 pub use send::{start_audio_sender, start_video_sender};
 
+use super::congestion::Congestion;
 use super::machine::CallId;
 use super::quality::ShownFrame;
-use super::rate::LossFeedback;
 use super::stats::Counters;
 use crate::media::frame::{AudioChunk, RgbaFrame};
 use rtc::media::Sample;
@@ -35,11 +35,11 @@ pub struct MediaControls {
     /// Ask the far side for a keyframe (the video receiver sends the PLI): set on loss, on decoder
     /// errors and by the user's refresh; cleared when a keyframe arrives.
     pub keyframe_wanted: AtomicBool,
-    /// The far side's reports of our video loss, for the sender's bitrate controller.
-    pub loss_feedback: Arc<LossFeedback>,
+    /// The congestion controller's target and pacer queue, for the video sender and the stats.
+    pub congestion: Arc<Congestion>,
     /// Loss recovery's measurements and counters (NACK, RTX), shared with the interceptors.
     pub recovery: Arc<crate::call::recovery::Recovery>,
-    /// The bitrate the video encoder aims at now, bit/s (0 until the first report changes it).
+    /// The bitrate the video encoder aims at now, bit/s (0 until the sender starts).
     pub target_bitrate_bps: AtomicU64,
 }
 

@@ -1,13 +1,15 @@
 //! The sender threads: camera, pattern or shared screen → H.264/VP8 → video track (with PLI → IDR,
-//! loss-based bitrate and picture size), and microphone or tone → Opus → audio track.
+//! and the congestion controller's target followed by bitrate, frame rate and picture size), and
+//! microphone or tone → Opus → audio track.
 //!
 //! A source may change what it sends mid-call (camera → shared screen → camera): the encoder is
 //! made anew for the new content (screen tuning, its own rate) and its first frame is a keyframe at
 //! the new size, on the same track and SSRC, so the far side decodes on without renegotiation.
 
 use super::{CallMedia, TrackTarget};
+use crate::call::congestion::estimator::START_BPS;
 use crate::call::peer::asks_for_keyframe;
-use crate::call::rate::{picture_scale, screen_ladder, BitrateController};
+use crate::call::rate::{screen_ladder, Ladder, QualityLimitation, MAX_PACER_QUEUE_MS};
 use crate::call::stats::Counters;
 use crate::media::codec::{new_encoder, EncoderSettings, VideoCodec, VideoEncoder};
 use crate::media::frame::{I420Frame, RgbaFrame, AUDIO_FRAME_SAMPLES};
@@ -45,20 +47,29 @@ pub fn start_video_sender(
         let mut last_sent: Option<Instant> = None;
         let mut last_keyframe: Option<Instant> = None;
         let mut encoder: Option<Box<dyn VideoEncoder>> = None;
-        let mut rate: Option<BitrateController> = None;
-        let mut reports_seen = 0;
-        // Video bytes sent and when, at the last loss report: what was really sent in between.
-        let mut last_report: Option<(Instant, u64)> = None;
+        let mut ladder: Option<Ladder> = None;
         // The picture is sent at 1/scale of its size each way (narrow links).
         let mut scale = 1;
-        // The encoder's target changed, or its picture size did (which resets its target).
-        let mut retarget = false;
+        // The rate last given to the encoder (0: none yet).
+        let mut encoder_bps = 0u32;
+        // The encoder's picture size changed (which resets its rate).
+        let mut rescaled = false;
+        // The source's frame interval, smoothed (s), and the last capture: a busy CPU slows it.
+        let mut interval = frame_duration.as_secs_f64();
+        let mut last_capture: Option<Instant> = None;
+        // Video bytes sent at the start of the current second, and what the last second sent.
+        let mut second: Option<(Instant, u64)> = None;
+        let mut sent_bps: Option<u32> = None;
         let mut rtp_clock = RtpClock::default();
         let mut black: Option<I420Frame> = None;
         let mut last_preview: Option<Instant> = None;
         while !*stop.borrow() {
             let Some(mut frame) = source.next_frame() else { break };
             let captured = Instant::now();
+            if let Some(last) = last_capture.replace(captured) {
+                interval += (captured.duration_since(last).as_secs_f64() - interval) * 0.1;
+            }
+            let source_share = (frame_duration.as_secs_f64() / interval.max(1e-3)).min(1.0);
             if controls.video_off.load(Ordering::Relaxed) {
                 let b = black.get_or_insert_with(|| I420Frame::black(frame.width, frame.height));
                 if b.width != frame.width || b.height != frame.height {
@@ -80,7 +91,8 @@ pub fn start_video_sender(
                 content = source.content();
                 fps = source.fps().max(1);
                 frame_duration = Duration::from_secs(1) / fps;
-                (screen_fps, scale, encoder) = (fps, 1, None);
+                (screen_fps, scale, encoder, ladder) = (fps, 1, None, None);
+                interval = frame_duration.as_secs_f64();
                 tracing::info!(
                     ?content,
                     fps,
@@ -101,67 +113,111 @@ pub fn start_video_sender(
                     continue;
                 }
             }
+            let congestion = &controls.congestion;
             if encoder.as_ref().is_none() {
                 let settings = EncoderSettings::for_content(content, frame.width, frame.height, fps);
-                rate = Some(BitrateController::new(settings.bitrate_bps));
+                ladder = Some(Ladder::new(settings.bitrate_bps));
+                // The first frames go out at the controller's rate (its start rate at the call's
+                // start), not the picture's natural one: a narrow link's queue overflowed under a
+                // 900 kbit/s start. (Made at the natural rate, then lowered: openh264 takes its
+                // ceiling from the rate it starts with, and one started at 300 kbit/s never went
+                // above it.)
                 match new_encoder(codec, settings) {
-                    Ok(e) => encoder = Some(e),
+                    Ok(mut e) => {
+                        let now_bps = congestion.target_bps().unwrap_or(START_BPS as u32);
+                        encoder_bps = settings.bitrate_bps.min(now_bps);
+                        if let Err(err) = e.set_bitrate(encoder_bps) {
+                            tracing::warn!(%err, "could not set the start bitrate");
+                        }
+                        encoder = Some(e);
+                    }
                     Err(e) => {
                         tracing::error!(%e, "video sending stopped");
                         return;
                     }
                 }
             }
-            let Some(enc) = encoder.as_mut() else { return };
+            let (Some(enc), Some(ladder)) = (encoder.as_mut(), ladder.as_mut()) else { return };
             if keyframe_due {
                 keyframe_wanted.store(false, Ordering::Relaxed);
                 enc.request_keyframe();
             }
-            let report = controls.loss_feedback.take_new(&mut reports_seen);
-            if let (Some(fraction_lost), Some(rate)) = (report, rate.as_mut()) {
-                let now = (captured, counters.video_bytes_sent.load(Ordering::Relaxed));
-                let sent_bps = last_report.replace(now).and_then(|(at, bytes)| {
-                    let secs = now.0.duration_since(at).as_secs_f64();
-                    (secs > 0.1).then(|| (now.1.saturating_sub(bytes) as f64 * 8.0 / secs) as u32)
-                });
-                let before = rate.target_bps();
-                let target = rate.on_loss_report(fraction_lost, sent_bps);
-                let wanted = match content {
-                    VideoContent::Camera => picture_scale(scale, target, rate.max_bps()),
-                    VideoContent::Screen => {
-                        let (rate_fps, wanted) = screen_ladder(scale, target, rate.max_bps(), fps);
-                        if rate_fps != screen_fps {
-                            tracing::info!(
-                                target_kbps = target / 1000,
-                                fps = rate_fps,
-                                "shared screen frame rate for the link"
-                            );
-                            screen_fps = rate_fps;
-                        }
-                        wanted
-                    }
-                };
-                let rescaled = wanted != scale;
-                if rescaled {
-                    tracing::info!(
-                        target_kbps = target / 1000,
-                        from = scale,
-                        to = wanted,
-                        "video picture rescaled for the link"
-                    );
-                    scale = wanted;
+            let target_bps = congestion.target_bps().unwrap_or(START_BPS as u32).min(ladder.max_bps());
+            let bytes = counters.video_bytes_sent.load(Ordering::Relaxed);
+            match second {
+                Some((at, was)) if captured.duration_since(at) >= Duration::from_secs(1) => {
+                    let secs = captured.duration_since(at).as_secs_f64();
+                    sent_bps = Some((bytes.saturating_sub(was) as f64 * 8.0 / secs) as u32);
+                    second = Some((captured, bytes));
                 }
-                retarget |= target != before || rescaled;
-                controls.target_bitrate_bps.store(target as u64, Ordering::Relaxed);
+                Some(_) => {}
+                None => second = Some((captured, bytes)),
+            }
+            // The camera follows the ladder (bitrate, then frame rate, then size); a shared screen
+            // keeps its detail: frame rate first, down to 5 fps, then size.
+            let wanted_scale = match content {
+                VideoContent::Camera => {
+                    let rung = ladder.update(captured, target_bps, sent_bps);
+                    counters.set_quality_limitation(QualityLimitation::of(
+                        rung,
+                        target_bps,
+                        ladder.max_bps(),
+                        counters.last_encode_ms(),
+                        frame_duration.as_secs_f64() * 1000.0,
+                        source_share,
+                    ));
+                    rung.scale
+                }
+                VideoContent::Screen => {
+                    let (rate_fps, wanted) = screen_ladder(scale, target_bps, ladder.max_bps(), fps);
+                    if rate_fps != screen_fps {
+                        tracing::info!(
+                            target_kbps = target_bps / 1000,
+                            fps = rate_fps,
+                            "shared screen frame rate for the link"
+                        );
+                        screen_fps = rate_fps;
+                    }
+                    let limited = target_bps < ladder.max_bps();
+                    counters.set_quality_limitation(if limited {
+                        QualityLimitation::Bandwidth
+                    } else {
+                        QualityLimitation::None
+                    });
+                    wanted
+                }
+            };
+            if wanted_scale != scale {
+                tracing::info!(
+                    target_kbps = target_bps / 1000,
+                    from = scale,
+                    to = wanted_scale,
+                    "video picture rescaled for the link"
+                );
+                scale = wanted_scale;
+                rescaled = true;
+            }
+            controls.target_bitrate_bps.store(u64::from(target_bps), Ordering::Relaxed);
+            if content == VideoContent::Camera && !ladder.keep_frame() {
+                continue; // this rung's frame rate
+            }
+            if congestion.queue_ms() > MAX_PACER_QUEUE_MS && !keyframe_due {
+                // Behind this much it would arrive late anyway; skipping it lets the queue drain.
+                Counters::add(&counters.frames_dropped_queue, 1);
+                continue;
             }
             let shrunk = (scale > 1).then(|| frame.downscaled(scale));
             let result = enc.encode(shrunk.as_ref().unwrap_or(&frame));
             // After the encode: a frame of a new size reinitialises the encoder at its base rate.
-            if std::mem::take(&mut retarget) {
-                if let Some(rate) = rate.as_ref() {
-                    if let Err(e) = enc.set_bitrate(rate.target_bps()) {
-                        tracing::warn!(%e, "could not change the video bitrate");
-                    }
+            let wanted = match content {
+                VideoContent::Camera => ladder.encoder_bps(target_bps, source_share),
+                VideoContent::Screen => target_bps,
+            };
+            let moved = wanted.abs_diff(encoder_bps) > encoder_bps / 20;
+            if std::mem::take(&mut rescaled) || moved {
+                match enc.set_bitrate(wanted) {
+                    Ok(()) => encoder_bps = wanted,
+                    Err(e) => tracing::warn!(%e, "could not change the video bitrate"),
                 }
             }
             match result {
@@ -170,6 +226,7 @@ pub fn start_video_sender(
                     Counters::add(&counters.keyframes_sent, encoded.keyframe as u64);
                     Counters::add(&counters.video_bytes_sent, encoded.data.len() as u64);
                     Counters::add(&counters.encode_us, encoded.encode_time.as_micros() as u64);
+                    counters.last_encode_us.store(encoded.encode_time.as_micros() as u64, Ordering::Relaxed);
                     // Camera or screen (whose pictures come at a varying pace), the RTP clock
                     // follows capture times; the next picture is due one interval of what is sent.
                     let interval = match content {
@@ -185,7 +242,7 @@ pub fn start_video_sender(
                         tracing::debug!("video track refused a sample (not bound yet or closing)");
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => Counters::add(&counters.frames_skipped_encoder, 1),
                 Err(e) => tracing::warn!(%e, "a video frame could not be encoded"),
             }
         }

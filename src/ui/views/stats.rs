@@ -1,4 +1,4 @@
-//! The call-statistics overlay: resolution, codecs, frame rates, bitrates, round trip and loss, drawn over
+//! The call-statistics overlay: resolution, codecs, frame rates, bitrates, round trip, loss and congestion control, drawn over
 //! the top-left corner of the remote picture.
 
 use crate::call::CallStats;
@@ -18,6 +18,14 @@ pub fn lines(s: &CallStats) -> Vec<String> {
     if let Some(latency) = s.latency_ms {
         out.push(format!("glass-to-glass {latency:.0} ms"));
     }
+    let kbps = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+    out.push(format!(
+        "send target {} / estimate {} kbit/s  pacer {:.0} ms  limited: {}",
+        kbps(s.target_kbps),
+        kbps(s.estimate_kbps),
+        s.pacer_queue_ms,
+        s.quality_limitation.as_str()
+    ));
     out
 }
 
@@ -52,12 +60,22 @@ mod tests {
             resolution_in: Some((1280, 720)),
             codec_in: Some(crate::media::codec::VideoCodec::Vp8),
             codec_out: Some(crate::media::codec::VideoCodec::H264),
+            target_kbps: Some(250.0),
+            estimate_kbps: Some(310.0),
+            pacer_queue_ms: 12.0,
+            quality_limitation: crate::call::rate::QualityLimitation::Bandwidth,
             ..Default::default()
         };
         let text = lines(&s).join("\n");
-        for part in
-            ["1280\u{d7}720  VP8", "30 fps", "1510 kbit/s", "kbit/s  H.264", "rtt  0.6 ms", "lost 3 packets"]
-        {
+        for part in [
+            "1280\u{d7}720  VP8",
+            "30 fps",
+            "1510 kbit/s",
+            "kbit/s  H.264",
+            "rtt  0.6 ms",
+            "lost 3 packets",
+            "target 250 / estimate 310 kbit/s  pacer 12 ms  limited: bandwidth",
+        ] {
             assert!(text.contains(part), "{part:?} in {text}");
         }
     }

@@ -1,0 +1,370 @@
+//! The pacer: outgoing RTP leaves at a multiple of the congestion controller's target, audio first,
+//! then retransmissions, then video, at `Slot::Pacer` in place of the crate's `PacerInterceptor`.
+//!
+//! The crate's pacer is one FIFO at 1.0 × the target with a burst of 100 ms: audio waits behind a
+//! keyframe, a retransmission behind the frames that followed the loss, and at 1.0 × every frame
+//! leaves no faster than the link drains it, so a frame's last packet waits a frame's worth of
+//! link time in our own queue. Here two of the crate's leaky buckets gate each packet:
+//! - a short one at [`PACING_FACTOR`] × the target with a 20 ms burst (browsers pace at 2.5 ×): a
+//!   normal frame goes out in a fraction of its interval;
+//! - a long one at [`LONG_TERM_FACTOR`] × the target with [`LONG_TERM_BURST`] of it: what exceeds
+//!   the target for longer (a keyframe) is spread over a few hundred ms instead of flooding a narrow
+//!   link's queue (a 300 ms drop-tail queue overflowed under each IDR).
+//!
+//! What waits, and how long it takes to drain, goes to [`super::Congestion`]: the video sender
+//! drops frames while it is long (see `call::rate`).
+
+use super::Congestion;
+use rtc::interceptor::{Attribute, Interceptor, Pacer as LeakyBucket, Packet, StreamInfo, TaggedPacket};
+use rtc::shared::marshal::MarshalSize;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Short-term pacing rate over the target (libwebrtc's pacing factor).
+pub const PACING_FACTOR: f64 = 2.5;
+/// Long-term rate over the target: a little above it, so a queue left by an encoder's overshoot
+/// drains.
+pub const LONG_TERM_FACTOR: f64 = 1.2;
+/// What may leave above the long-term rate at once, in time at the target.
+pub const LONG_TERM_BURST: Duration = Duration::from_millis(100);
+/// The short bucket's burst, in time at its own rate.
+const SHORT_BURST: Duration = Duration::from_millis(20);
+/// Packets held before new video is refused (the sender drops frames long before this).
+const QUEUE_LIMIT: usize = 2_000;
+/// A retransmission that waited this long is discarded: its frame has been given up by now (the
+/// receiver waits one repair round), and after a deep drop (2.5 Mbit/s to 120 kbit/s) 400 kB of
+/// retransmissions queued at a 60 kbit/s target held the video back for 45 s.
+const MAX_REPAIR_AGE: Duration = Duration::from_millis(500);
+/// A video packet that waited this long is discarded: the receiver asks for a keyframe instead.
+const MAX_VIDEO_AGE: Duration = Duration::from_millis(1_500);
+
+/// Which queue a packet waits in, in release order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    Audio,
+    Repair,
+    Video,
+}
+
+/// The pacer interceptor. See the module docs.
+pub struct PriorityPacer {
+    target_bps: f64,
+    short: LeakyBucket,
+    long: LeakyBucket,
+    queues: [VecDeque<TaggedPacket>; 3],
+    queued_bytes: u64,
+    audio_ssrcs: HashSet<u32>,
+    rtx_ssrcs: HashSet<u32>,
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+    congestion: Arc<Congestion>,
+    /// Video packets refused because the queue was full.
+    pub refused: u64,
+    /// Packets discarded because they waited too long.
+    pub stale: u64,
+}
+
+fn bits_of(packet: &TaggedPacket) -> f64 {
+    match &packet.message.packet {
+        Packet::Rtp(rtp) => (rtp.marshal_size() * 8) as f64,
+        _ => 0.0,
+    }
+}
+
+fn buckets(target_bps: f64) -> (LeakyBucket, LeakyBucket) {
+    let short_rate = target_bps * PACING_FACTOR;
+    let long_rate = target_bps * LONG_TERM_FACTOR;
+    (
+        LeakyBucket::new(short_rate).with_burst_bits(short_rate * SHORT_BURST.as_secs_f64()),
+        LeakyBucket::new(long_rate).with_burst_bits(target_bps * LONG_TERM_BURST.as_secs_f64()),
+    )
+}
+
+impl PriorityPacer {
+    /// A pacer starting at `target_bps`, publishing its queue into `congestion`.
+    pub fn new(target_bps: f64, congestion: Arc<Congestion>) -> Self {
+        let (short, long) = buckets(target_bps);
+        Self {
+            target_bps,
+            short,
+            long,
+            queues: Default::default(),
+            queued_bytes: 0,
+            audio_ssrcs: HashSet::new(),
+            rtx_ssrcs: HashSet::new(),
+            read: VecDeque::new(),
+            write: VecDeque::new(),
+            congestion,
+            refused: 0,
+            stale: 0,
+        }
+    }
+
+    fn set_target(&mut self, now: Instant, bps: f64) {
+        if bps <= 0.0 || (bps - self.target_bps).abs() < 1.0 {
+            return;
+        }
+        self.target_bps = bps;
+        // New buckets start full: one extra burst (20 ms) at a change, against keeping a budget
+        // sized for the old rate.
+        let (mut short, mut long) = buckets(bps);
+        short.refill(now);
+        long.refill(now);
+        self.short = short;
+        self.long = long;
+    }
+
+    fn class(&self, packet: &TaggedPacket) -> Class {
+        let Packet::Rtp(rtp) = &packet.message.packet else { return Class::Audio };
+        if self.audio_ssrcs.contains(&rtp.header.ssrc) {
+            Class::Audio
+        } else if packet.message.has(&Attribute::Retransmission) || self.rtx_ssrcs.contains(&rtp.header.ssrc)
+        {
+            Class::Repair
+        } else {
+            Class::Video
+        }
+    }
+
+    fn head(&self) -> Option<&TaggedPacket> {
+        self.queues.iter().find_map(|q| q.front())
+    }
+
+    fn publish(&self) {
+        let drain = self.queued_bytes as f64 * 8.0 / (self.target_bps * LONG_TERM_FACTOR).max(1.0);
+        self.congestion.publish_queue(self.queued_bytes, (drain * 1e6) as u64);
+    }
+
+    /// Drops what waited past its use (packets keep their enqueue instant until released).
+    fn discard_stale(&mut self, now: Instant) {
+        for (class, age) in [(Class::Repair, MAX_REPAIR_AGE), (Class::Video, MAX_VIDEO_AGE)] {
+            let queue = &mut self.queues[class as usize];
+            while queue.front().is_some_and(|p| now.saturating_duration_since(p.now) > age) {
+                if let Some(p) = queue.pop_front() {
+                    self.queued_bytes = self.queued_bytes.saturating_sub((bits_of(&p) / 8.0) as u64);
+                    self.stale += 1;
+                }
+            }
+        }
+    }
+
+    fn release(&mut self, now: Instant) {
+        self.discard_stale(now);
+        self.short.refill(now);
+        self.long.refill(now);
+        while let Some(bits) = self.head().map(bits_of) {
+            if !(self.short.can_release(bits) && self.long.can_release(bits)) {
+                break;
+            }
+            let Some(mut packet) = self.queues.iter_mut().find_map(|q| q.pop_front()) else { break };
+            self.short.consume(bits);
+            self.long.consume(bits);
+            self.queued_bytes = self.queued_bytes.saturating_sub((bits / 8.0) as u64);
+            // The release instant: the send history below records it, not the enqueue one.
+            packet.now = now;
+            self.write.push_back(packet);
+        }
+        self.publish();
+    }
+}
+
+impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        // The estimate rides the feedback packet that produced it (see the crate's
+        // `CongestionControlInterceptor`, wire-ward of here).
+        if let Some(Attribute::TargetBitrateChanged { bits_per_second }) =
+            msg.message.get(&Attribute::TargetBitrateChanged { bits_per_second: 0.0 })
+        {
+            let bps = *bits_per_second;
+            self.set_target(msg.now, bps);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if matches!(msg.message.packet, Packet::Rtcp(_)) {
+            // Feedback is only useful fresh, and is small: never paced.
+            self.write.push_back(msg);
+            return Ok(());
+        }
+        let class = self.class(&msg);
+        if class == Class::Video && self.queues[Class::Video as usize].len() >= QUEUE_LIMIT {
+            self.refused += 1;
+            return Ok(());
+        }
+        let now = msg.now;
+        self.queued_bytes += (bits_of(&msg) / 8.0) as u64;
+        self.queues[class as usize].push_back(msg);
+        self.release(now);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
+        self.release(now);
+        Ok(())
+    }
+
+    fn poll_timeout(&mut self) -> Option<Self::Time> {
+        let bits = self.head().map(bits_of)?;
+        // When both buckets let the head go; a bucket never refilled yet has no deadline, and the
+        // next write refills it.
+        let at = match (self.short.releasable_at(bits), self.long.releasable_at(bits)) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        // A microsecond late: the buckets' float arithmetic can leave a refill at the exact instant
+        // a hair short of the packet, and a deadline that releases nothing would be asked again at once.
+        at.map(|t| t + Duration::from_micros(1))
+    }
+}
+
+impl Interceptor for PriorityPacer {
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        if info.mime_type.eq_ignore_ascii_case("audio/opus") {
+            self.audio_ssrcs.insert(info.ssrc);
+        }
+        if let Some(rtx) = info.ssrc_rtx {
+            self.rtx_ssrcs.insert(rtx);
+        }
+    }
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.audio_ssrcs.remove(&info.ssrc);
+        if let Some(rtx) = info.ssrc_rtx {
+            self.rtx_ssrcs.remove(&rtx);
+        }
+    }
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::interceptor::AttributedPacket;
+    use rtc::sansio::Protocol;
+
+    fn rtp(ssrc: u32, seq: u16, payload: usize, now: Instant) -> TaggedPacket {
+        let mut p = rtc::rtp::Packet::default();
+        p.header.ssrc = ssrc;
+        p.header.sequence_number = seq;
+        p.payload = vec![0u8; payload].into();
+        TaggedPacket { now, transport: Default::default(), message: AttributedPacket::new(Packet::Rtp(p)) }
+    }
+
+    fn audio_info() -> StreamInfo {
+        StreamInfo { ssrc: 7, mime_type: "audio/opus".into(), clock_rate: 48_000, ..Default::default() }
+    }
+
+    /// Runs the pacer's timers until `until`, returning (when, ssrc) of each packet out.
+    fn drain(p: &mut PriorityPacer, until: Instant) -> Vec<(Instant, u32)> {
+        let mut out = Vec::new();
+        loop {
+            while let Some(m) = p.poll_write() {
+                if let Packet::Rtp(r) = &m.message.packet {
+                    out.push((m.now, r.header.ssrc));
+                }
+            }
+            match p.poll_timeout() {
+                Some(t) if t <= until => p.handle_timeout(t).expect("pacer"),
+                _ => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_leaves_at_two_and_a_half_times_the_target_and_audio_overtakes_it() {
+        let congestion = Arc::new(Congestion::default());
+        let mut p = PriorityPacer::new(1_000_000.0, Arc::clone(&congestion));
+        p.bind_local_stream(&audio_info());
+        let t0 = Instant::now();
+        // A 12 kB frame (96 kbit: 96 ms at the target) and, just after it, one audio packet.
+        for seq in 0..10 {
+            p.handle_write(rtp(1, seq, 1188, t0)).expect("pacer");
+        }
+        assert!(congestion.figures().queued_bytes > 0, "the frame waits: {:?}", congestion.figures());
+        p.handle_write(rtp(7, 0, 100, t0 + Duration::from_millis(1))).expect("pacer");
+        let out = drain(&mut p, t0 + Duration::from_secs(1));
+        assert_eq!(out.len(), 11);
+        let audio_at = out.iter().position(|&(_, s)| s == 7).expect("audio sent");
+        // The first 20 ms burst (five packets) left before the audio came; it goes next.
+        assert!(audio_at <= 6, "audio went out behind {audio_at} video packets");
+        let last = out.iter().map(|&(t, _)| t).max().expect("sent") - t0;
+        // 96 kbit at 2.5 Mbit/s less a 20 ms burst: ~20 ms (1.0 × would take 96 ms).
+        assert!(last < Duration::from_millis(45), "the frame took {last:?}");
+        assert_eq!(congestion.figures().queued_bytes, 0);
+    }
+
+    #[test]
+    fn a_keyframe_is_spread_over_the_long_term_rate() {
+        let congestion = Arc::new(Congestion::default());
+        let mut p = PriorityPacer::new(300_000.0, Arc::clone(&congestion));
+        let t0 = Instant::now();
+        // 30 kB: 800 ms of a 300 kbit/s link.
+        for seq in 0..25 {
+            p.handle_write(rtp(1, seq, 1188, t0)).expect("pacer");
+        }
+        assert!(congestion.queue_ms() > 500.0, "{}", congestion.queue_ms());
+        let out = drain(&mut p, t0 + Duration::from_secs(2));
+        assert_eq!(out.len(), 25);
+        let last = out.iter().map(|&(t, _)| t).max().expect("sent") - t0;
+        // (240 kbit − a 30 kbit burst) at 360 kbit/s ≈ 580 ms; at 2.5 × it would be ~300 ms.
+        assert!(last > Duration::from_millis(500) && last < Duration::from_millis(700), "{last:?}");
+    }
+
+    #[test]
+    fn stale_retransmissions_and_video_are_discarded() {
+        let congestion = Arc::new(Congestion::default());
+        let mut p = PriorityPacer::new(100_000.0, Arc::clone(&congestion));
+        let t0 = Instant::now();
+        // 60 kB of video at 100 kbit/s: 4.8 s to drain; what waits over 1.5 s is given up.
+        for seq in 0..50 {
+            p.handle_write(rtp(1, seq, 1188, t0)).expect("pacer");
+        }
+        let out = drain(&mut p, t0 + Duration::from_secs(3));
+        assert!(out.len() < 25, "{} sent", out.len());
+        assert_eq!(p.stale as usize, 50 - out.len());
+        assert_eq!(congestion.figures().queued_bytes, 0);
+    }
+
+    #[test]
+    fn retransmissions_go_before_waiting_video() {
+        let mut p = PriorityPacer::new(300_000.0, Arc::new(Congestion::default()));
+        let t0 = Instant::now();
+        for seq in 0..10 {
+            p.handle_write(rtp(1, seq, 1188, t0)).expect("pacer");
+        }
+        let mut repair = rtp(1, 99, 1188, t0);
+        repair.message.add(Attribute::Retransmission);
+        p.handle_write(repair).expect("pacer");
+        let mut seqs = Vec::new();
+        loop {
+            while let Some(m) = p.poll_write() {
+                if let Packet::Rtp(r) = &m.message.packet {
+                    seqs.push(r.header.sequence_number);
+                }
+            }
+            match p.poll_timeout() {
+                Some(t) => p.handle_timeout(t).expect("pacer"),
+                None => break,
+            }
+        }
+        let at = seqs.iter().position(|&s| s == 99).expect("sent");
+        assert!(at < 4, "{seqs:?}");
+    }
+}
