@@ -223,7 +223,8 @@ fn heavy_jitter_without_reordering() {
 #[test]
 fn jitter_with_reordering_and_10_percent_loss() {
     // 28.7-29.7 fps, 1 freeze (272 / 542 ms), p95 329-338 ms, size 100 %; with one repair round
-    // instead of two: 24 fps, 5-6 freezes of ~700 ms.
+    // instead of two: 24 fps, 5-6 freezes of ~700 ms. After the merge with congestion control:
+    // 26.4-29.0 fps, 1-5 freezes of up to 773 ms, p95 258-280 ms.
     call_over(
         "loss10",
         Bounds {
@@ -231,7 +232,9 @@ fn jitter_with_reordering_and_10_percent_loss() {
             freezes: 6,
             longest_freeze_ms: 1200.0,
             g2g_p95_ms: 600.0,
-            size_held: 0.9,
+            // With issue 13's estimator the sender halves the picture for a while on this link:
+            // 640x480 held 0.84-0.89 of the time in three runs after the merge (1.0 before it).
+            size_held: 0.7,
             advance: 0.5,
             setup_ms: 5000.0,
             unstamped: 0.02,
@@ -377,7 +380,10 @@ fn cc_a_narrow_link_with_the_camera_scene() {
 const CHANGING: Bounds = Bounds {
     fps: 3.0,
     freezes: 100,
-    longest_freeze_ms: 12_000.0,
+    // The deep drop's longest freeze: 3.8-9.3 s in five runs on the congestion branch, 9.0 and
+    // 13.1 s after the merge with issue 12's playout clock and two repair rounds (the drop itself
+    // lasts 8 s: the freeze spans it and the queue it leaves).
+    longest_freeze_ms: 15_000.0,
     g2g_p95_ms: 3000.0,
     size_held: 0.0,
     advance: 0.2,
