@@ -201,7 +201,7 @@ pub fn start_video_sender(
             if content == VideoContent::Camera && !ladder.keep_frame() {
                 continue; // this rung's frame rate
             }
-            if congestion.queue_ms() > MAX_PACER_QUEUE_MS && !keyframe_due {
+            if congestion.queue_ms() > MAX_PACER_QUEUE_MS {
                 // Behind this much it would arrive late anyway; skipping it lets the queue drain.
                 Counters::add(&counters.frames_dropped_queue, 1);
                 continue;
