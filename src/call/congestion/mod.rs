@@ -32,6 +32,8 @@ pub struct Congestion {
     queue_us: AtomicU64,
     /// Times the delay signal said the path's queue was growing.
     overuses: AtomicU64,
+    /// The sender shares a screen: its keyframes are hundreds of kB and go out unpaced (see the pacer).
+    screen: std::sync::atomic::AtomicBool,
 }
 
 /// One reading of [`Congestion`].
@@ -54,6 +56,16 @@ pub struct CongestionFigures {
 }
 
 impl Congestion {
+    /// Tells the pacer whether the video is a shared screen (set by the video sender).
+    pub fn set_screen(&self, on: bool) {
+        self.screen.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the video is a shared screen.
+    pub fn screen(&self) -> bool {
+        self.screen.load(Ordering::Relaxed)
+    }
+
     /// The target now (bit/s), if the estimator has said one.
     pub fn target_bps(&self) -> Option<u32> {
         match self.target_bps.load(Ordering::Relaxed) {

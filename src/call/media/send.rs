@@ -114,6 +114,7 @@ pub fn start_video_sender(
                 }
             }
             let congestion = &controls.congestion;
+            congestion.set_screen(content == VideoContent::Screen);
             if encoder.as_ref().is_none() {
                 let settings = EncoderSettings::for_content(content, frame.width, frame.height, fps);
                 ladder = Some(Ladder::new(settings.bitrate_bps));
