@@ -158,7 +158,8 @@ impl PriorityPacer {
         // with it, and the screen tests never saw a whole picture. Pacing screens is left to do.
         let unpaced = self.congestion.screen();
         while let Some(bits) = self.head().map(bits_of) {
-            if !unpaced && !(self.short.can_release(bits) && self.long.can_release(bits)) {
+            let paced_ok = self.short.can_release(bits) && self.long.can_release(bits);
+            if !(unpaced || paced_ok) {
                 break;
             }
             let Some(mut packet) = self.queues.iter_mut().find_map(|q| q.pop_front()) else { break };

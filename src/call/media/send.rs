@@ -170,6 +170,11 @@ pub fn start_video_sender(
                     rung.scale
                 }
                 VideoContent::Screen => {
+                    // A shared screen does not follow the congestion estimate yet (it goes out
+                    // unpaced too, see the pacer): its keyframes of text are hundreds of kB, and from
+                    // the start rate the estimate, the picture and its frame rate collapsed (0.5 fps
+                    // at a browser). It keeps its own ladder at its natural rate until that is tuned.
+                    let target_bps = ladder.max_bps();
                     let (rate_fps, wanted) = screen_ladder(scale, target_bps, ladder.max_bps(), fps);
                     if rate_fps != screen_fps {
                         tracing::info!(
@@ -212,7 +217,7 @@ pub fn start_video_sender(
             // After the encode: a frame of a new size reinitialises the encoder at its base rate.
             let wanted = match content {
                 VideoContent::Camera => ladder.encoder_bps(target_bps, source_share),
-                VideoContent::Screen => target_bps,
+                VideoContent::Screen => ladder.max_bps(),
             };
             let moved = wanted.abs_diff(encoder_bps) > encoder_bps / 20;
             if std::mem::take(&mut rescaled) || moved {
