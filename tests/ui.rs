@@ -220,8 +220,12 @@ async fn a_running_server_is_used_and_a_taken_name_is_shown() {
     wait_users(&first, &["window"]).await;
     let (_xvfb, display) = start_xvfb("1600x1000x24");
     let (_app, _) = start_app(&display, port, &["--video", "320x240@15"], "ui-app-name.log");
-    let title =
-        wait_title(&display, "the window to register", |t| t.starts_with("Peercall \u{2014} window")).await;
+    // The title may show the name asked for until the server's answer renames it: wait for the rename
+    // (a window that kept "window" never gets there, and the wait fails).
+    let title = wait_title(&display, "the window to register under another name", |t| {
+        t.starts_with("Peercall \u{2014} window") && !t.starts_with("Peercall \u{2014} window in ")
+    })
+    .await;
     let given = title.trim_start_matches("Peercall \u{2014} ").trim_end_matches(" in lobby").to_owned();
     assert_ne!(given, "window", "the server gave the window another name");
     wait_users(&first, &["window", &given]).await;
