@@ -180,66 +180,9 @@ impl QualityLimitation {
     }
 }
 
-/// The lowest frame rate a shared screen falls to before it gives up resolution.
-pub const SCREEN_MIN_FPS: u32 = 5;
-
-/// A shared screen's answer to a narrow link: `(frame rate, picture scale)` for a target of
-/// `target_bps` out of `max_bps`, captured at `full_fps`, coming from scale `current`. Text must stay
-/// readable, so the frame rate falls first, in proportion to the target, down to [`SCREEN_MIN_FPS`]
-/// (15 → 5 fps buys a third of the rate); only below that does the picture shrink, by
-/// [`picture_scale`] on the rate per frame that is left.
-pub fn screen_ladder(current: usize, target_bps: u32, max_bps: u32, full_fps: u32) -> (u32, usize) {
-    let full_fps = full_fps.max(SCREEN_MIN_FPS);
-    let share = f64::from(target_bps) / f64::from(max_bps.max(1));
-    let fps = ((f64::from(full_fps) * share).round() as u32).clamp(SCREEN_MIN_FPS, full_fps);
-    let per_frame = u64::from(target_bps) * u64::from(full_fps) / u64::from(SCREEN_MIN_FPS);
-    (fps, picture_scale(current, per_frame.min(u64::from(u32::MAX)) as u32, max_bps))
-}
-
-/// How much to shrink the picture (1, 2 or 4 each way) for a target of `target_bps` out of the full
-/// picture's `max_bps`, coming from `current`. Below about an eighth of a picture's natural rate
-/// openh264 stops following the target (it skips frames instead and its keyframes stay large), so a
-/// narrow link gets a smaller picture, as browsers do. Shrinking is at once; growing back waits for
-/// the target to clear the threshold by a margin, so the picture does not flap at the edge.
-pub fn picture_scale(current: usize, target_bps: u32, max_bps: u32) -> usize {
-    let share = f64::from(target_bps) / f64::from(max_bps.max(1));
-    let shrink_to = if share < 1.0 / 16.0 {
-        4
-    } else if share < 0.25 {
-        2
-    } else {
-        1
-    };
-    let grow_to = if share > 0.4 {
-        1
-    } else if share > 0.1 {
-        2
-    } else {
-        4
-    };
-    if shrink_to > current {
-        shrink_to
-    } else {
-        grow_to.min(current)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_shared_screen_gives_up_frame_rate_before_resolution() {
-        let max = 3_000_000;
-        assert_eq!(screen_ladder(1, max, max, 15), (15, 1));
-        assert_eq!(screen_ladder(1, max / 2, max, 15), (8, 1));
-        assert_eq!(screen_ladder(1, max / 3, max, 15), (5, 1));
-        // At 5 fps the full picture holds down to a twelfth of the rate (a quarter per frame)...
-        assert_eq!(screen_ladder(1, max / 10, max, 15), (5, 1));
-        // ...and only then shrinks.
-        assert_eq!(screen_ladder(1, max / 14, max, 15), (5, 2));
-        assert_eq!(screen_ladder(2, max, max, 15), (15, 1));
-    }
 
     #[test]
     fn the_ladder_steps_bitrate_then_frame_rate_then_size() {

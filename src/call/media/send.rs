@@ -9,7 +9,7 @@
 use super::{CallMedia, TrackTarget};
 use crate::call::congestion::estimator::START_BPS;
 use crate::call::peer::asks_for_keyframe;
-use crate::call::rate::{screen_ladder, Ladder, QualityLimitation, MAX_PACER_QUEUE_MS};
+use crate::call::rate::{Ladder, QualityLimitation, MAX_PACER_QUEUE_MS};
 use crate::call::stats::Counters;
 use crate::media::codec::{new_encoder, EncoderSettings, VideoCodec, VideoEncoder};
 use crate::media::frame::{I420Frame, RgbaFrame, AUDIO_FRAME_SAMPLES};
@@ -42,9 +42,7 @@ pub fn start_video_sender(
         let mut frame_duration = Duration::from_secs(1) / fps;
         // What the encoder is tuned for; a source that changes content gets a new encoder.
         let mut content = source.content();
-        // A shared screen's frame rate, lowered on a narrow link before its resolution is.
-        let mut screen_fps = fps;
-        let mut last_sent: Option<Instant> = None;
+        controls.congestion.set_screen(content == VideoContent::Screen);
         let mut last_keyframe: Option<Instant> = None;
         let mut encoder: Option<Box<dyn VideoEncoder>> = None;
         let mut ladder: Option<Ladder> = None;
@@ -91,8 +89,10 @@ pub fn start_video_sender(
                 content = source.content();
                 fps = source.fps().max(1);
                 frame_duration = Duration::from_secs(1) / fps;
-                (screen_fps, scale, encoder, ladder) = (fps, 1, None, None);
+                (scale, encoder, ladder) = (1, None, None);
                 interval = frame_duration.as_secs_f64();
+                // The pacer lets a screen's bursts through unpaced (see `Congestion::set_screen`).
+                controls.congestion.set_screen(content == VideoContent::Screen);
                 tracing::info!(
                     ?content,
                     fps,
@@ -105,16 +105,7 @@ pub fn start_video_sender(
             let keyframe_due = keyframe_wanted.load(Ordering::Relaxed)
                 && (content == VideoContent::Camera
                     || last_keyframe.is_none_or(|t| captured.duration_since(t) >= SCREEN_KEYFRAME_SPACING));
-            // A screen at a lowered rate skips pictures (not a keyframe that is due).
-            if content == VideoContent::Screen && encoder.is_some() && !keyframe_due {
-                let interval = Duration::from_secs(1) / screen_fps.max(1);
-                if last_sent.is_some_and(|t| captured.duration_since(t) + Duration::from_millis(5) < interval)
-                {
-                    continue;
-                }
-            }
             let congestion = &controls.congestion;
-            congestion.set_screen(content == VideoContent::Screen);
             if encoder.as_ref().is_none() {
                 let settings = EncoderSettings::for_content(content, frame.width, frame.height, fps);
                 ladder = Some(Ladder::new(settings.bitrate_bps));
@@ -170,27 +161,12 @@ pub fn start_video_sender(
                     rung.scale
                 }
                 VideoContent::Screen => {
-                    // A shared screen does not follow the congestion estimate yet (it goes out
-                    // unpaced too, see the pacer): its keyframes of text are hundreds of kB, and from
-                    // the start rate the estimate, the picture and its frame rate collapsed (0.5 fps
-                    // at a browser). It keeps its own ladder at its natural rate until that is tuned.
-                    let target_bps = ladder.max_bps();
-                    let (rate_fps, wanted) = screen_ladder(scale, target_bps, ladder.max_bps(), fps);
-                    if rate_fps != screen_fps {
-                        tracing::info!(
-                            target_kbps = target_bps / 1000,
-                            fps = rate_fps,
-                            "shared screen frame rate for the link"
-                        );
-                        screen_fps = rate_fps;
-                    }
-                    let limited = target_bps < ladder.max_bps();
-                    counters.set_quality_limitation(if limited {
-                        QualityLimitation::Bandwidth
-                    } else {
-                        QualityLimitation::None
-                    });
-                    wanted
+                    // A shared screen does not follow the congestion estimate yet (and goes out
+                    // unpaced, see the pacer): its keyframes of text are hundreds of kB, and from the
+                    // start rate the estimate, the picture and its frame rate collapsed (0.5 fps at a
+                    // browser). Full picture, full rate, until screens are tuned under the estimate.
+                    counters.set_quality_limitation(QualityLimitation::None);
+                    1
                 }
             };
             if wanted_scale != scale {
@@ -234,13 +210,8 @@ pub fn start_video_sender(
                     Counters::add(&counters.encode_us, encoded.encode_time.as_micros() as u64);
                     counters.last_encode_us.store(encoded.encode_time.as_micros() as u64, Ordering::Relaxed);
                     // Camera or screen (whose pictures come at a varying pace), the RTP clock
-                    // follows capture times; the next picture is due one interval of what is sent.
-                    let interval = match content {
-                        VideoContent::Screen => Duration::from_secs(1) / screen_fps.max(1),
-                        VideoContent::Camera => frame_duration,
-                    };
-                    let duration = rtp_clock.duration(captured, interval);
-                    last_sent = Some(captured);
+                    // follows capture times.
+                    let duration = rtp_clock.duration(captured, frame_duration);
                     if encoded.keyframe {
                         last_keyframe = Some(captured);
                     }

@@ -10,8 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Pictures a second captured while sharing: screen content changes in steps (typing, scrolling, a
-/// slide), so 15 is plenty, and the sender may let it fall to 5 on a narrow link before it gives up
-/// resolution (see `call::rate::screen_ladder`).
+/// slide), so 15 is plenty.
 pub const SHARING_FPS: u32 = 15;
 
 #[derive(Default)]
