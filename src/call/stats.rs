@@ -188,6 +188,8 @@ pub struct CallStats {
     pub pacer_queue_ms: f64,
     /// Overuse events (the path's queue grew) so far.
     pub overuses: u64,
+    /// Retransmissions the pacer shed over its repair budget so far.
+    pub repairs_shed: u64,
     /// Frames dropped at the sender behind a long pacer queue so far.
     pub frames_dropped_queue: u64,
     /// Frames the encoder's rate control skipped so far.
@@ -283,11 +285,12 @@ impl fmt::Display for CallStats {
         let kbps = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
         write!(
             f,
-            " | cc estimate {} acked {} kbit/s pacer {:.0} ms overuse {} dropped {} skipped {} limited {}",
+            " | cc estimate {} acked {} kbit/s pacer {:.0} ms overuse {} rtx shed {} dropped {} skipped {} limited {}",
             kbps(self.estimate_kbps),
             kbps(self.acked_kbps),
             self.pacer_queue_ms,
             self.overuses,
+            self.repairs_shed,
             self.frames_dropped_queue,
             self.frames_skipped_encoder,
             self.quality_limitation.as_str()
@@ -342,6 +345,7 @@ impl StatsMeter {
             acked_kbps: (cc.acked_bps > 0).then(|| cc.acked_bps as f64 / 1000.0),
             pacer_queue_ms: cc.queue_ms,
             overuses: cc.overuses,
+            repairs_shed: cc.repairs_shed,
             frames_dropped_queue: total(&counters.frames_dropped_queue),
             frames_skipped_encoder: total(&counters.frames_skipped_encoder),
             quality_limitation: QualityLimitation::from_code(

@@ -30,6 +30,8 @@ pub struct Congestion {
     queued_bytes: AtomicU64,
     /// How long the pacer's queue takes to drain at its long-term rate, µs.
     queue_us: AtomicU64,
+    /// Retransmissions the pacer shed (over its repair budget).
+    repairs_shed: AtomicU64,
     /// Times the delay signal said the path's queue was growing.
     overuses: AtomicU64,
     /// The sender shares a screen: its keyframes are hundreds of kB and go out unpaced (see the pacer).
@@ -53,6 +55,8 @@ pub struct CongestionFigures {
     pub queue_ms: f64,
     /// See [`Congestion`].
     pub overuses: u64,
+    /// See [`Congestion`].
+    pub repairs_shed: u64,
 }
 
 impl Congestion {
@@ -90,6 +94,7 @@ impl Congestion {
             queued_bytes: l(&self.queued_bytes),
             queue_ms: self.queue_ms(),
             overuses: l(&self.overuses),
+            repairs_shed: l(&self.repairs_shed),
         }
     }
 
@@ -102,9 +107,10 @@ impl Congestion {
         self.overuses.store(e.overuses, Ordering::Relaxed);
     }
 
-    fn publish_queue(&self, bytes: u64, drain_us: u64) {
+    fn publish_queue(&self, bytes: u64, drain_us: u64, repairs_shed: u64) {
         self.queued_bytes.store(bytes, Ordering::Relaxed);
         self.queue_us.store(drain_us, Ordering::Relaxed);
+        self.repairs_shed.store(repairs_shed, Ordering::Relaxed);
     }
 }
 

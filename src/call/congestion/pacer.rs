@@ -38,6 +38,14 @@ const QUEUE_LIMIT: usize = 2_000;
 const MAX_REPAIR_AGE: Duration = Duration::from_millis(500);
 /// A video packet that waited this long is discarded: the receiver asks for a keyframe instead.
 const MAX_VIDEO_AGE: Duration = Duration::from_millis(1_500);
+/// Retransmissions waiting may add up to this much of sending at the target; more are shed. At a
+/// deep drop (2.5 Mbit/s to 120 kbit/s) the far side asked for ~270 lost packets at once and 236 kB
+/// of retransmissions queued ahead of the video at a 60 kbit/s target: 26 s of sending, of which
+/// the age limit above let ~30 kB out before each one went stale — nothing else left for 7 s, and
+/// no new picture came until the link returned. libwebrtc bounds its retransmissions' rate too.
+const REPAIR_BUDGET: Duration = Duration::from_millis(250);
+/// ...but never fewer bytes than this (two full packets), so a slow link still repairs.
+const MIN_REPAIR_BUDGET: u64 = 2_400;
 
 /// Which queue a packet waits in, in release order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +62,8 @@ pub struct PriorityPacer {
     long: LeakyBucket,
     queues: [VecDeque<TaggedPacket>; 3],
     queued_bytes: u64,
+    /// Bytes of retransmissions waiting.
+    repair_bytes: u64,
     audio_ssrcs: HashSet<u32>,
     rtx_ssrcs: HashSet<u32>,
     read: VecDeque<TaggedPacket>,
@@ -63,6 +73,8 @@ pub struct PriorityPacer {
     pub refused: u64,
     /// Packets discarded because they waited too long.
     pub stale: u64,
+    /// Retransmissions shed over [`REPAIR_BUDGET`].
+    pub shed: u64,
 }
 
 fn bits_of(packet: &TaggedPacket) -> f64 {
@@ -91,6 +103,7 @@ impl PriorityPacer {
             long,
             queues: Default::default(),
             queued_bytes: 0,
+            repair_bytes: 0,
             audio_ssrcs: HashSet::new(),
             rtx_ssrcs: HashSet::new(),
             read: VecDeque::new(),
@@ -98,6 +111,7 @@ impl PriorityPacer {
             congestion,
             refused: 0,
             stale: 0,
+            shed: 0,
         }
     }
 
@@ -133,16 +147,27 @@ impl PriorityPacer {
 
     fn publish(&self) {
         let drain = self.queued_bytes as f64 * 8.0 / (self.target_bps * LONG_TERM_FACTOR).max(1.0);
-        self.congestion.publish_queue(self.queued_bytes, (drain * 1e6) as u64);
+        self.congestion.publish_queue(self.queued_bytes, (drain * 1e6) as u64, self.shed);
+    }
+
+    /// Takes `packet` off the queue's byte counts.
+    fn account_out(&mut self, class: Class, packet: &TaggedPacket) {
+        let bytes = (bits_of(packet) / 8.0) as u64;
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+        if class == Class::Repair {
+            self.repair_bytes = self.repair_bytes.saturating_sub(bytes);
+        }
     }
 
     /// Drops what waited past its use (packets keep their enqueue instant until released).
     fn discard_stale(&mut self, now: Instant) {
         for (class, age) in [(Class::Repair, MAX_REPAIR_AGE), (Class::Video, MAX_VIDEO_AGE)] {
-            let queue = &mut self.queues[class as usize];
-            while queue.front().is_some_and(|p| now.saturating_duration_since(p.now) > age) {
-                if let Some(p) = queue.pop_front() {
-                    self.queued_bytes = self.queued_bytes.saturating_sub((bits_of(&p) / 8.0) as u64);
+            while self.queues[class as usize]
+                .front()
+                .is_some_and(|p| now.saturating_duration_since(p.now) > age)
+            {
+                if let Some(p) = self.queues[class as usize].pop_front() {
+                    self.account_out(class, &p);
                     self.stale += 1;
                 }
             }
@@ -162,10 +187,16 @@ impl PriorityPacer {
             if !(unpaced || paced_ok) {
                 break;
             }
-            let Some(mut packet) = self.queues.iter_mut().find_map(|q| q.pop_front()) else { break };
+            let Some(class) = [Class::Audio, Class::Repair, Class::Video]
+                .into_iter()
+                .find(|&c| !self.queues[c as usize].is_empty())
+            else {
+                break;
+            };
+            let Some(mut packet) = self.queues[class as usize].pop_front() else { break };
             self.short.consume(bits);
             self.long.consume(bits);
-            self.queued_bytes = self.queued_bytes.saturating_sub((bits / 8.0) as u64);
+            self.account_out(class, &packet);
             // The release instant: the send history below records it, not the enqueue one.
             packet.now = now;
             self.write.push_back(packet);
@@ -210,7 +241,18 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
             return Ok(());
         }
         let now = msg.now;
-        self.queued_bytes += (bits_of(&msg) / 8.0) as u64;
+        let bytes = (bits_of(&msg) / 8.0) as u64;
+        if class == Class::Repair {
+            let budget =
+                ((self.target_bps / 8.0 * REPAIR_BUDGET.as_secs_f64()) as u64).max(MIN_REPAIR_BUDGET);
+            if self.repair_bytes + bytes > budget {
+                self.shed += 1;
+                self.publish();
+                return Ok(());
+            }
+            self.repair_bytes += bytes;
+        }
+        self.queued_bytes += bytes;
         self.queues[class as usize].push_back(msg);
         self.release(now);
         Ok(())
@@ -345,6 +387,32 @@ mod tests {
         assert!(out.len() < 25, "{} sent", out.len());
         assert_eq!(p.stale as usize, 50 - out.len());
         assert_eq!(congestion.figures().queued_bytes, 0);
+    }
+
+    #[test]
+    fn retransmissions_past_the_repair_budget_are_shed_and_video_still_flows() {
+        let congestion = Arc::new(Congestion::default());
+        let mut p = PriorityPacer::new(60_000.0, Arc::clone(&congestion));
+        let t0 = Instant::now();
+        // The far side asks for 200 lost packets at once (a deep drop): 240 kB, 32 s at 60 kbit/s.
+        for seq in 0..200 {
+            let mut repair = rtp(1, seq, 1188, t0);
+            repair.message.add(Attribute::Retransmission);
+            p.handle_write(repair).expect("pacer");
+        }
+        // 250 ms at 60 kbit/s is 1.9 kB: the two-packet floor holds (and the first left at once,
+        // on the buckets' burst).
+        assert_eq!(p.shed, 197);
+        assert_eq!(congestion.figures().repairs_shed, 197);
+        // A new frame right behind them leaves within its own pacing time, not after the flood.
+        for seq in 1000..1003 {
+            p.handle_write(rtp(1, seq, 1188, t0 + Duration::from_millis(1))).expect("pacer");
+        }
+        let out = drain(&mut p, t0 + Duration::from_secs(2));
+        assert_eq!(out.len(), 6);
+        let last = out.iter().map(|&(t, _)| t).max().expect("sent") - t0;
+        // 6 × 9.6 kbit less the 6 kbit burst at 72 kbit/s ≈ 720 ms.
+        assert!(last < Duration::from_millis(850), "{last:?}");
     }
 
     #[test]

@@ -56,8 +56,11 @@ pub fn start_video_sender(
         let mut interval = frame_duration.as_secs_f64();
         let mut last_capture: Option<Instant> = None;
         // Video bytes sent at the start of the current second, and what the last second sent.
-        let mut second: Option<(Instant, u64)> = None;
+        let mut second: Option<(Instant, u64, u64)> = None;
         let mut sent_bps: Option<u32> = None;
+        // Frames were dropped behind the pacer's queue in the last second: the link, not the
+        // source, held the sending down.
+        let mut held_back = false;
         let mut rtp_clock = RtpClock::default();
         let mut black: Option<I420Frame> = None;
         let mut last_preview: Option<Instant> = None;
@@ -136,20 +139,26 @@ pub fn start_video_sender(
             }
             let target_bps = congestion.target_bps().unwrap_or(START_BPS as u32).min(ladder.max_bps());
             let bytes = counters.video_bytes_sent.load(Ordering::Relaxed);
+            let dropped = counters.frames_dropped_queue.load(Ordering::Relaxed);
             match second {
-                Some((at, was)) if captured.duration_since(at) >= Duration::from_secs(1) => {
+                Some((at, was, dropped_was)) if captured.duration_since(at) >= Duration::from_secs(1) => {
                     let secs = captured.duration_since(at).as_secs_f64();
                     sent_bps = Some((bytes.saturating_sub(was) as f64 * 8.0 / secs) as u32);
-                    second = Some((captured, bytes));
+                    held_back = dropped > dropped_was;
+                    second = Some((captured, bytes, dropped));
                 }
                 Some(_) => {}
-                None => second = Some((captured, bytes)),
+                None => second = Some((captured, bytes, dropped)),
             }
+            // A sender dropping frames behind the pacer sends little *because* of the link: to the
+            // ladder that is a source using its whole target. (Read as a source with little to
+            // send, it kept a deep drop's 640x480 for the drop's whole 8 s, and no picture came.)
+            let used_bps = if held_back { sent_bps.map(|s| s.max(target_bps)) } else { sent_bps };
             // The camera follows the ladder (bitrate, then frame rate, then size); a shared screen
             // keeps its detail: frame rate first, down to 5 fps, then size.
             let wanted_scale = match content {
                 VideoContent::Camera => {
-                    let rung = ladder.update(captured, target_bps, sent_bps);
+                    let rung = ladder.update(captured, target_bps, used_bps);
                     counters.set_quality_limitation(QualityLimitation::of(
                         rung,
                         target_bps,
