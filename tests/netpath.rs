@@ -416,12 +416,16 @@ fn cc_a_deep_drop_to_120_kbit_s_and_back() {
     // freeze 3.8-9.3 s (Chromium 4.1 s; before the pacer discarded stale retransmissions, 17.9 s:
     // 400 kB of them queued at 60 kbit/s), back to 80 % of the rate before 6-8 s after the link
     // returned, twice not within the 9 s left of a 26 s call (the ladder climbs a rung a second from
-    // 160x120): the call is 30 s. After the merge with issue 12's receive side (playout clock, two
-    // repair rounds) the drop is worse, and these bounds only catch a call that never comes back:
-    // in six runs on an idle machine the longest freeze was 6.6-14.7 s and glass-to-glass p95
-    // 0.5-7.1 s, with p50 ~460 ms for the rest of the call (the playout target sits at its 400 ms cap
-    // while the queue's transits stay in its 10 s window) — the next thing to fix (see the note).
-    let bounds = Bounds { longest_freeze_ms: 20_000.0, g2g_p95_ms: 10_000.0, ..CHANGING };
+    // 160x120): the call is 30 s. After the merge with issue 12's receive side the playout target
+    // sat at its 400 ms cap through the drop and ~20 s after it (g2g p50 ~460 ms, p95 0.5-7.1 s,
+    // longest freeze 6.6-14.7 s). With the playout level following the standing queue, the pacer
+    // shedding retransmissions past its budget and frames dropped behind the pacer counting as
+    // link-limited (two runs): g2g p50 156-167 ms, p95 295-362 ms, longest freeze 3.2-12.4 s (the
+    // keyframes of the drop still do not arrive whole: see issue 13's note), back to 80 % in 8-10 s.
+    // The freeze bound still only catches a call that never comes back; glass-to-glass p95 is held
+    // to ~4x what was measured (the clean link's bound allows 1 s for a CPU-starved CI machine), so
+    // the lag of a playout held at its cap (p95 up to 7 s) fails it.
+    let bounds = Bounds { longest_freeze_ms: 20_000.0, g2g_p95_ms: 1_500.0, ..CHANGING };
     let Some((run, callee, _caller)) = cc_call("drop", Duration::from_secs(8), 30.0, bounds) else {
         return;
     };

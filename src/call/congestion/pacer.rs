@@ -141,8 +141,13 @@ impl PriorityPacer {
         }
     }
 
+    /// The class of the next packet out, in release order.
+    fn head_class(&self) -> Option<Class> {
+        [Class::Audio, Class::Repair, Class::Video].into_iter().find(|&c| !self.queues[c as usize].is_empty())
+    }
+
     fn head(&self) -> Option<&TaggedPacket> {
-        self.queues.iter().find_map(|q| q.front())
+        self.queues[self.head_class()? as usize].front()
     }
 
     fn publish(&self) {
@@ -182,17 +187,12 @@ impl PriorityPacer {
         // start rate, took seconds, the delay they built brought the estimate down and the picture
         // with it, and the screen tests never saw a whole picture. Pacing screens is left to do.
         let unpaced = self.congestion.screen();
-        while let Some(bits) = self.head().map(bits_of) {
+        while let Some(class) = self.head_class() {
+            let Some(bits) = self.head().map(bits_of) else { break };
             let paced_ok = self.short.can_release(bits) && self.long.can_release(bits);
             if !(unpaced || paced_ok) {
                 break;
             }
-            let Some(class) = [Class::Audio, Class::Repair, Class::Video]
-                .into_iter()
-                .find(|&c| !self.queues[c as usize].is_empty())
-            else {
-                break;
-            };
             let Some(mut packet) = self.queues[class as usize].pop_front() else { break };
             self.short.consume(bits);
             self.long.consume(bits);
