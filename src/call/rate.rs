@@ -37,7 +37,7 @@ const UP_HOLD: Duration = Duration::from_secs(1);
 /// picture): the picture is not shrunk for a target it does not use. The test pattern needs ~130
 /// kbit/s at 640x480; with the target capped near what it sends (1.5 × acknowledged, so such a
 /// source sends ~2/3 of it) it was shrunk to 320x240.
-const APP_LIMITED: f64 = 0.8;
+const APP_LIMITED: f64 = 0.88;
 /// A source sending under this share of its target (its cap is 1.5 × what it sends, so ~2/3)
 /// climbs a rung after [`UP_HOLD`]: the 720p pattern shrunk at the call's start to 640x360 stayed
 /// there, sending 50 of its 256 kbit/s. Below [`APP_LIMITED`], so the two never alternate.
@@ -47,6 +47,39 @@ const APP_IDLE: f64 = 0.75;
 /// queued behind that much would arrive late anyway, and skipping it lets the queue drain
 /// (libwebrtc drops at its pacer's queue bound too). Two frame intervals at 15 fps.
 pub const MAX_PACER_QUEUE_MS: f64 = 130.0;
+
+/// Opus's bitrate on an open link (wideband voice with FEC, as browsers send it)...
+pub const AUDIO_FULL_BPS: u32 = 32_000;
+/// ...and on a narrow one: SILK wideband speech is still clear here.
+pub const AUDIO_NARROW_BPS: u32 = 16_000;
+/// What an audio packet costs the estimate beyond its Opus payload: the RTP header and its
+/// extensions (mid, TWCC sequence number, audio level), 50 packets a second. The estimator and the
+/// pacer count RTP packet sizes, so this is what audio takes of their target beside its bitrate.
+const AUDIO_PACKET_OVERHEAD_BPS: u32 = 50 * 28 * 8;
+/// The least the video encoder is given: a 160x120 picture at 15 fps (libwebrtc's floor is 30 kbit/s).
+pub const MIN_VIDEO_BPS: u32 = 30_000;
+
+/// How the congestion target is shared between audio and video: audio first (a call without
+/// voice is no call), at a fifth of the target between its narrow and full rates, and video gets
+/// the rest. The estimate covers both, and the pacer sends both under it: with the whole target
+/// given to video, a deep drop's 60 kbit/s target left video ~15 kbit/s once audio's ~45 had gone
+/// ahead, its frames queued past the sender's bound and nothing reached the far side for 6 s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// Opus's bitrate.
+    pub audio_bps: u32,
+    /// The video encoder's share.
+    pub video_bps: u32,
+}
+
+impl Split {
+    /// The split of `target_bps`.
+    pub fn of(target_bps: u32) -> Self {
+        let audio_bps = (target_bps / 5).clamp(AUDIO_NARROW_BPS, AUDIO_FULL_BPS) / 1000 * 1000;
+        let audio_share = audio_bps + AUDIO_PACKET_OVERHEAD_BPS;
+        Self { audio_bps, video_bps: target_bps.saturating_sub(audio_share).max(MIN_VIDEO_BPS) }
+    }
+}
 
 /// Picks the rung for a target. Pure: time is passed in.
 #[derive(Clone, Debug)]
@@ -183,6 +216,18 @@ impl QualityLimitation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audio_comes_first_and_video_gets_the_rest() {
+        // An open link: full-rate voice, video nearly all of it.
+        assert_eq!(Split::of(2_000_000), Split { audio_bps: 32_000, video_bps: 2_000_000 - 32_000 - 11_200 });
+        // A deep drop's 120 kbit/s: voice at 24 kbit/s, video ~85.
+        assert_eq!(Split::of(120_000), Split { audio_bps: 24_000, video_bps: 84_800 });
+        // The estimator's floor: voice at its narrow rate, video at its own floor.
+        assert_eq!(Split::of(60_000), Split { audio_bps: 16_000, video_bps: 32_800 });
+        assert_eq!(Split::of(40_000), Split { audio_bps: 16_000, video_bps: MIN_VIDEO_BPS });
+        assert_eq!(Split::of(0).video_bps, MIN_VIDEO_BPS);
+    }
 
     #[test]
     fn the_ladder_steps_bitrate_then_frame_rate_then_size() {

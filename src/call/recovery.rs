@@ -75,6 +75,31 @@ pub fn frame_wait(rtt: Duration) -> Duration {
         .clamp(Duration::from_millis(80), Duration::from_millis(800))
 }
 
+/// The least time between two keyframe requests we send, and between two keyframes the camera sends
+/// in answer (libwebrtc's minimum keyframe send interval is 300 ms too).
+pub const MIN_KEYFRAME_SPACING: Duration = Duration::from_millis(300);
+
+/// How long after sending a keyframe the sender takes a keyframe request as asked before that
+/// keyframe could have arrived: the request's round trip, plus the time the keyframe waits in the
+/// pacer and takes to leave. Answering those made a storm on a deep drop (RTT 600 ms, PLIs every
+/// 300 ms: a new keyframe, each seconds long at 60 kbit/s, before the last one was through, and none
+/// arrived whole). The far side asks again if it still has none.
+pub fn keyframe_answered_for(
+    rtt: Duration,
+    in_pacer: Duration,
+    keyframe_bytes: usize,
+    target_bps: u32,
+) -> Duration {
+    let sending = Duration::from_secs_f64(keyframe_bytes as f64 * 8.0 / f64::from(target_bps.max(1)));
+    (rtt + in_pacer + sending.min(Duration::from_secs(5))).max(MIN_KEYFRAME_SPACING)
+}
+
+/// How often the receiver asks for a keyframe while it needs one: once per round trip (a request
+/// sooner asks again for the keyframe already on its way), at least [`MIN_KEYFRAME_SPACING`] apart.
+pub fn keyframe_request_interval(rtt: Duration) -> Duration {
+    rtt.max(MIN_KEYFRAME_SPACING)
+}
+
 /// What the recovery machinery measured and did, shared by the interceptors, the receive task and
 /// the stats line. Lock-free: the interceptors run on the peer connection's task.
 #[derive(Debug, Default)]
@@ -593,6 +618,18 @@ mod tests {
     use rtc::sansio::Protocol;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_keyframe_answers_the_requests_sent_before_it_could_arrive() {
+        // Deep drop: 600 ms round trip, 200 ms in the pacer, a 4.5 kB keyframe at 60 kbit/s (600 ms).
+        assert_eq!(keyframe_answered_for(600 * MS, 200 * MS, 4_500, 60_000), 1_400 * MS);
+        // A clean LAN: the floor.
+        assert_eq!(keyframe_answered_for(2 * MS, Duration::ZERO, 20_000, 2_500_000), MIN_KEYFRAME_SPACING);
+        // No target yet, or an absurd keyframe: bounded, no panic.
+        assert!(keyframe_answered_for(100 * MS, Duration::ZERO, 1 << 30, 0) <= 5_100 * MS);
+        assert_eq!(keyframe_request_interval(50 * MS), MIN_KEYFRAME_SPACING);
+        assert_eq!(keyframe_request_interval(650 * MS), 650 * MS);
+    }
 
     #[test]
     fn a_gap_is_asked_for_at_once_and_again_only_after_a_round_trip() {

@@ -27,6 +27,11 @@ impl OpusEncoder {
         Ok(Self { inner, out: vec![0; 1500] })
     }
 
+    /// Changes the bitrate (it takes effect from the next packet).
+    pub fn set_bitrate(&mut self, bitrate_bps: i32) -> Result<(), AudioCodecError> {
+        Ok(self.inner.set_bitrate(opus::Bitrate::Bits(bitrate_bps))?)
+    }
+
     /// Encodes 960 samples (20 ms) into one packet.
     pub fn encode(&mut self, pcm: &[i16]) -> Result<bytes::Bytes, AudioCodecError> {
         let n = self.inner.encode(&pcm[..AUDIO_FRAME_SAMPLES.min(pcm.len())], &mut self.out)?;

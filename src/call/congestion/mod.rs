@@ -34,6 +34,9 @@ pub struct Congestion {
     repairs_shed: AtomicU64,
     /// Times the delay signal said the path's queue was growing.
     overuses: AtomicU64,
+    /// Video frames the pacer discarded whole (stale, or a backlog left by a fall of the target):
+    /// the far side's decoder lost its references, so the sender makes a keyframe at once.
+    frames_discarded: AtomicU64,
     /// The sender shares a screen: its keyframes are hundreds of kB and go out unpaced (see the pacer).
     screen: std::sync::atomic::AtomicBool,
 }
@@ -78,6 +81,11 @@ impl Congestion {
         }
     }
 
+    /// Video frames the pacer discarded so far.
+    pub fn frames_discarded(&self) -> u64 {
+        self.frames_discarded.load(Ordering::Relaxed)
+    }
+
     /// How long the pacer's queue takes to drain, ms.
     pub fn queue_ms(&self) -> f64 {
         self.queue_us.load(Ordering::Relaxed) as f64 / 1000.0
@@ -107,10 +115,11 @@ impl Congestion {
         self.overuses.store(e.overuses, Ordering::Relaxed);
     }
 
-    fn publish_queue(&self, bytes: u64, drain_us: u64, repairs_shed: u64) {
+    fn publish_queue(&self, bytes: u64, drain_us: u64, repairs_shed: u64, frames_discarded: u64) {
         self.queued_bytes.store(bytes, Ordering::Relaxed);
         self.queue_us.store(drain_us, Ordering::Relaxed);
         self.repairs_shed.store(repairs_shed, Ordering::Relaxed);
+        self.frames_discarded.store(frames_discarded, Ordering::Relaxed);
     }
 }
 

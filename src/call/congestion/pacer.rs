@@ -36,8 +36,16 @@ const QUEUE_LIMIT: usize = 2_000;
 /// receiver waits one repair round), and after a deep drop (2.5 Mbit/s to 120 kbit/s) 400 kB of
 /// retransmissions queued at a 60 kbit/s target held the video back for 45 s.
 const MAX_REPAIR_AGE: Duration = Duration::from_millis(500);
-/// A video packet that waited this long is discarded: the receiver asks for a keyframe instead.
+/// A video frame that waited this long before its first packet left is discarded whole: the receiver
+/// asks for a keyframe instead. A frame already under way is finished: cutting its tail wastes what
+/// went out, and at a deep drop (60 kbit/s) every keyframe took longer than this and none arrived whole.
 const MAX_VIDEO_AGE: Duration = Duration::from_millis(1_500);
+/// Video waiting may take at most this long to leave at the target; older frames past it are
+/// discarded whole (never the one under way). When the target falls tenfold (a deep drop), what
+/// was queued at the old rate would take seconds: at 2.5 Mbit/s → 120 kbit/s, 2.5 s of frames
+/// made for the old rate sat ahead of the first small picture. libwebrtc bounds its pacer's
+/// queue too (2 s), by raising the pacing rate, which a narrow link cannot take.
+const MAX_VIDEO_BACKLOG: Duration = Duration::from_millis(500);
 /// Retransmissions waiting may add up to this much of sending at the target; more are shed. At a
 /// deep drop (2.5 Mbit/s to 120 kbit/s) the far side asked for ~270 lost packets at once and 236 kB
 /// of retransmissions queued ahead of the video at a 60 kbit/s target: 26 s of sending, of which
@@ -64,6 +72,8 @@ pub struct PriorityPacer {
     queued_bytes: u64,
     /// Bytes of retransmissions waiting.
     repair_bytes: u64,
+    /// The video frame (SSRC, RTP timestamp) whose packets have started to leave.
+    under_way: Option<(u32, u32)>,
     audio_ssrcs: HashSet<u32>,
     rtx_ssrcs: HashSet<u32>,
     read: VecDeque<TaggedPacket>,
@@ -75,12 +85,22 @@ pub struct PriorityPacer {
     pub stale: u64,
     /// Retransmissions shed over [`REPAIR_BUDGET`].
     pub shed: u64,
+    /// Video frames discarded whole (stale or over [`MAX_VIDEO_BACKLOG`]).
+    pub frames_discarded: u64,
 }
 
 fn bits_of(packet: &TaggedPacket) -> f64 {
     match &packet.message.packet {
         Packet::Rtp(rtp) => (rtp.marshal_size() * 8) as f64,
         _ => 0.0,
+    }
+}
+
+/// The frame a video packet belongs to: its SSRC and RTP timestamp.
+fn frame_of(packet: &TaggedPacket) -> Option<(u32, u32)> {
+    match &packet.message.packet {
+        Packet::Rtp(rtp) => Some((rtp.header.ssrc, rtp.header.timestamp)),
+        _ => None,
     }
 }
 
@@ -104,6 +124,7 @@ impl PriorityPacer {
             queues: Default::default(),
             queued_bytes: 0,
             repair_bytes: 0,
+            under_way: None,
             audio_ssrcs: HashSet::new(),
             rtx_ssrcs: HashSet::new(),
             read: VecDeque::new(),
@@ -112,6 +133,7 @@ impl PriorityPacer {
             refused: 0,
             stale: 0,
             shed: 0,
+            frames_discarded: 0,
         }
     }
 
@@ -152,7 +174,12 @@ impl PriorityPacer {
 
     fn publish(&self) {
         let drain = self.queued_bytes as f64 * 8.0 / (self.target_bps * LONG_TERM_FACTOR).max(1.0);
-        self.congestion.publish_queue(self.queued_bytes, (drain * 1e6) as u64, self.shed);
+        self.congestion.publish_queue(
+            self.queued_bytes,
+            (drain * 1e6) as u64,
+            self.shed,
+            self.frames_discarded,
+        );
     }
 
     /// Takes `packet` off the queue's byte counts.
@@ -164,19 +191,64 @@ impl PriorityPacer {
         }
     }
 
-    /// Drops what waited past its use (packets keep their enqueue instant until released).
+    /// Drops what waited past its use (packets keep their enqueue instant until released):
+    /// retransmissions one by one, video a whole frame at a time and never the one under way.
     fn discard_stale(&mut self, now: Instant) {
-        for (class, age) in [(Class::Repair, MAX_REPAIR_AGE), (Class::Video, MAX_VIDEO_AGE)] {
-            while self.queues[class as usize]
-                .front()
-                .is_some_and(|p| now.saturating_duration_since(p.now) > age)
-            {
-                if let Some(p) = self.queues[class as usize].pop_front() {
-                    self.account_out(class, &p);
-                    self.stale += 1;
-                }
+        let stale = |p: &TaggedPacket, age| now.saturating_duration_since(p.now) > age;
+        while self.queues[Class::Repair as usize].front().is_some_and(|p| stale(p, MAX_REPAIR_AGE)) {
+            if let Some(p) = self.queues[Class::Repair as usize].pop_front() {
+                self.account_out(Class::Repair, &p);
+                self.stale += 1;
             }
         }
+        while let Some((frame, at)) = self.next_discardable(false) {
+            if now.saturating_duration_since(at) <= MAX_VIDEO_AGE {
+                break;
+            }
+            self.discard_frame(frame);
+        }
+        // The backlog: video waiting over what leaves in MAX_VIDEO_BACKLOG at the target goes,
+        // oldest frames first.
+        let budget = (self.target_bps * LONG_TERM_FACTOR / 8.0 * MAX_VIDEO_BACKLOG.as_secs_f64()) as u64;
+        while self.queued_bytes.saturating_sub(self.repair_bytes) > budget {
+            let video_bytes: u64 =
+                self.queues[Class::Video as usize].iter().map(|p| (bits_of(p) / 8.0) as u64).sum();
+            if video_bytes <= budget {
+                break;
+            }
+            let Some((frame, _)) = self.next_discardable(true) else { break };
+            self.discard_frame(frame);
+        }
+    }
+
+    /// The oldest video frame waiting, and when its first packet came, but not the one under way,
+    /// nor with `spare_newest` the newest: that one the encoder made for the target now (a keyframe
+    /// larger than the backlog bound would be discarded every time), and its packets may still be
+    /// coming in.
+    fn next_discardable(&self, spare_newest: bool) -> Option<(Option<(u32, u32)>, Instant)> {
+        let video = &self.queues[Class::Video as usize];
+        let newest = video.back().map(frame_of)?;
+        video
+            .iter()
+            .map(|p| (frame_of(p), p.now))
+            .find(|(frame, _)| frame.is_none() || *frame != self.under_way)
+            .filter(|(frame, _)| !spare_newest || *frame != newest)
+    }
+
+    /// Discards every waiting packet of `frame`.
+    fn discard_frame(&mut self, frame: Option<(u32, u32)>) {
+        let (mut bytes, mut packets) = (0u64, 0u64);
+        self.queues[Class::Video as usize].retain(|p| {
+            let keep = frame_of(p) != frame;
+            if !keep {
+                bytes += (bits_of(p) / 8.0) as u64;
+                packets += 1;
+            }
+            keep
+        });
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+        self.stale += packets;
+        self.frames_discarded += 1;
     }
 
     fn release(&mut self, now: Instant) {
@@ -197,6 +269,9 @@ impl PriorityPacer {
             self.short.consume(bits);
             self.long.consume(bits);
             self.account_out(class, &packet);
+            if class == Class::Video {
+                self.under_way = frame_of(&packet);
+            }
             // The release instant: the send history below records it, not the enqueue one.
             packet.now = now;
             self.write.push_back(packet);
@@ -374,19 +449,65 @@ mod tests {
         assert!(last > Duration::from_millis(500) && last < Duration::from_millis(700), "{last:?}");
     }
 
+    fn video(seq: u16, timestamp: u32, now: Instant) -> TaggedPacket {
+        let mut p = rtp(1, seq, 1188, now);
+        if let Packet::Rtp(r) = &mut p.message.packet {
+            r.header.timestamp = timestamp;
+        }
+        p
+    }
+
     #[test]
-    fn stale_retransmissions_and_video_are_discarded() {
+    fn stale_video_is_discarded_whole_frames_at_a_time() {
         let congestion = Arc::new(Congestion::default());
         let mut p = PriorityPacer::new(100_000.0, Arc::clone(&congestion));
         let t0 = Instant::now();
-        // 60 kB of video at 100 kbit/s: 4.8 s to drain; what waits over 1.5 s is given up.
+        // Ten frames of five packets, 60 kB at 100 kbit/s: 4.8 s to drain; frames that waited over
+        // 1.5 s before leaving are given up.
         for seq in 0..50 {
-            p.handle_write(rtp(1, seq, 1188, t0)).expect("pacer");
+            p.handle_write(video(seq, u32::from(seq / 5) * 3000, t0)).expect("pacer");
         }
         let out = drain(&mut p, t0 + Duration::from_secs(3));
         assert!(out.len() < 25, "{} sent", out.len());
+        assert_eq!(out.len() % 5, 0, "whole frames only: {} packets sent", out.len());
         assert_eq!(p.stale as usize, 50 - out.len());
         assert_eq!(congestion.figures().queued_bytes, 0);
+    }
+
+    #[test]
+    fn a_fall_of_the_target_discards_the_backlog_but_not_the_newest_frame() {
+        let congestion = Arc::new(Congestion::default());
+        let mut p = PriorityPacer::new(2_000_000.0, Arc::clone(&congestion));
+        let t0 = Instant::now();
+        // Twenty frames of five packets queued at 2 Mbit/s (120 kB: well within its budget).
+        for seq in 0..100 {
+            p.handle_write(video(seq, u32::from(seq / 5) * 3000, t0)).expect("pacer");
+        }
+        assert_eq!(p.frames_discarded, 0);
+        let waiting = p.queues[Class::Video as usize].len();
+        // The target falls to 100 kbit/s: 500 ms of it is 7.5 kB, about one frame.
+        p.set_target(t0, 100_000.0);
+        p.handle_write(video(100, 20 * 3000, t0)).expect("pacer");
+        assert!(p.frames_discarded >= 15, "{} frames discarded of {waiting} packets", p.frames_discarded);
+        assert_eq!(congestion.frames_discarded(), p.frames_discarded);
+        let frames: std::collections::BTreeSet<u32> =
+            p.queues[Class::Video as usize].iter().filter_map(|q| frame_of(q).map(|(_, ts)| ts)).collect();
+        assert!(frames.contains(&(20 * 3000)), "the newest frame stays: {frames:?}");
+        assert!(frames.len() <= 3, "{frames:?}");
+    }
+
+    #[test]
+    fn a_keyframe_under_way_is_finished_past_the_age_limit() {
+        let mut p = PriorityPacer::new(100_000.0, Arc::new(Congestion::default()));
+        let t0 = Instant::now();
+        // A 30 kB keyframe at 100 kbit/s: 2.4 s, longer than the age limit. Then a frame behind it.
+        for seq in 0..25 {
+            p.handle_write(video(seq, 0, t0)).expect("pacer");
+        }
+        p.handle_write(video(25, 3000, t0 + Duration::from_millis(30))).expect("pacer");
+        let out = drain(&mut p, t0 + Duration::from_secs(4));
+        assert_eq!(out.len(), 25, "the keyframe went whole; the frame behind it went stale");
+        assert_eq!(p.stale, 1);
     }
 
     #[test]

@@ -22,9 +22,6 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 /// At most this many lost audio frames in a row are rebuilt or concealed (100 ms).
 const MAX_CONCEALED_FRAMES: u16 = 5;
 
-/// Minimum spacing of our PLIs: one per round trip or so is plenty, a flood helps nobody.
-const PLI_INTERVAL: Duration = Duration::from_millis(300);
-
 /// Whole frames waiting for the decoder at most. A frame dropped because the decoder is behind breaks
 /// the references of every frame after it until a keyframe (a PLI, a large frame, a freeze), so the
 /// queue rides out a decoder held up for half a second (a busy machine) in order rather than dropping:
@@ -69,11 +66,12 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
     let mut last_pli: Option<Instant> = None;
     // One timer for the whole call (not one per packet): it wakes the loop when no packets come, so a
     // wanted PLI still goes out.
-    let mut pli_tick = tokio::time::interval(PLI_INTERVAL);
+    let mut pli_tick = tokio::time::interval(recovery::MIN_KEYFRAME_SPACING);
     pli_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Ask for a keyframe at the start, and whenever the decoder or the assembler lost the thread.
-        if want_keyframe.load(Ordering::Relaxed) && last_pli.is_none_or(|t| t.elapsed() >= PLI_INTERVAL) {
+        let pli_interval = recovery::keyframe_request_interval(recovery.rtt());
+        if want_keyframe.load(Ordering::Relaxed) && last_pli.is_none_or(|t| t.elapsed() >= pli_interval) {
             last_pli = Some(Instant::now());
             let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
             if track.write_rtcp(vec![Box::new(pli)]).await.is_ok() {

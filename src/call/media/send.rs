@@ -9,7 +9,10 @@
 use super::{CallMedia, TrackTarget};
 use crate::call::congestion::estimator::START_BPS;
 use crate::call::peer::asks_for_keyframe;
-use crate::call::rate::{Ladder, QualityLimitation, MAX_PACER_QUEUE_MS};
+use crate::call::rate::{
+    Ladder, QualityLimitation, Split, AUDIO_FULL_BPS, AUDIO_NARROW_BPS, MAX_PACER_QUEUE_MS,
+};
+use crate::call::recovery::{keyframe_answered_for, MIN_KEYFRAME_SPACING};
 use crate::call::stats::Counters;
 use crate::media::codec::{new_encoder, EncoderSettings, VideoCodec, VideoEncoder};
 use crate::media::frame::{I420Frame, RgbaFrame, AUDIO_FRAME_SAMPLES};
@@ -44,6 +47,10 @@ pub fn start_video_sender(
         let mut content = source.content();
         controls.congestion.set_screen(content == VideoContent::Screen);
         let mut last_keyframe: Option<Instant> = None;
+        // Until when a camera keyframe request is taken as answered by the last keyframe.
+        let mut answered_until: Option<Instant> = None;
+        // The pacer's count of discarded frames, as last answered with a keyframe.
+        let mut frames_discarded = controls.congestion.frames_discarded();
         let mut encoder: Option<Box<dyn VideoEncoder>> = None;
         let mut ladder: Option<Ladder> = None;
         // The picture is sent at 1/scale of its size each way (narrow links).
@@ -58,8 +65,10 @@ pub fn start_video_sender(
         // Video bytes sent at the start of the current second, and what the last second sent.
         let mut second: Option<(Instant, u64, u64)> = None;
         let mut sent_bps: Option<u32> = None;
-        // Frames were dropped behind the pacer's queue in the last second: the link, not the
-        // source, held the sending down.
+        // The second before's, so one second's keyframe burst does not read as a source using its target.
+        let mut sent_before: Option<u32> = None;
+        // A third of the frames were dropped behind the pacer's queue in the last second: the link,
+        // not the source, held the sending down.
         let mut held_back = false;
         let mut rtp_clock = RtpClock::default();
         let mut black: Option<I420Frame> = None;
@@ -104,10 +113,29 @@ pub fn start_video_sender(
                     "video source changed"
                 );
             }
-            // A keyframe asked for goes out now; for a screen, at most one per SCREEN_KEYFRAME_SPACING.
-            let keyframe_due = keyframe_wanted.load(Ordering::Relaxed)
-                && (content == VideoContent::Camera
-                    || last_keyframe.is_none_or(|t| captured.duration_since(t) >= SCREEN_KEYFRAME_SPACING));
+            // A keyframe asked for goes out now, unless the last one answers it (asked before that one
+            // could have arrived: dropped, the far side asks again if it still lacks one); for a
+            // screen, at most one per SCREEN_KEYFRAME_SPACING, and one asked sooner waits.
+            let asked = keyframe_wanted.load(Ordering::Relaxed);
+            let keyframe_due = asked
+                && match content {
+                    VideoContent::Camera => answered_until.is_none_or(|t| captured >= t),
+                    VideoContent::Screen => {
+                        last_keyframe.is_none_or(|t| captured.duration_since(t) >= SCREEN_KEYFRAME_SPACING)
+                    }
+                };
+            if asked && !keyframe_due && content == VideoContent::Camera {
+                keyframe_wanted.store(false, Ordering::Relaxed);
+            }
+            // The pacer discarded frames: the far side's references are broken, so a keyframe now
+            // rather than a round trip later when its request comes (which this then answers).
+            let discarded = controls.congestion.frames_discarded();
+            let repair_due = discarded != frames_discarded
+                && last_keyframe.is_none_or(|t| captured.duration_since(t) >= MIN_KEYFRAME_SPACING);
+            if repair_due {
+                frames_discarded = discarded;
+            }
+            let keyframe_due = keyframe_due || repair_due;
             let congestion = &controls.congestion;
             if encoder.as_ref().is_none() {
                 let settings = EncoderSettings::for_content(content, frame.width, frame.height, fps);
@@ -137,14 +165,20 @@ pub fn start_video_sender(
                 keyframe_wanted.store(false, Ordering::Relaxed);
                 enc.request_keyframe();
             }
-            let target_bps = congestion.target_bps().unwrap_or(START_BPS as u32).min(ladder.max_bps());
+            // Video gets what audio leaves of the estimate (see `Split`).
+            let estimate_bps = congestion.target_bps().unwrap_or(START_BPS as u32);
+            let target_bps = Split::of(estimate_bps).video_bps.min(ladder.max_bps());
             let bytes = counters.video_bytes_sent.load(Ordering::Relaxed);
             let dropped = counters.frames_dropped_queue.load(Ordering::Relaxed);
             match second {
                 Some((at, was, dropped_was)) if captured.duration_since(at) >= Duration::from_secs(1) => {
                     let secs = captured.duration_since(at).as_secs_f64();
+                    sent_before = sent_bps;
                     sent_bps = Some((bytes.saturating_sub(was) as f64 * 8.0 / secs) as u32);
-                    held_back = dropped > dropped_was;
+                    // A third of the frames or more: one keyframe's queue drops a few frames
+                    // behind it and is no sign of a link too narrow (read as one, a keyframe after
+                    // a loss took a 10 %-loss call's picture to 320x240); a deep drop drops nearly all.
+                    held_back = dropped.saturating_sub(dropped_was) as f64 >= f64::from(fps) * secs / 3.0;
                     second = Some((captured, bytes, dropped));
                 }
                 Some(_) => {}
@@ -153,7 +187,14 @@ pub fn start_video_sender(
             // A sender dropping frames behind the pacer sends little *because* of the link: to the
             // ladder that is a source using its whole target. (Read as a source with little to
             // send, it kept a deep drop's 640x480 for the drop's whole 8 s, and no picture came.)
-            let used_bps = if held_back { sent_bps.map(|s| s.max(target_bps)) } else { sent_bps };
+            // Otherwise the lower of the last two seconds: one with a keyframe in it (after a loss)
+            // sent ~20 % over a 170 kbit/s source's usual rate, and with 10 % loss the ladder
+            // halved the picture for two seconds a few times a call.
+            let steady = match (sent_bps, sent_before) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, _) => a,
+            };
+            let used_bps = if held_back { sent_bps.map(|s| s.max(target_bps)) } else { steady };
             // The camera follows the ladder (bitrate, then frame rate, then size); a shared screen
             // keeps its detail: frame rate first, down to 5 fps, then size.
             let wanted_scale = match content {
@@ -223,6 +264,11 @@ pub fn start_video_sender(
                     let duration = rtp_clock.duration(captured, frame_duration);
                     if encoded.keyframe {
                         last_keyframe = Some(captured);
+                        let in_pacer = Duration::from_secs_f64(congestion.queue_ms().max(0.0) / 1000.0);
+                        let rtt = controls.recovery.rtt();
+                        answered_until = Some(
+                            captured + keyframe_answered_for(rtt, in_pacer, encoded.data.len(), target_bps),
+                        );
                     }
                     if !target.write(&rt, encoded.data, duration, captured) {
                         tracing::debug!("video track refused a sample (not bound yet or closing)");
@@ -265,7 +311,7 @@ impl RtpClock {
 /// The least time between two keyframes of a shared screen. A 1080p keyframe of dense text is up to
 /// ~650 kB (the figures test) and takes openh264 100+ ms; answering every PLI while the last keyframe
 /// was still in flight made a storm (measured on a 1080p share: 36 keyframes in 65 frames, 54 PLIs, 1.6 fps received).
-/// The camera answers every PLI at once, as before.
+/// The camera answers a PLI unless its last keyframe does (see `keyframe_answered_for`).
 const SCREEN_KEYFRAME_SPACING: Duration = Duration::from_secs(1);
 
 /// Spacing of local preview frames (~15 fps): a corner thumbnail needs no more.
@@ -305,7 +351,8 @@ pub fn start_audio_sender(
 ) -> std::io::Result<()> {
     let CallMedia { controls, counters, stop, .. } = media;
     std::thread::Builder::new().name("audio-send".into()).spawn(move || {
-        let mut encoder = match OpusEncoder::new(32_000) {
+        let mut bitrate = Split::of(controls.congestion.target_bps().unwrap_or(START_BPS as u32)).audio_bps;
+        let mut encoder = match OpusEncoder::new(bitrate as i32) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(%e, "audio sending stopped");
@@ -318,6 +365,17 @@ pub fn start_audio_sender(
                 break;
             }
             let captured = Instant::now();
+            // Voice follows the estimate between its narrow and full rates, a step of 4 kbit/s or
+            // more at a time (libopus changes rate smoothly, but not every packet).
+            let wanted = Split::of(controls.congestion.target_bps().unwrap_or(START_BPS as u32)).audio_bps;
+            if wanted.abs_diff(bitrate) >= 4_000
+                || (wanted != bitrate && (wanted == AUDIO_FULL_BPS || wanted == AUDIO_NARROW_BPS))
+            {
+                match encoder.set_bitrate(wanted as i32) {
+                    Ok(()) => bitrate = wanted,
+                    Err(e) => tracing::warn!(%e, "could not change the audio bitrate"),
+                }
+            }
             if controls.audio_muted.load(Ordering::Relaxed) {
                 pcm.fill(0);
             }
