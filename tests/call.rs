@@ -314,3 +314,25 @@ async fn candidates_that_arrive_before_the_offer_still_connect() {
     }
     pc.close().await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_made_after_the_start_still_hears_the_login_and_the_user_list() {
+    // The driver may connect, log in and get the user list before the caller of `start` subscribes
+    // (a loaded machine): the first listener must still hear all of it, or a window shows nobody.
+    let (_server, url) = start_server().await;
+    let erin = peercall::call::Engine::start(config("erin", &url));
+    wait_users(&erin, &["erin"]).await;
+    let mut events = erin.subscribe();
+    let mut seen = Vec::new();
+    within(5, "erin's first events", async {
+        while !seen.iter().any(|e| matches!(e, Event::UserList(_))) {
+            seen.push(events.recv().await.expect("engine alive"));
+        }
+    })
+    .await;
+    assert!(matches!(seen.first(), Some(Event::SignalingConnected { .. })), "{seen:?}");
+    assert!(seen.iter().any(|e| matches!(e, Event::Registered { name } if name == "erin")), "{seen:?}");
+    // A second listener hears from its making on, as before.
+    let mut later = erin.subscribe();
+    assert!(later.try_recv().is_err(), "nothing new has happened");
+}

@@ -140,6 +140,11 @@ pub struct Engine {
     watches: driver::Watches,
     /// Becomes `true` (or closes) once the driver has finished: call ended, signaling flushed.
     stopped: watch::Receiver<bool>,
+    /// A listener made before the driver started, for the first [`Engine::subscribe`]: one made
+    /// after `start` returned missed the connection, the login and the first user list whenever the
+    /// driver got there first (a loaded 2-core machine: a headless caller waited 20 s for a user
+    /// list that had come and gone, and a window would have shown nobody online).
+    first_listener: Arc<std::sync::Mutex<Option<broadcast::Receiver<Event>>>>,
 }
 
 impl Engine {
@@ -147,7 +152,7 @@ impl Engine {
     #[must_use = "the engine stops when every handle is dropped"]
     pub fn start(config: EngineConfig) -> Engine {
         let (commands, command_rx) = mpsc::unbounded_channel();
-        let (events, _) = broadcast::channel(1024);
+        let (events, first_listener) = broadcast::channel(1024);
         let (stopped_tx, stopped) = watch::channel(false);
         let sinks = Sinks::new();
         let (watches, publish) = driver::watches();
@@ -156,7 +161,8 @@ impl Engine {
             driver.run(command_rx).await;
             stopped_tx.send_replace(true);
         });
-        Engine { commands, events, sinks, watches, stopped }
+        let first_listener = Arc::new(std::sync::Mutex::new(Some(first_listener)));
+        Engine { commands, events, sinks, watches, stopped, first_listener }
     }
 
     /// Sends a command; returns `false` if the engine has stopped.
@@ -172,9 +178,12 @@ impl Engine {
         let _ = stopped.wait_for(|done| *done).await;
     }
 
-    /// A new listener for events from now on.
+    /// A new listener for events from now on; the first one made hears every event since the
+    /// engine started.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        let first =
+            self.first_listener.lock().map(|mut f| f.take()).unwrap_or_else(|p| p.into_inner().take());
+        first.unwrap_or_else(|| self.events.subscribe())
     }
 
     /// The latest decoded remote picture (changes wake the receiver); `None` between calls.
