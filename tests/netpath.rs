@@ -15,7 +15,7 @@ use peercall::call::quality::QualitySummary;
 use peercall::link_emulator::cases::{self, LinkCase};
 use peercall::link_emulator::headless_call::{self, CallPlan, CallRun, Programs};
 use peercall::link_emulator::{self, DirectionCounters};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -295,20 +295,19 @@ fn a_300_kbit_s_link() {
 
 use peercall::link_emulator::timeline::Timeline;
 
-/// A call of issue 13's link `name` (its phases `phase` long) with the camera-like source, `seconds`
-/// long; prints both receivers' figures and timelines and returns the run with the callee's and the
-/// caller's timelines (the callee's is what the caller's congestion control delivered).
-fn cc_call(
+/// What a call of issue 13's link `name` (its phases `phase` long) with the camera-like source needs,
+/// `seconds` a call, and the lock that keeps it alone on the machine; `None` (said why) where the
+/// link emulator can't run.
+fn cc_setup(
     name: &str,
     phase: Duration,
     seconds: f64,
-    bounds: Bounds,
-) -> Option<(CallRun, Timeline, Timeline)> {
+) -> Option<(MutexGuard<'static, ()>, LinkCase, Programs, CallPlan)> {
     if let Some(why) = link_emulator::unavailable() {
         eprintln!("skipped: {why}");
         return None;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let case = cases::pick(cases::issue_13(phase), &[name.to_owned()]).expect("a case of issue 13").remove(0);
     let programs = Programs {
         peercall: env!("CARGO_BIN_EXE_peercall").into(),
@@ -320,6 +319,19 @@ fn cc_call(
         peer_args: vec!["--video-scene".into(), "camera".into()],
         setup_limit: Duration::from_secs(20),
     };
+    Some((serial, case, programs, plan))
+}
+
+/// A call of issue 13's link `name` (its phases `phase` long) with the camera-like source, `seconds`
+/// long; prints both receivers' figures and timelines and returns the run with the callee's and the
+/// caller's timelines (the callee's is what the caller's congestion control delivered).
+fn cc_call(
+    name: &str,
+    phase: Duration,
+    seconds: f64,
+    bounds: Bounds,
+) -> Option<(CallRun, Timeline, Timeline)> {
+    let (_serial, case, programs, plan) = cc_setup(name, phase, seconds)?;
     let run = place("cc", &case, &programs, &plan);
     let callee = Timeline::from_lines(&run.callee_lines);
     let caller = Timeline::from_lines(&run.caller_lines);
@@ -457,4 +469,79 @@ fn cc_ramp_up_on_2_5_mbit_s() {
     eprintln!("rampup: 80 % of the source's 920 kbit/s after {reached:?} s; caller's targets: {targets:?}");
     share("rampup", &callee, 5, 12, 2500.0);
     assert!(reached.is_some_and(|s| s <= 5), "80 % of the source's rate not within 5 s: {reached:?}");
+}
+
+// ---- Sharing the link (issue 13): a second call, a TCP bulk flow. ----
+
+use peercall::link_emulator::headless_call::{SharedRun, Shares};
+
+/// Places issue 13's shared case `name` (phases of 10 s: the second call or the TCP flow from 5 s
+/// after the first picture) with the camera-like source, `seconds` a call; prints every call's
+/// figures and timelines and the link's use over the span measured (from `settle` s after everything
+/// started), checks each call's content against `bounds`, and returns the run and its shares.
+fn cc_shared(name: &str, seconds: f64, settle: usize, bounds: Bounds) -> Option<(SharedRun, Shares)> {
+    let (_serial, case, programs, plan) = cc_setup(name, Duration::from_secs(10), seconds)?;
+    let run = headless_call::run_shared("cc", &case, &programs, &plan)
+        .unwrap_or_else(|e| panic!("{}: {e}", case.label));
+    let drops = |d: &DirectionCounters| d.path.dropped();
+    let c = &run.calls[0].counters;
+    eprintln!("{}: link dropped {} A→B, {} B→A", case.label, drops(&c.a_to_b), drops(&c.b_to_a));
+    for (i, call) in run.calls.iter().enumerate() {
+        eprintln!(
+            "call {} (first picture {:.1} s after call 1's):\n  caller: {}\n  callee: {}\n  callee's seconds (the caller's video):\n{}  caller's seconds:\n{}",
+            i + 1,
+            call.first_picture_at.as_secs_f64(),
+            call.caller,
+            call.callee,
+            Timeline::from_lines(&call.callee_lines),
+            Timeline::from_lines(&call.caller_lines)
+        );
+    }
+    let shares = run.shares(&case, settle).unwrap_or_else(|| panic!("{}: nothing to measure", case.label));
+    for (i, s) in shares.calls.iter().enumerate() {
+        eprintln!(
+            "{name}: call {}: seconds {:?}: video {:.0} kbit/s = {:.0} % of {:.0}; RTT p50 {:?} p95 {:?} ms",
+            i + 1,
+            s.span,
+            s.kbps,
+            s.share * 100.0,
+            shares.link_kbps,
+            s.rtt_p50_ms,
+            s.rtt_p95_ms
+        );
+    }
+    if let (Some((span, kbps)), Some(flow)) = (&shares.tcp, &run.tcp) {
+        eprintln!(
+            "{name}: TCP: seconds {span:?} of its own: {kbps:.0} kbit/s = {:.0} % of the link; {} kB sent, {} kB received; kbit/s a second: {:?}",
+            kbps / shares.link_kbps * 100.0,
+            flow.sent / 1000,
+            flow.received() / 1000,
+            flow.kbps_series()
+        );
+    }
+    for (i, call) in run.calls.iter().enumerate() {
+        let label = format!("{} (call {})", case.label, i + 1);
+        check(&format!("{label}, caller"), &call.caller, &bounds, &call.caller_lines);
+        check(&format!("{label}, callee"), &call.callee, &bounds, &call.callee_lines);
+    }
+    Some((run, shares))
+}
+
+#[test]
+fn cc_two_calls_share_a_1_mbit_s_link() {
+    let bounds = Bounds { ..CHANGING };
+    let Some((_run, shares)) = cc_shared("twocalls", 30.0, 5, bounds) else {
+        return;
+    };
+    let each: Vec<f64> = shares.calls.iter().map(|c| c.share).collect();
+    eprintln!("twocalls: shares {each:?}, together {:.0} %", each.iter().sum::<f64>() * 100.0);
+}
+
+#[test]
+fn cc_a_call_beside_a_tcp_bulk_flow() {
+    let bounds = Bounds { ..CHANGING };
+    let Some((run, shares)) = cc_shared("tcp", 25.0, 3, bounds) else {
+        return;
+    };
+    let _ = (run, shares);
 }

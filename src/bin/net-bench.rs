@@ -11,12 +11,14 @@
 //! `--suite cc` measures congestion control instead (issue 13's links: narrow, step, drop, rampup;
 //! the camera-like source unless `--peer-args` says otherwise): per link, the video share of the
 //! link in each phase, the round trip against the path's base, freezes, the time back to 80 % of the
-//! rate after the link returns, and the picture size and frame rate over time.
+//! rate after the link returns, and the picture size and frame rate over time. Its shared links
+//! (twocalls: two calls on 1 Mbit/s; tcp: a call beside a TCP bulk flow on 2 Mbit/s) get a table of
+//! their own: each call's share of the link, the TCP flow's, and each call's round trip and freezes.
 
 use clap::Parser;
 use peercall::call::quality::QualitySummary;
-use peercall::link_emulator::cases::{self, LinkCase};
-use peercall::link_emulator::headless_call::{self, CallPlan, CallRun, Programs};
+use peercall::link_emulator::cases::{self, LinkCase, Sharing};
+use peercall::link_emulator::headless_call::{self, CallPlan, CallRun, Programs, SharedRun};
 use peercall::link_emulator::{self, DirectionCounters};
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ struct Args {
     #[arg(long, default_value_t = 45.0)]
     seconds: f64,
     /// The links to measure, by name (default: all): clean, reorder5, bursty, jitter30, loss10,
-    /// outage, rate300k.
+    /// outage, rate300k; with `--suite cc`: narrow, step, drop, rampup, twocalls, tcp.
     #[arg(long, value_delimiter = ',')]
     links: Vec<String>,
     /// Synthetic video both peers send.
@@ -179,8 +181,18 @@ fn congestion_suite(args: &Args, programs: &Programs) -> Result<(), String> {
     let p = phase.as_secs() as usize;
     let end = args.seconds as usize;
     let mut rows = Vec::new();
+    let mut shared_rows = Vec::new();
     for (i, case) in picked.iter().enumerate() {
         eprintln!("[{}/{}] {} ({} s)...", i + 1, picked.len(), case.label, args.seconds);
+        if case.sharing != Sharing::Alone {
+            let row = match headless_call::run_shared("nb", case, programs, &plan) {
+                Ok(run) => sharing_row(case, &run),
+                Err(e) => format!("| {} | call failed: {} |", case.label, e.lines().next().unwrap_or("")),
+            };
+            eprintln!("{row}");
+            shared_rows.push(row);
+            continue;
+        }
         let row = match headless_call::run("nb", case, programs, &plan) {
             Ok(run) => {
                 let t = Timeline::from_lines(&run.callee_lines);
@@ -238,5 +250,39 @@ fn congestion_suite(args: &Args, programs: &Programs) -> Result<(), String> {
         println!("{row}");
     }
     println!("\nVideo share: received video payload over the link's rate (audio and headers take ~50 kbit/s more).");
+    if !shared_rows.is_empty() {
+        println!("\nShared links, from {SHARED_SETTLE} s after everything started (the last call's first picture, or the TCP flow's connection):\n");
+        println!("| link (each way) | video share of the link (each call) | TCP goodput share | RTT p50 / p95 (ms, each call) | freezes / longest (ms, each callee) | fps (each callee) | link drops A→B |");
+        println!("|---|---|---|---|---|---|---|");
+        for row in shared_rows {
+            println!("{row}");
+        }
+    }
     Ok(())
+}
+
+/// Seconds a shared link's traffic runs before its use is measured.
+const SHARED_SETTLE: usize = 5;
+
+/// A row of a case whose call shares the link with another call or a TCP flow.
+fn sharing_row(case: &LinkCase, run: &SharedRun) -> String {
+    use peercall::link_emulator::timeline::Timeline;
+    for (i, call) in run.calls.iter().enumerate() {
+        eprintln!("call {}:\n{}", i + 1, Timeline::from_lines(&call.callee_lines));
+    }
+    let Some(shares) = run.shares(case, SHARED_SETTLE) else {
+        return format!("| {} | the calls did not overlap {SHARED_SETTLE} s |", case.label);
+    };
+    let each = |f: &dyn Fn(usize) -> String| (0..run.calls.len()).map(f).collect::<Vec<_>>().join(" / ");
+    let c = &shares.calls;
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} |",
+        case.label,
+        each(&|i| format!("{:.0} %", c[i].share * 100.0)),
+        shares.tcp_share().map_or_else(|| "-".to_owned(), |s| format!("{:.0} %", s * 100.0)),
+        each(&|i| format!("{} / {}", opt(c[i].rtt_p50_ms, 0), opt(c[i].rtt_p95_ms, 0))),
+        each(&|i| format!("{} / {:.0}", run.calls[i].callee.freezes, run.calls[i].callee.longest_freeze_ms)),
+        each(&|i| format!("{:.1}", run.calls[i].callee.fps)),
+        drops(&run.calls[0].counters.a_to_b),
+    )
 }

@@ -18,6 +18,31 @@ pub struct LinkCase {
     /// The path's schedule counts from the caller's first remote picture rather than from the
     /// link's start (a rate step lands at the same point of every call, however long setup took).
     pub from_first_picture: bool,
+    /// What else crosses the link during the call.
+    pub sharing: Sharing,
+}
+
+/// What shares a case's link with its call ([`super::headless_call::run_shared`] places it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// Nothing: one call.
+    Alone,
+    /// `calls` Peercall calls in all (every caller in A, every callee in B, so all their A→B video
+    /// crosses the one bottleneck), each placed `stagger` after the previous one's first picture.
+    Calls {
+        /// How many calls (at least 1).
+        calls: usize,
+        /// From one call's first picture to the next call's click.
+        stagger: Duration,
+    },
+    /// A TCP bulk transfer A → B (the caller's video's direction) from `after` the caller's first
+    /// picture, writing for `length` ([`super::bulk::TcpBulk`]).
+    TcpBulk {
+        /// From the caller's first picture.
+        after: Duration,
+        /// How long the sender writes.
+        length: Duration,
+    },
 }
 
 /// Both directions lose everything for `length`, from `after` the caller's first remote picture on.
@@ -63,6 +88,7 @@ pub fn issue_12(outage_after: Duration) -> Vec<LinkCase> {
         path: PathConfig::new(impairments).seed(12),
         outage: None,
         from_first_picture: false,
+        sharing: Sharing::Alone,
     };
     vec![
         case("clean", "25 ms, no loss", delay(ms(25))),
@@ -103,6 +129,8 @@ fn bottleneck(bps: u64, one_way: Duration) -> Impairments {
 
 /// The links of issue 13 (congestion control), meant for the camera-like source. The schedules count
 /// from the caller's first picture; `t` scales their phases (tests use short ones, `net-bench` longer).
+/// The last two share their link: a second call `t / 2` after the first one's first picture, or a
+/// TCP bulk flow from `t / 2` for `1.5 t`.
 pub fn issue_13(t: Duration) -> Vec<LinkCase> {
     let case = |name, label, path: PathConfig| LinkCase {
         name,
@@ -110,6 +138,7 @@ pub fn issue_13(t: Duration) -> Vec<LinkCase> {
         path: path.seed(13),
         outage: None,
         from_first_picture: true,
+        sharing: Sharing::Alone,
     };
     let wide = bottleneck(2_500_000, ms(50));
     vec![
@@ -125,6 +154,22 @@ pub fn issue_13(t: Duration) -> Vec<LinkCase> {
             PathConfig::new(wide).at(t, bottleneck(120_000, ms(50))).at(t * 2, wide),
         ),
         case("rampup", "25 ms, 2.5 Mbit/s from the start", PathConfig::new(bottleneck(2_500_000, ms(25)))),
+        LinkCase {
+            sharing: Sharing::Calls { calls: 2, stagger: t / 2 },
+            ..case(
+                "twocalls",
+                "two calls, 25 ms, 1 Mbit/s, 300 ms queue",
+                PathConfig::new(bottleneck(1_000_000, ms(25))),
+            )
+        },
+        LinkCase {
+            sharing: Sharing::TcpBulk { after: t / 2, length: t * 3 / 2 },
+            ..case(
+                "tcp",
+                "a call and TCP A→B, 25 ms, 2 Mbit/s, 300 ms queue",
+                PathConfig::new(bottleneck(2_000_000, ms(25))),
+            )
+        },
     ]
 }
 
@@ -175,7 +220,21 @@ mod tests {
         let cc = issue_13(ms(10_000));
         for case in &cc {
             case.path.validate().unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            assert_eq!(cc.iter().filter(|c| c.name == case.name).count(), 1);
         }
+        let sharing: Vec<Sharing> = cc.iter().map(|c| c.sharing).filter(|s| *s != Sharing::Alone).collect();
+        assert_eq!(
+            sharing,
+            [
+                Sharing::Calls { calls: 2, stagger: ms(5000) },
+                Sharing::TcpBulk { after: ms(5000), length: ms(15_000) }
+            ]
+        );
+        let rates: Vec<Option<u64>> = ["twocalls", "tcp"]
+            .iter()
+            .map(|n| rate_at(&pick(cc.clone(), &[n.to_string()]).expect("known")[0], ms(0)))
+            .collect();
+        assert_eq!(rates, [Some(1_000_000), Some(2_000_000)]);
     }
 
     #[test]

@@ -1,15 +1,20 @@
-//! One Peercall ↔ Peercall call through an emulated link, with the `peercall --headless` binaries:
+//! Peercall ↔ Peercall calls through an emulated link, with the `peercall --headless` binaries:
 //! the signaling server and the caller (alice) in namespace A, the callee (bob, auto-answer) in B, so
 //! media and bob's signaling cross the link. Returns both sides' `summary:` figures and the link's
-//! counters. `net-bench` and `tests/netpath.rs` run their calls with it.
+//! counters. `net-bench` and `tests/netpath.rs` run their calls with it. A case may share its link
+//! ([`Sharing`]): with more calls (`alice1` → `bob1`, `alice2` → `bob2`, ... on the one server, all
+//! callers in A) or with a TCP bulk flow A → B; [`run_shared`] places it all, [`run`] one call.
 //!
 //! Every wait is bounded: a call that does not come up, or a peer that does not finish, is an error
 //! with what the peers printed, and the processes are killed when it returns.
 
-use super::cases::LinkCase;
+use super::bulk::{BulkPlan, Goodput, TcpBulk};
+use super::cases::{LinkCase, Sharing};
+use super::timeline::Timeline;
 use super::{Direction, Link, LinkConfig, LinkCounters, LinkError};
 use crate::call::quality::QualitySummary;
 use std::io::{BufRead, BufReader};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -50,6 +55,8 @@ pub struct CallRun {
     pub caller_lines: Vec<String>,
     /// Everything the callee printed.
     pub callee_lines: Vec<String>,
+    /// When the caller's first picture came, after the first call's (zero for it).
+    pub first_picture_at: Duration,
 }
 
 /// A peer process and the lines it printed so far.
@@ -60,7 +67,8 @@ struct Peer {
 }
 
 impl Peer {
-    fn start(link: &Link, a_side: bool, program: &Path, args: &[String]) -> Result<Peer, String> {
+    /// Starts `program` in A or B; `name` labels its traced lines.
+    fn start(link: &Link, a_side: bool, name: &str, program: &Path, args: &[String]) -> Result<Peer, String> {
         let end = if a_side { link.a() } else { link.b() };
         // PEERCALL_TRACE_PEERS=1 prints every peer's lines timed (ms since the first peer started)
         // and passes PEERCALL_PEER_LOG (a RUST_LOG filter) to the peers, their logs on stderr:
@@ -78,11 +86,7 @@ impl Peer {
             .map_err(|e| format!("starting {}: {e}", program.display()))?;
         let (tx, lines) = mpsc::channel();
         let out = child.stdout.take().ok_or("no stdout")?;
-        let who = format!(
-            "{} {}",
-            if a_side { "A" } else { "B" },
-            program.file_name().unwrap_or_default().to_string_lossy()
-        );
+        let who = format!("{} {name}", if a_side { "A" } else { "B" });
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if trace {
@@ -155,76 +159,279 @@ fn args(list: &[&str], extra: &[String]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).chain(extra.iter().cloned()).collect()
 }
 
-/// Makes a link for `case` (namespaces tagged `tag`), places the call and measures it.
+/// Makes a link for `case` (namespaces tagged `tag`), places the call and measures it; a case that
+/// shares its link ([`Sharing`]) is placed whole, and this returns its first call.
 pub fn run(tag: &str, case: &LinkCase, programs: &Programs, plan: &CallPlan) -> Result<CallRun, String> {
+    let mut shared = run_shared(tag, case, programs, plan)?;
+    Ok(shared.calls.swap_remove(0))
+}
+
+/// What a case's calls and its TCP flow measured ([`run_shared`]).
+#[derive(Clone, Debug)]
+pub struct SharedRun {
+    /// Each call, in the order placed (call `i` is `alice{i+1}` → `bob{i+1}`; a lone call's peers
+    /// are `alice` and `bob`).
+    pub calls: Vec<CallRun>,
+    /// What the TCP flow delivered, for a [`Sharing::TcpBulk`] case.
+    pub tcp: Option<Goodput>,
+}
+
+impl SharedRun {
+    /// Each call's callee's timeline (what its caller sent over A→B), from its first picture.
+    pub fn callee_timelines(&self) -> Vec<Timeline> {
+        self.calls.iter().map(|c| Timeline::from_lines(&c.callee_lines)).collect()
+    }
+
+    /// The seconds when every call was up, from `settle` s after the last call's first picture to
+    /// the first call's end (less its last second, the hang-up): one span per call in its own
+    /// callee's timeline (`None` if the calls did not overlap that long).
+    pub fn overlap(&self, settle: usize) -> Option<Vec<Range<usize>>> {
+        let offsets: Vec<usize> =
+            self.calls.iter().map(|c| c.first_picture_at.as_secs_f64().round() as usize).collect();
+        let lens: Vec<usize> = self.callee_timelines().iter().map(|t| t.seconds.len()).collect();
+        overlap(&offsets, &lens, settle)
+    }
+}
+
+/// One call's use of a shared link over the span [`SharedRun::shares`] measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallShare {
+    /// The seconds measured, in the call's callee's timeline.
+    pub span: Range<usize>,
+    /// The caller's video the callee received, kbit/s (payload; audio and headers come on top).
+    pub kbps: f64,
+    /// The same as a share of the link's rate (0–1).
+    pub share: f64,
+    /// The callee's round trip over the span, p50 and p95, ms.
+    pub rtt_p50_ms: Option<f64>,
+    /// See `rtt_p50_ms`.
+    pub rtt_p95_ms: Option<f64>,
+}
+
+/// How a shared case's link was used while everything on it ran.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shares {
+    /// The link's rate at the call's start, kbit/s.
+    pub link_kbps: f64,
+    /// Each call's.
+    pub calls: Vec<CallShare>,
+    /// The TCP flow's seconds measured (its own, from its connection) and its goodput, kbit/s.
+    pub tcp: Option<(Range<usize>, f64)>,
+}
+
+impl Shares {
+    /// The TCP flow's goodput as a share of the link (0–1).
+    pub fn tcp_share(&self) -> Option<f64> {
+        self.tcp.as_ref().map(|(_, kbps)| kbps / self.link_kbps.max(1.0))
+    }
+}
+
+impl SharedRun {
+    /// The link's use once everything on it has run `settle` seconds: for more calls, over their
+    /// [overlap](Self::overlap); beside a TCP flow, over the flow's seconds from `settle` on; a lone
+    /// call from `settle` to its last second. `None` when that span is empty.
+    pub fn shares(&self, case: &LinkCase, settle: usize) -> Option<Shares> {
+        let link_kbps = super::cases::rate_at(case, Duration::ZERO)? as f64 / 1000.0;
+        let timelines = self.callee_timelines();
+        let (spans, tcp) = match (case.sharing, &self.tcp) {
+            (Sharing::TcpBulk { after, length }, Some(flow)) => {
+                let (after, length) = (after.as_secs() as usize, length.as_secs() as usize);
+                let span = settle..length.min(flow.bytes_per_second.len());
+                let kbps = flow.kbps(span.start, span.end);
+                (std::iter::once(after + settle..after + length).collect(), Some((span, kbps)))
+            }
+            (Sharing::TcpBulk { .. }, None) => return None,
+            (Sharing::Calls { .. }, _) => (self.overlap(settle)?, None),
+            (Sharing::Alone, _) => {
+                (std::iter::once(settle..timelines.first()?.seconds.len().checked_sub(1)?).collect(), None)
+            }
+        };
+        let calls = spans
+            .into_iter()
+            .zip(&timelines)
+            .map(|(span, t)| {
+                let kbps = t.kbps_in(span.start, span.end);
+                let (rtt_p50_ms, rtt_p95_ms) = t.rtt(span.start, span.end);
+                CallShare { share: kbps / link_kbps.max(1.0), kbps, rtt_p50_ms, rtt_p95_ms, span }
+            })
+            .collect();
+        Some(Shares { link_kbps, calls, tcp })
+    }
+}
+
+/// The common span of timelines that start `offsets[i]` seconds into the first one and are
+/// `lens[i]` seconds long, from `settle` after the last start to a second before the first end.
+fn overlap(offsets: &[usize], lens: &[usize], settle: usize) -> Option<Vec<Range<usize>>> {
+    let from = offsets.iter().max()? + settle;
+    let to = offsets.iter().zip(lens).map(|(o, l)| o + l).min()?.checked_sub(1)?;
+    (from < to).then(|| offsets.iter().map(|o| from - o..to - o).collect())
+}
+
+/// Names of call `i` of `n`: `alice`/`bob` alone, `alice1`/`bob1`, `alice2`/`bob2`... with others.
+fn names(i: usize, n: usize) -> (String, String) {
+    if n == 1 {
+        ("alice".into(), "bob".into())
+    } else {
+        (format!("alice{}", i + 1), format!("bob{}", i + 1))
+    }
+}
+
+/// The shortest call a later caller of a shared case is given.
+const LATER_CALL_MIN_SECONDS: f64 = 5.0;
+
+/// Makes a link for `case`, places its calls (one server, every caller in A, every callee in B; the
+/// next call `stagger` after the previous one's first picture, each later one hanging up with the
+/// first) and its TCP flow, and measures them. Each call is `plan`'s.
+pub fn run_shared(
+    tag: &str,
+    case: &LinkCase,
+    programs: &Programs,
+    plan: &CallPlan,
+) -> Result<SharedRun, String> {
+    let (calls, stagger) = match case.sharing {
+        Sharing::Calls { calls, stagger } => (calls.max(1), stagger),
+        Sharing::Alone | Sharing::TcpBulk { .. } => (1, Duration::ZERO),
+    };
     let link =
         Link::new(tag, LinkConfig::symmetric(case.path.clone())).map_err(|e: LinkError| e.to_string())?;
     let server_addr = format!("{}:6503", link.a().addr());
     let url = format!("ws://{server_addr}/");
-    let mut server = Peer::start(&link, true, &programs.server, &args(&["--listen", &server_addr], &[]))?;
+    let mut server = Peer::start(
+        &link,
+        true,
+        "peercall-server",
+        &programs.server,
+        &args(&["--listen", &server_addr], &[]),
+    )?;
     std::thread::sleep(Duration::from_millis(300));
     let mut extra = vec!["--video".to_owned(), plan.video.clone()];
     extra.extend(plan.peer_args.iter().cloned());
+    // Every callee logs in first.
     let bob_bind = format!("{}:0", link.b().addr());
-    let bob_args =
-        ["--headless", "--name", "bob", "--auto-answer", "--once", "--server", &url, "--bind", &bob_bind];
-    let mut bob = Peer::start(&link, false, &programs.peercall, &args(&bob_args, &extra))?;
-    if !bob.wait_for("logged in as bob", Duration::from_secs(15)) {
-        let _ = server.wait_for_exit(Duration::ZERO);
-        return Err(format!("bob did not log in: {:#?}\nserver: {:#?}", bob.seen, server.seen));
-    }
-    let alice_bind = format!("{}:0", link.a().addr());
-    let duration = format!("{}", plan.seconds);
-    let alice_args = [
-        "--headless",
-        "--name",
-        "alice",
-        "--call",
-        "bob",
-        "--duration",
-        &duration,
-        "--server",
-        &url,
-        "--bind",
-        &alice_bind,
-    ];
-    let mut alice = Peer::start(&link, true, &programs.peercall, &args(&alice_args, &extra))?;
-    if !alice.wait_for("video in: first picture", plan.setup_limit) {
-        let _ = bob.wait_for_exit(Duration::ZERO);
-        return Err(format!(
-            "no picture at the caller within {:?}: alice {:#?}\nbob {:#?}",
-            plan.setup_limit, alice.seen, bob.seen
-        ));
-    }
-    if case.from_first_picture {
-        for direction in [Direction::AToB, Direction::BToA] {
-            link.set(direction, case.path.clone()).map_err(|e| e.to_string())?;
+    let mut bobs = Vec::with_capacity(calls);
+    for i in 0..calls {
+        let (_, bob) = names(i, calls);
+        let bob_args =
+            ["--headless", "--name", &bob, "--auto-answer", "--once", "--server", &url, "--bind", &bob_bind];
+        bobs.push(Peer::start(&link, false, &bob, &programs.peercall, &args(&bob_args, &extra))?);
+        let peer = bobs.last_mut().ok_or("no callee")?;
+        if !peer.wait_for(&format!("logged in as {bob}"), Duration::from_secs(15)) {
+            let _ = server.wait_for_exit(Duration::ZERO);
+            return Err(format!("{bob} did not log in: {:#?}\nserver: {:#?}", peer.seen, server.seen));
         }
     }
+    let alice_bind = format!("{}:0", link.a().addr());
+    let mut alices: Vec<(Peer, f64)> = Vec::with_capacity(calls);
+    let mut first_pictures: Vec<Instant> = Vec::with_capacity(calls);
+    let first_click = Instant::now();
+    for (i, callee) in bobs.iter_mut().enumerate() {
+        if i > 0 {
+            std::thread::sleep(stagger);
+        }
+        let (alice, bob) = names(i, calls);
+        // A later call hangs up about when the first does (durations count from "in call").
+        let seconds = match i {
+            0 => plan.seconds,
+            _ => (plan.seconds - first_click.elapsed().as_secs_f64()).max(LATER_CALL_MIN_SECONDS),
+        };
+        let duration = format!("{seconds:.1}");
+        let alice_args = [
+            "--headless",
+            "--name",
+            &alice,
+            "--call",
+            &bob,
+            "--duration",
+            &duration,
+            "--server",
+            &url,
+            "--bind",
+            &alice_bind,
+        ];
+        alices.push((
+            Peer::start(&link, true, &alice, &programs.peercall, &args(&alice_args, &extra))?,
+            seconds,
+        ));
+        let (peer, _) = alices.last_mut().ok_or("no caller")?;
+        if !peer.wait_for("video in: first picture", plan.setup_limit) {
+            let _ = callee.wait_for_exit(Duration::ZERO);
+            return Err(format!(
+                "no picture at {alice} within {:?}: {alice} {:#?}\n{bob} {:#?}",
+                plan.setup_limit, peer.seen, callee.seen
+            ));
+        }
+        first_pictures.push(Instant::now());
+        if i == 0 && case.from_first_picture {
+            for direction in [Direction::AToB, Direction::BToA] {
+                link.set(direction, case.path.clone()).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    let first_picture = first_pictures[0];
+    let tcp = match case.sharing {
+        Sharing::TcpBulk { after, length } => {
+            let plan =
+                BulkPlan { start_after: after.saturating_sub(first_picture.elapsed()), length, port: 0 };
+            Some(TcpBulk::between(link.a(), link.b(), plan).map_err(|e| format!("the TCP flow: {e}"))?)
+        }
+        Sharing::Alone | Sharing::Calls { .. } => None,
+    };
     if let Some(outage) = case.outage {
-        std::thread::sleep(outage.after);
+        std::thread::sleep(outage.after.saturating_sub(first_picture.elapsed()));
         for direction in [Direction::AToB, Direction::BToA] {
             let path = case.path.clone().outage(Duration::ZERO, outage.length);
             link.set(direction, path).map_err(|e| e.to_string())?;
         }
     }
-    // The caller hangs up after its duration (counted from "in call", a little before the first
-    // picture) and exits; the callee exits when told.
-    let limit = Duration::from_secs_f64(plan.seconds + 20.0);
-    let alice_done = alice.wait_for_exit(limit);
-    let bob_done = bob.wait_for_exit(Duration::from_secs(10));
-    let counters = link.counters();
-    let run = || -> Result<CallRun, String> {
-        Ok(CallRun {
-            caller: alice.summary().map_err(|e| format!("alice: {e}"))?,
-            callee: bob.summary().map_err(|e| format!("bob: {e}"))?,
-            counters,
-            caller_lines: alice.seen.clone(),
-            callee_lines: bob.seen.clone(),
-        })
+    // Each caller hangs up after its duration (counted from "in call", a little before the first
+    // picture) and exits; the callees exit when told.
+    let alices_done: Vec<bool> = alices
+        .iter_mut()
+        .map(|(peer, seconds)| peer.wait_for_exit(Duration::from_secs_f64(*seconds + 20.0)))
+        .collect();
+    let bobs_done: Vec<bool> =
+        bobs.iter_mut().map(|peer| peer.wait_for_exit(Duration::from_secs(10))).collect();
+    let tcp = match tcp {
+        Some(flow) => Some(flow.finish().map_err(|e| format!("the TCP flow: {e}"))?),
+        None => None,
     };
-    match run() {
-        Ok(r) => Ok(r),
-        Err(e) => Err(format!("{e}\n(alice finished: {alice_done}, bob finished: {bob_done})")),
+    let counters = link.counters();
+    let mut runs = Vec::with_capacity(calls);
+    for (i, ((alice, bob), at)) in alices.iter().zip(&bobs).zip(&first_pictures).enumerate() {
+        let (a, b) = names(i, calls);
+        let run = || -> Result<CallRun, String> {
+            Ok(CallRun {
+                caller: alice.0.summary().map_err(|e| format!("{a}: {e}"))?,
+                callee: bob.summary().map_err(|e| format!("{b}: {e}"))?,
+                counters,
+                caller_lines: alice.0.seen.clone(),
+                callee_lines: bob.seen.clone(),
+                first_picture_at: at.duration_since(first_picture),
+            })
+        };
+        runs.push(run().map_err(|e| {
+            format!("{e}\n({a} finished: {}, {b} finished: {})", alices_done[i], bobs_done[i])
+        })?);
+    }
+    Ok(SharedRun { calls: runs, tcp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_named_alone_and_numbered_when_shared() {
+        assert_eq!(names(0, 1), ("alice".into(), "bob".into()));
+        assert_eq!(names(1, 2), ("alice2".into(), "bob2".into()));
+    }
+
+    #[test]
+    fn the_overlap_is_the_span_every_call_was_up_and_settled() {
+        // Call 2's first picture 7 s into call 1 (30 s of it); call 2 lasts 24 s: up to second 31.
+        assert_eq!(overlap(&[0, 7], &[30, 24], 5), Some(vec![12..29, 5..22]));
+        assert_eq!(overlap(&[0], &[20], 3), Some(std::iter::once(3..19).collect()));
+        assert_eq!(overlap(&[0, 18], &[20, 20], 3), None, "too short");
+        assert_eq!(overlap(&[], &[], 3), None);
     }
 }

@@ -22,9 +22,11 @@
 //! everything is removed when the [`Link`] is dropped.
 //!
 //! [`cases`] names the links of issues 12 and 13, [`headless_call`] runs a Peercall ↔ Peercall call
-//! through one with the headless binaries (`net-bench` and `tests/netpath.rs`), and [`timeline`]
-//! reads a call's second-by-second figures back from its `stats:` lines.
+//! (or several, or one beside a TCP flow) through one with the headless binaries (`net-bench` and
+//! `tests/netpath.rs`), [`bulk`] is that TCP bulk flow (sockets made inside the namespaces), and
+//! [`timeline`] reads a call's second-by-second figures back from its `stats:` lines.
 
+pub mod bulk;
 pub mod cases;
 pub mod headless_call;
 pub mod model;
