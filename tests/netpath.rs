@@ -527,21 +527,43 @@ fn cc_shared(name: &str, seconds: f64, settle: usize, bounds: Bounds) -> Option<
     Some((run, shares))
 }
 
+/// Two calls on one link: the larger video share at most this many times the smaller. Measured
+/// (four runs): 34/25, 47/24, 39/26, 37/12 % (the first call placed holds more; issue 13's target
+/// is 40-60 % each, not met yet), so up to 3.2x; bounded at 6x, each at least 5 %: they catch a
+/// call starved outright, the figures are printed.
+const TWOCALLS_RATIO: f64 = 6.0;
+/// Beside a TCP bulk flow the call's video keeps at least this share of the link. Measured: 4 %
+/// (84 kbit/s of 2 Mbit/s; TCP 88 %, the call's RTT p95 264 ms): the estimator reads the queue TCP
+/// keeps full as its own and backs off to its floor (issue 13's target is 30 %: see its note).
+/// The bound only catches a call that stops altogether; the figures are printed.
+const TCP_CALL_SHARE: f64 = 0.02;
+
 #[test]
 fn cc_two_calls_share_a_1_mbit_s_link() {
+    // 1 Mbit/s, 25 ms, 300 ms queue; the second call 5 s after the first one's first picture.
     let bounds = Bounds { ..CHANGING };
     let Some((_run, shares)) = cc_shared("twocalls", 30.0, 5, bounds) else {
         return;
     };
     let each: Vec<f64> = shares.calls.iter().map(|c| c.share).collect();
     eprintln!("twocalls: shares {each:?}, together {:.0} %", each.iter().sum::<f64>() * 100.0);
+    // Neither call starves the other: each carries at least 5 % of the link's video, and the
+    // larger share is at most TWOCALLS_RATIO times the smaller.
+    let (lo, hi) = each.iter().fold((f64::MAX, 0.0f64), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+    assert!(lo >= 0.05, "a call kept {:.0} % of the link", lo * 100.0);
+    assert!(hi <= lo * TWOCALLS_RATIO, "shares {each:?}");
 }
 
 #[test]
 fn cc_a_call_beside_a_tcp_bulk_flow() {
+    // 2 Mbit/s, 25 ms, 300 ms queue; TCP A→B from 5 s after the first picture, for 15 s.
     let bounds = Bounds { ..CHANGING };
-    let Some((run, shares)) = cc_shared("tcp", 25.0, 3, bounds) else {
+    let Some((_run, shares)) = cc_shared("tcp", 25.0, 3, bounds) else {
         return;
     };
-    let _ = (run, shares);
+    let call = &shares.calls[0];
+    let tcp = shares.tcp_share().unwrap_or(0.0);
+    eprintln!("tcp: the call's video {:.0} %, TCP {:.0} % of the link", call.share * 100.0, tcp * 100.0);
+    assert!(call.share >= TCP_CALL_SHARE, "the call kept {:.0} % of the link beside TCP", call.share * 100.0);
+    assert!(tcp > 0.1, "the TCP flow carried {:.0} % of the link", tcp * 100.0);
 }
