@@ -36,7 +36,9 @@ const UP_HOLD: Duration = Duration::from_secs(1);
 /// A source sending under this share of the target is not limited by it (a still or simple
 /// picture): the picture is not shrunk for a target it does not use. The test pattern needs ~130
 /// kbit/s at 640x480; with the target capped near what it sends (1.5 × acknowledged, so such a
-/// source sends ~2/3 of it) it was shrunk to 320x240.
+/// source sends ~2/3 of it) it was shrunk to 320x240. At 0.8 a 170 kbit/s source under a
+/// 200 kbit/s target (audio's share taken off) was read as held back and halved; an encoder its
+/// target does hold back sends 90-100 % of it.
 const APP_LIMITED: f64 = 0.88;
 /// A source sending under this share of its target (its cap is 1.5 × what it sends, so ~2/3)
 /// climbs a rung after [`UP_HOLD`]: the 720p pattern shrunk at the call's start to 640x360 stayed

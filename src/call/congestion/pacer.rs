@@ -36,8 +36,8 @@ const QUEUE_LIMIT: usize = 2_000;
 /// receiver waits one repair round), and after a deep drop (2.5 Mbit/s to 120 kbit/s) 400 kB of
 /// retransmissions queued at a 60 kbit/s target held the video back for 45 s.
 const MAX_REPAIR_AGE: Duration = Duration::from_millis(500);
-/// A video frame that waited this long before its first packet left is discarded whole: the receiver
-/// asks for a keyframe instead. A frame already under way is finished: cutting its tail wastes what
+/// A video frame that waited this long before its first packet left is discarded whole, and the
+/// sender makes a keyframe (it watches `Congestion::frames_discarded`). A frame already under way is finished: cutting its tail wastes what
 /// went out, and at a deep drop (60 kbit/s) every keyframe took longer than this and none arrived whole.
 const MAX_VIDEO_AGE: Duration = Duration::from_millis(1_500);
 /// Video waiting may take at most this long to leave at the target; older frames past it are
@@ -462,8 +462,8 @@ mod tests {
         let congestion = Arc::new(Congestion::default());
         let mut p = PriorityPacer::new(100_000.0, Arc::clone(&congestion));
         let t0 = Instant::now();
-        // Ten frames of five packets, 60 kB at 100 kbit/s: 4.8 s to drain; frames that waited over
-        // 1.5 s before leaving are given up.
+        // Ten frames of five packets, 60 kB at 100 kbit/s: 4.8 s to drain; what cannot leave within
+        // the backlog bound (500 ms) or the age limit is given up, whole frames at a time.
         for seq in 0..50 {
             p.handle_write(video(seq, u32::from(seq / 5) * 3000, t0)).expect("pacer");
         }
