@@ -442,7 +442,10 @@ fn cc_a_deep_drop_to_120_kbit_s_and_back() {
     // 185-716 ms. Bounds: a freeze of 9 s (the old 6.6-14.7 s fail it mostly; a CI machine is
     // slower), glass-to-glass p95 1.5 s (~2x the worst run: a playout held at its cap fails it).
     let bounds = Bounds { longest_freeze_ms: 9_000.0, g2g_p95_ms: 1_500.0, ..CHANGING };
-    let Some((run, callee, _caller)) = cc_call("drop", Duration::from_secs(8), 30.0, bounds) else {
+    // Back to 80 % 7-12 s after the link returns (session 7, five runs; the climb is 25 % a second
+    // from ~100 kbit/s, no probing yet): the call runs 33 s so that 14 s fit after 16 s, and the
+    // bound is 14 s, catching a call that does not come back.
+    let Some((run, callee, _caller)) = cc_call("drop", Duration::from_secs(8), 33.0, bounds) else {
         return;
     };
     let before = callee.kbps_in(3, 8);
@@ -452,7 +455,7 @@ fn cc_a_deep_drop_to_120_kbit_s_and_back() {
         "drop: longest freeze {:.0} ms; back to 80 % of {before:.0} kbit/s {back:?} s after the rate returned",
         run.callee.longest_freeze_ms
     );
-    assert!(back.is_some_and(|s| s <= 12), "not back to 80 % of {before:.0} kbit/s: {back:?}");
+    assert!(back.is_some_and(|s| s <= 14), "not back to 80 % of {before:.0} kbit/s: {back:?}");
 }
 
 #[test]
