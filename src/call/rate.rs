@@ -77,7 +77,8 @@ pub struct Split {
 impl Split {
     /// The split of `target_bps`.
     pub fn of(target_bps: u32) -> Self {
-        let audio_bps = (target_bps / 5).clamp(AUDIO_NARROW_BPS, AUDIO_FULL_BPS) / 1000 * 1000;
+        // In steps of 4 kbit/s, so the encoder is not retuned for every wobble of the estimate.
+        let audio_bps = (target_bps / 5).clamp(AUDIO_NARROW_BPS, AUDIO_FULL_BPS) / 4000 * 4000;
         let audio_share = audio_bps + AUDIO_PACKET_OVERHEAD_BPS;
         Self { audio_bps, video_bps: target_bps.saturating_sub(audio_share).max(MIN_VIDEO_BPS) }
     }

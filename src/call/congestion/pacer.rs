@@ -69,9 +69,8 @@ pub struct PriorityPacer {
     short: LeakyBucket,
     long: LeakyBucket,
     queues: [VecDeque<TaggedPacket>; 3],
-    queued_bytes: u64,
-    /// Bytes of retransmissions waiting.
-    repair_bytes: u64,
+    /// Bytes waiting in each class's queue.
+    class_bytes: [u64; 3],
     /// The video frame (SSRC, RTP timestamp) whose packets have started to leave.
     under_way: Option<(u32, u32)>,
     audio_ssrcs: HashSet<u32>,
@@ -122,8 +121,7 @@ impl PriorityPacer {
             short,
             long,
             queues: Default::default(),
-            queued_bytes: 0,
-            repair_bytes: 0,
+            class_bytes: [0; 3],
             under_way: None,
             audio_ssrcs: HashSet::new(),
             rtx_ssrcs: HashSet::new(),
@@ -173,22 +171,19 @@ impl PriorityPacer {
     }
 
     fn publish(&self) {
-        let drain = self.queued_bytes as f64 * 8.0 / (self.target_bps * LONG_TERM_FACTOR).max(1.0);
-        self.congestion.publish_queue(
-            self.queued_bytes,
-            (drain * 1e6) as u64,
-            self.shed,
-            self.frames_discarded,
-        );
+        let queued_bytes = self.queued_bytes();
+        let drain = queued_bytes as f64 * 8.0 / (self.target_bps * LONG_TERM_FACTOR).max(1.0);
+        self.congestion.publish_queue(queued_bytes, (drain * 1e6) as u64, self.shed, self.frames_discarded);
     }
 
-    /// Takes `packet` off the queue's byte counts.
+    fn queued_bytes(&self) -> u64 {
+        self.class_bytes.iter().sum()
+    }
+
+    /// Takes `packet` off its class's byte count.
     fn account_out(&mut self, class: Class, packet: &TaggedPacket) {
-        let bytes = (bits_of(packet) / 8.0) as u64;
-        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
-        if class == Class::Repair {
-            self.repair_bytes = self.repair_bytes.saturating_sub(bytes);
-        }
+        let bytes = &mut self.class_bytes[class as usize];
+        *bytes = bytes.saturating_sub((bits_of(packet) / 8.0) as u64);
     }
 
     /// Drops what waited past its use (packets keep their enqueue instant until released):
@@ -210,12 +205,7 @@ impl PriorityPacer {
         // The backlog: video waiting over what leaves in MAX_VIDEO_BACKLOG at the target goes,
         // oldest frames first.
         let budget = (self.target_bps * LONG_TERM_FACTOR / 8.0 * MAX_VIDEO_BACKLOG.as_secs_f64()) as u64;
-        while self.queued_bytes.saturating_sub(self.repair_bytes) > budget {
-            let video_bytes: u64 =
-                self.queues[Class::Video as usize].iter().map(|p| (bits_of(p) / 8.0) as u64).sum();
-            if video_bytes <= budget {
-                break;
-            }
+        while self.class_bytes[Class::Video as usize] > budget {
             let Some((frame, _)) = self.next_discardable(true) else { break };
             self.discard_frame(frame);
         }
@@ -246,7 +236,8 @@ impl PriorityPacer {
             }
             keep
         });
-        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+        let video = &mut self.class_bytes[Class::Video as usize];
+        *video = video.saturating_sub(bytes);
         self.stale += packets;
         self.frames_discarded += 1;
     }
@@ -320,14 +311,13 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
         if class == Class::Repair {
             let budget =
                 ((self.target_bps / 8.0 * REPAIR_BUDGET.as_secs_f64()) as u64).max(MIN_REPAIR_BUDGET);
-            if self.repair_bytes + bytes > budget {
+            if self.class_bytes[Class::Repair as usize] + bytes > budget {
                 self.shed += 1;
                 self.publish();
                 return Ok(());
             }
-            self.repair_bytes += bytes;
         }
-        self.queued_bytes += bytes;
+        self.class_bytes[class as usize] += bytes;
         self.queues[class as usize].push_back(msg);
         self.release(now);
         Ok(())

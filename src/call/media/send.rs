@@ -9,9 +9,7 @@
 use super::{CallMedia, TrackTarget};
 use crate::call::congestion::estimator::START_BPS;
 use crate::call::peer::asks_for_keyframe;
-use crate::call::rate::{
-    Ladder, QualityLimitation, Split, AUDIO_FULL_BPS, AUDIO_NARROW_BPS, MAX_PACER_QUEUE_MS,
-};
+use crate::call::rate::{Ladder, QualityLimitation, Split, MAX_PACER_QUEUE_MS};
 use crate::call::recovery::{keyframe_answered_for, MIN_KEYFRAME_SPACING};
 use crate::call::stats::Counters;
 use crate::media::codec::{new_encoder, EncoderSettings, VideoCodec, VideoEncoder};
@@ -365,12 +363,9 @@ pub fn start_audio_sender(
                 break;
             }
             let captured = Instant::now();
-            // Voice follows the estimate between its narrow and full rates, a step of 4 kbit/s or
-            // more at a time (libopus changes rate smoothly, but not every packet).
+            // Voice follows the estimate between its narrow and full rates (`Split`'s 4 kbit/s steps).
             let wanted = Split::of(controls.congestion.target_bps().unwrap_or(START_BPS as u32)).audio_bps;
-            if wanted.abs_diff(bitrate) >= 4_000
-                || (wanted != bitrate && (wanted == AUDIO_FULL_BPS || wanted == AUDIO_NARROW_BPS))
-            {
+            if wanted != bitrate {
                 match encoder.set_bitrate(wanted as i32) {
                     Ok(()) => bitrate = wanted,
                     Err(e) => tracing::warn!(%e, "could not change the audio bitrate"),
