@@ -243,6 +243,64 @@ fn jitter_with_reordering_and_10_percent_loss() {
 }
 
 #[test]
+fn setup_finishes_through_30_percent_loss() {
+    // Every handshake flight has a fair chance of being lost here. rtc-dtls 0.21.1 as published
+    // stopped its server's retransmit timer on a repeated flight 3, so a lost flight 4 was never sent
+    // again: 4 of 6 such calls failed setup ("no network path found"), and this test failed 2 of 2
+    // runs. Patched (patches/rtc-dtls): 0 failed setups in 17 calls, the test passed 4 of 4 (in 2
+    // of its 12 calls the caller had no picture within 20 s: connected, a keyframe not yet whole).
+    if let Some(why) = link_emulator::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let case = cases::setup_under_heavy_loss();
+    let programs = Programs {
+        peercall: env!("CARGO_BIN_EXE_peercall").into(),
+        server: env!("CARGO_BIN_EXE_peercall-server").into(),
+    };
+    let plan = CallPlan {
+        seconds: 3.0,
+        video: "320x240@15".into(),
+        peer_args: Vec::new(),
+        setup_limit: Duration::from_secs(20),
+    };
+    // What is checked is setup: a call that fails says "call failed: could not connect", and one
+    // that works reaches "in call". Pictures at 30 % loss are a quality matter (a keyframe may take
+    // longer than a 3 s call to get through whole, and a hang-up may be late), so where pictures
+    // arrived they must be intact and in order, but a call without one does not fail here.
+    let setup_failed = |text: &str| text.contains("call failed:");
+    let in_call = |text: &str| text.contains("call: in call with");
+    let mut failed = Vec::new();
+    for attempt in 1..=3 {
+        match headless_call::run("np", &case, &programs, &plan) {
+            Ok(run) => {
+                let (caller, callee) = (run.caller_lines.join("\n"), run.callee_lines.join("\n"));
+                if setup_failed(&caller) || setup_failed(&callee) || !in_call(&caller) || !in_call(&callee) {
+                    failed.push(format!("attempt {attempt}: setup did not finish:\n{caller}\n{callee}"));
+                }
+                for (who, s) in [("caller", &run.caller), ("callee", &run.callee)] {
+                    eprintln!("attempt {attempt}, {who}: {s}");
+                    if s.unstamped > 0 || s.backwards > 0 {
+                        failed.push(format!("attempt {attempt}, {who}: damaged or out of order: {s}"));
+                    }
+                }
+            }
+            // No picture or no summary in time; the message carries the peers' lines, which say
+            // whether setup finished.
+            Err(e) if in_call(&e) && !setup_failed(&e) => eprintln!("attempt {attempt}: in call, but: {e}"),
+            Err(e) => failed.push(format!("attempt {attempt}: {e}")),
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 3 calls through 30 % loss failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+#[test]
 fn a_three_second_outage() {
     // 20.8-20.9 fps, one freeze of 3.70 / 3.74 s (the outage and the way back), p95 48-54 ms,
     // size 100 %; the link dropped 244-259 packets each way in the outage.

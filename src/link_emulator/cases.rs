@@ -119,6 +119,20 @@ pub fn issue_12(outage_after: Duration) -> Vec<LinkCase> {
     ]
 }
 
+/// A link that loses 30 % each way (50 ± 10 ms, reordering): setup must still finish. Every
+/// handshake flight has a fair chance of being lost here, so the DTLS and ICE retransmission paths
+/// run on most calls (rtc-dtls 0.21.1 unpatched failed 4 of 6 setups on it).
+pub fn setup_under_heavy_loss() -> LinkCase {
+    LinkCase {
+        name: "loss30",
+        label: "50 ± 10 ms jitter with reordering, 30 % random loss",
+        path: PathConfig::new(reordering(0.30)).seed(30),
+        outage: None,
+        from_first_picture: false,
+        sharing: Sharing::Alone,
+    }
+}
+
 /// A bottleneck of `bps` behind a 300 ms drop-tail queue, `one_way` of delay.
 fn bottleneck(bps: u64, one_way: Duration) -> Impairments {
     Impairments {
