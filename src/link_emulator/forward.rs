@@ -134,7 +134,10 @@ pub(super) fn run(shared: Arc<Shared>, devices: [Tun; 2], wake: Arc<OwnedFd>) {
                 let Ok(len) = devices[direction].recv(&mut buf) else { break };
                 let now = Instant::now();
                 let mut state = shared.lock();
-                let Verdict::Deliver(at) = state[direction].path.on_packet(now, len) else { continue };
+                let tcp = carries_tcp(&buf[..len]);
+                let Verdict::Deliver(at) = state[direction].path.on_ip_packet(now, len, tcp) else {
+                    continue;
+                };
                 if heap.len() >= MAX_HELD {
                     state[direction].held_overflow += 1;
                     continue;
@@ -144,6 +147,17 @@ pub(super) fn run(shared: Arc<Shared>, devices: [Tun; 2], wake: Arc<OwnedFd>) {
                 heap.push(Held { at, seq, direction, packet: buf[..len].to_vec() });
             }
         }
+    }
+}
+
+/// Whether an IP packet (as a TUN device without packet information gives it) carries TCP.
+fn carries_tcp(packet: &[u8]) -> bool {
+    const TCP: u8 = 6;
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => packet.get(9) == Some(&TCP),
+        // IPv6: the first next header only (the emulator's addresses are IPv4; no extension chains).
+        Some(6) => packet.get(6) == Some(&TCP),
+        _ => false,
     }
 }
 
@@ -161,5 +175,26 @@ fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_tcp;
+
+    #[test]
+    fn tcp_is_told_from_udp_by_the_ip_header() {
+        let mut v4 = [0u8; 20];
+        v4[0] = 0x45;
+        v4[9] = 6;
+        assert!(carries_tcp(&v4));
+        v4[9] = 17;
+        assert!(!carries_tcp(&v4), "UDP");
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x60;
+        v6[6] = 6;
+        assert!(carries_tcp(&v6));
+        assert!(!carries_tcp(&[]), "an empty read");
+        assert!(!carries_tcp(&[0x45, 0, 0]), "a truncated header");
     }
 }

@@ -108,6 +108,11 @@ pub struct PathConfig {
     pub outages: Vec<Range<Duration>>,
     /// Seeds the random choices (loss, jitter): the same seed and packets give the same verdicts.
     pub seed: u64,
+    /// TCP packets cross with the base delay only, never lost, jittered or queued: for cases about
+    /// the media path alone. The signaling WebSocket crosses the same link, and TCP through heavy
+    /// loss stalls for seconds (its retransmission timer doubles on each loss: at 30 % loss each way
+    /// an answer once took over 10 s), which would test the signaling instead of the case.
+    pub spare_tcp: bool,
 }
 
 impl PathConfig {
@@ -131,6 +136,12 @@ impl PathConfig {
     /// Sets the seed.
     pub fn seed(mut self, seed: u64) -> PathConfig {
         self.seed = seed;
+        self
+    }
+
+    /// Lets TCP cross untouched but for the base delay (see [`PathConfig::spare_tcp`]).
+    pub fn sparing_tcp(mut self) -> PathConfig {
+        self.spare_tcp = true;
         self
     }
 
@@ -311,9 +322,19 @@ impl Path {
 
     /// Decides the fate of a packet of `len` bytes that arrives at `now`.
     pub fn on_packet(&mut self, now: Instant, len: usize) -> Verdict {
+        self.on_ip_packet(now, len, false)
+    }
+
+    /// Decides the fate of an IP packet of `len` bytes that arrives at `now`; `tcp` says whether it
+    /// carries TCP, which a path configured to spare it passes with the base delay only.
+    pub fn on_ip_packet(&mut self, now: Instant, len: usize, tcp: bool) -> Verdict {
         self.counters.offered += 1;
         self.counters.offered_bytes += len as u64;
-        let verdict = self.decide(now, len);
+        let verdict = if tcp && self.config.spare_tcp {
+            Verdict::Deliver(now + self.impairments_at(now).delay)
+        } else {
+            self.decide(now, len)
+        };
         match verdict {
             Verdict::Deliver(_) => {
                 self.counters.delivered += 1;
@@ -422,6 +443,22 @@ mod tests {
         }
         let c = p.counters();
         assert_eq!((c.offered, c.delivered, c.delivered_bytes, c.dropped()), (100, 100, 10_000, 0));
+    }
+
+    /// A path that spares TCP loses every datagram but passes each TCP packet after the base delay.
+    #[test]
+    fn a_path_sparing_tcp_loses_only_the_rest() {
+        let imp = Impairments { delay: ms(50), loss: 1.0, ..Default::default() };
+        let (mut p, t0) = path(PathConfig::new(imp).sparing_tcp());
+        for i in 0..50 {
+            let now = t0 + ms(i);
+            assert_eq!(delivered(p.on_ip_packet(now, 100, true)), now + ms(50));
+            assert!(matches!(p.on_ip_packet(now, 100, false), Verdict::Drop(DropReason::RandomLoss)));
+        }
+        let (mut plain, t0) = path(PathConfig::new(imp));
+        assert!(matches!(plain.on_ip_packet(t0, 100, true), Verdict::Drop(_)), "TCP is lost unless spared");
+        let c = p.counters();
+        assert_eq!((c.offered, c.delivered, c.dropped()), (100, 50, 50));
     }
 
     /// The delays (ms) of 10,000 packets 1 ms apart on a path with this jitter, reordering allowed.
