@@ -246,9 +246,10 @@ fn jitter_with_reordering_and_10_percent_loss() {
 fn setup_finishes_through_20_percent_loss() {
     // Every handshake flight has a fair chance of being lost here (20 % each way on UDP, the
     // signaling's TCP clean: see the case). Measured: 12 of 12 calls set up, the first picture
-    // 1.7-3.9 s after dialling. Not a regression test of the rtc-dtls patch (patches/): with the
-    // signaling spared, the deadlock it fixes came too rarely to tell apart here (unpatched: 9 of 9
-    // at 20 %, 8 of 9 at 30 %, where the patched crate also lost 1 of 9 to slow DTLS retransmission).
+    // 1.7-3.9 s after dialling. Not the regression test of the rtc-dtls patch (patches/; that is
+    // tests/dtls_retransmit.rs): with the signaling spared, the deadlock it fixes came too rarely to
+    // tell apart here (unpatched: 9 of 9 at 20 %, 8 of 9 at 30 %, where the patched crate also lost
+    // 1 of 9 to DTLS's fixed 1 s retransmission of multi-datagram flights).
     if let Some(why) = link_emulator::unavailable() {
         eprintln!("skipped: {why}");
         return;
