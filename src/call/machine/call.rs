@@ -55,6 +55,8 @@ pub(super) struct Call {
     /// When the call began (dialled or rang): the ring timeout counts from here.
     pub started: Instant,
     pub disconnected_since: Option<Instant>,
+    /// When ICE first found a working path in this call (the handshake on it was still to come).
+    pub path_found: Option<Instant>,
     /// The server told us the peer's signaling socket dropped while media still flowed.
     pub peer_signaling_lost: bool,
     /// When we last restarted ICE in this outage, and how often we have in the call.
@@ -86,6 +88,7 @@ impl Call {
             media_started: false,
             started: now,
             disconnected_since: None,
+            path_found: None,
             peer_signaling_lost: false,
             last_ice_restart: None,
             ice_restarts: 0,
@@ -108,10 +111,13 @@ impl Call {
         matches!(self.phase, Phase::Calling | Phase::Ringing { .. }).then(|| self.started + timeout)
     }
 
-    /// A call that answered but never connected gives up `timeout` after the answer.
+    /// A call that answered but never connected gives up `timeout` after the answer, or `timeout`
+    /// after ICE first found a path if that is later: the DTLS handshake on a lossy path can need
+    /// several of its 1 s retransmissions per flight (through 30 % loss it once took over 10 s of a
+    /// call's 10 s, ICE's second included), and it gives up on its own when it stops advancing.
     pub fn connect_deadline(&self, timeout: Duration) -> Option<Instant> {
         match self.phase {
-            Phase::Connecting { since } => Some(since + timeout),
+            Phase::Connecting { since } => Some(self.path_found.map_or(since, |t| t.max(since)) + timeout),
             _ => None,
         }
     }

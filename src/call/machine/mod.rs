@@ -485,6 +485,7 @@ impl CallMachine {
                     RTCIceConnectionState::Connected | RTCIceConnectionState::Completed => {
                         call.disconnected_since = None;
                         call.last_ice_restart = None;
+                        call.path_found.get_or_insert(now);
                     }
                     RTCIceConnectionState::Disconnected => {
                         call.disconnected_since.get_or_insert(now);

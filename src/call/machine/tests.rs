@@ -279,6 +279,23 @@ fn a_call_that_never_connects_ends_at_the_connect_timeout() {
 }
 
 #[test]
+fn a_path_found_gives_the_handshake_its_own_connect_timeout() {
+    let mut rig = Rig::new("alice");
+    rig.at(2.0);
+    rig.answered_call();
+    rig.at(9.0);
+    rig.peer(PeerInput::Ice(RTCIceConnectionState::Connected));
+    assert_eq!(rig.next_timeout(), Some(19.0), "10 s from the path, not from the answer");
+    // ICE flapping does not move it again: a handshake that never finishes still ends.
+    rig.at(11.0);
+    rig.peer(PeerInput::Ice(RTCIceConnectionState::Disconnected));
+    rig.peer(PeerInput::Ice(RTCIceConnectionState::Connected));
+    assert_eq!(rig.next_timeout(), Some(19.0));
+    let actions = rig.timeout_at(19.0);
+    assert_eq!(ended(&actions), Some(EndReason::Failed(CallError::NoPath { peer: "bob".into() })));
+}
+
+#[test]
 fn ice_outage_caller_restarts_on_a_schedule_then_gives_up() {
     let mut rig = Rig::new("alice");
     let call = rig.placed_call();
