@@ -113,8 +113,9 @@ impl Call {
 
     /// A call that answered but never connected gives up `timeout` after the answer, or `timeout`
     /// after ICE first found a path if that is later: the DTLS handshake on a lossy path can need
-    /// several of its 1 s retransmissions per flight (through 30 % loss it once took over 10 s of a
-    /// call's 10 s, ICE's second included), and it gives up on its own when it stops advancing.
+    /// several of its 1 s retransmissions per flight (through 30 % loss, ICE's first second and the
+    /// handshake together passed 10 s). ICE connecting again later does not move it: a handshake
+    /// that never finishes still ends.
     pub fn connect_deadline(&self, timeout: Duration) -> Option<Instant> {
         match self.phase {
             Phase::Connecting { since } => Some(self.path_found.map_or(since, |t| t.max(since)) + timeout),
