@@ -95,4 +95,16 @@ fn a_server_whose_flight_4_was_lost_resends_it_after_the_client_repeats_flight_3
         server_done && client_done,
         "the handshake completes (server {server_done}, client {client_done})"
     );
+
+    // And the keys both sides derived agree: a record the client encrypts, the server reads.
+    client.write(now, server_addr(), b"after a lost flight 4").expect("application data after the handshake");
+    let mut received = Vec::new();
+    while let Some(t) = client.poll_transmit() {
+        for event in server.read(now, client_addr(), None, t.message).expect("an application record") {
+            if let EndpointEvent::ApplicationData(data) = event {
+                received.extend_from_slice(&data);
+            }
+        }
+    }
+    assert_eq!(received, b"after a lost flight 4");
 }
