@@ -442,6 +442,9 @@ fn cc_a_narrow_link_with_the_camera_scene() {
     // Video alone (audio takes ~50 kbit/s more of it): 39-62 % of the link.
     let used = share("narrow", &callee, 5, 20, 300.0);
     assert!(used > 0.25, "the narrow link carried {:.0} % video", used * 100.0);
+    // All it carried A→B (audio, repairs, headers too), to the second before the hang-up.
+    let link = run.link_use(5, 18, 300_000.0).expect("the link's counters through second 18");
+    eprintln!("narrow: the link carried {:.0} % of its rate A→B", link * 100.0);
     // The standing queue: a 300 ms drop-tail queue full all the time reads as RTT ≥ 350 ms.
     let p95 = run.callee.rtt_p95_ms.unwrap_or(f64::MAX);
     assert!(p95 < 800.0, "RTT p95 {p95} ms");

@@ -200,8 +200,17 @@ fn congestion_suite(args: &Args, programs: &Programs) -> Result<(), String> {
                 let kbps_at = |s: usize| {
                     cases::rate_at(case, Duration::from_secs(s as u64)).unwrap_or(0) as f64 / 1000.0
                 };
+                // The picture's share of the link, and all the link carried A→B (audio, repairs,
+                // headers too) after it.
                 let use_of = |from: usize, to: usize| {
-                    format!("{:.0} %", t.kbps_in(from, to) / kbps_at(from).max(1.0) * 100.0)
+                    let video = t.kbps_in(from, to) / kbps_at(from).max(1.0) * 100.0;
+                    // To the second before the hang-up at most: the counters stop with the call.
+                    let to = to.min(run.link_seconds.len().saturating_sub(2));
+                    let link = run.link_use(from, to, kbps_at(from) * 1000.0);
+                    format!(
+                        "{video:.0} % ({})",
+                        link.map_or("-".to_owned(), |l| format!("{:.0} %", l * 100.0))
+                    )
                 };
                 let (p50, p95) = t.rtt(2, end);
                 let changes = !case.path.schedule.is_empty();
@@ -244,12 +253,12 @@ fn congestion_suite(args: &Args, programs: &Programs) -> Result<(), String> {
         "\n{} s a call, {}, peers: {peer_args}; what the callee received of the caller's video:\n",
         args.seconds, args.video
     );
-    println!("| link (each way) | video share of the link (before / low / after) | RTT p50 / p95 (ms) | freezes | longest freeze (ms) | back to 80 % | fps | picture over time | link drops A→B |");
+    println!("| link (each way) | video share of the link (link used) (before / low / after) | RTT p50 / p95 (ms) | freezes | longest freeze (ms) | back to 80 % | fps | picture over time | link drops A→B |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }
-    println!("\nVideo share: received video payload over the link's rate (audio and headers take ~50 kbit/s more).");
+    println!("\nVideo share: received video payload over the link's rate. Link used: every IP byte the link carried A→B (video, audio, repairs, RTCP, ICE, headers) over its rate.");
     if !shared_rows.is_empty() {
         println!("\nShared links, from {SHARED_SETTLE} s after everything started (the last call's first picture, or the TCP flow's connection):\n");
         println!("| link (each way) | video share of the link (each call) | TCP goodput share | RTT p50 / p95 (ms, each call) | freezes / longest (ms, each callee) | fps (each callee) | link drops A→B |");

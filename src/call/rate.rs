@@ -41,9 +41,22 @@ const UP_HOLD: Duration = Duration::from_secs(1);
 /// target does hold back sends 90-100 % of it.
 const APP_LIMITED: f64 = 0.88;
 /// A source sending under this share of its target (its cap is 1.5 × what it sends, so ~2/3)
-/// climbs a rung after [`UP_HOLD`]: the 720p pattern shrunk at the call's start to 640x360 stayed
-/// there, sending 50 of its 256 kbit/s. Below [`APP_LIMITED`], so the two never alternate.
+/// climbs a rung after [`UP_HOLD`] if the rung above would fit (see [`Rung::cost`]): the 720p
+/// pattern shrunk at the call's start to 640x360 stayed there, sending 50 of its 256 kbit/s. Below
+/// [`APP_LIMITED`], so the two never alternate.
 const APP_IDLE: f64 = 0.75;
+
+impl Rung {
+    /// What this rung's picture costs to send against the full picture at full rate, at the same
+    /// quality: bits grow about as pixels^0.75 (a picture of four times the pixels takes ~2.8 times
+    /// the bits) and a frame-rate step saves less than the frames it skips (each difference is
+    /// larger). What a rung sends, times the ratio of the costs, is what the rung above needs.
+    fn cost(self) -> f64 {
+        let pixels = 1.0 / (self.scale * self.scale) as f64;
+        let frames = f64::from(self.keep_of.0) / f64::from(self.keep_of.1);
+        pixels.powf(0.75) * frames.powf(0.7)
+    }
+}
 
 /// The pacer's queue, in ms to drain, past which new frames are dropped at the sender: a frame
 /// queued behind that much would arrive late anyway, and skipping it lets the queue drain
@@ -124,8 +137,17 @@ impl Ladder {
         }
         // Up when the target clears the rung above by the margin, or when this rung cannot use
         // its target at all (the target is capped near what is sent, so a shrunk simple picture
-        // would otherwise never earn back the rate its full size needs).
-        let idle = used.is_some_and(|u| u < APP_IDLE);
+        // would otherwise never earn back the rate its full size needs) and the rung above, costed
+        // from what this one sends, fits in it. (Without that test a camera at 320x240 sending
+        // 70 % of a 185 kbit/s target — a busy CPU slowing its frames — climbed to 640x480 on a
+        // 300 kbit/s link; the keyframe queued 200-670 ms, the estimate fell to 60 kbit/s and the
+        // picture froze for 1-3 s, every 6 s.)
+        let idle = self.rung > 0
+            && used.is_some_and(|u| u < APP_IDLE)
+            && sent_bps.is_some_and(|sent| {
+                let above = RUNGS[self.rung - 1].0.cost() / self.rung().cost();
+                f64::from(sent) * above <= f64::from(target_bps)
+            });
         if self.rung > 0 && (share >= RUNGS[self.rung - 1].1 * UP_MARGIN || idle) {
             let since = *self.up_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= UP_HOLD {
@@ -299,11 +321,37 @@ mod tests {
         // Not knowing yet what is sent: no change.
         let mut m = Ladder::new(1_000_000);
         assert_eq!(m.update(t0, 200_000, None).scale, 1);
-        // A shrunk picture sending 2/3 of its capped target climbs after the hold.
+        // A shrunk picture sending little of its capped target climbs after the hold, while the
+        // rung above (~1.6 times its cost) still fits.
         let ms = Duration::from_millis;
         assert_eq!(m.update(t0, 30_000, Some(30_000)), Rung { scale: 4, keep_of: (1, 2) });
-        assert_eq!(m.update(t0 + ms(500), 30_000, Some(20_000)).keep_of, (1, 2));
-        assert_eq!(m.update(t0 + ms(1600), 30_000, Some(20_000)), Rung { scale: 4, keep_of: (1, 1) });
+        assert_eq!(m.update(t0 + ms(500), 30_000, Some(18_000)).keep_of, (1, 2));
+        assert_eq!(m.update(t0 + ms(1600), 30_000, Some(18_000)), Rung { scale: 4, keep_of: (1, 1) });
+    }
+
+    #[test]
+    fn an_idle_source_does_not_climb_to_a_picture_its_target_cannot_carry() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // The camera on a narrow link: 320x240 sending 130 of its 185 kbit/s target (a busy CPU
+        // slows its frames). 640x480 would need ~2.1 times that: it stays.
+        let mut l = Ladder::new(920_000);
+        assert_eq!(l.update(t0, 100_000, Some(100_000)).scale, 2);
+        for i in 1..6 {
+            assert_eq!(l.update(t0 + s(i), 185_000, Some(130_000)).scale, 2, "second {i}");
+        }
+        // The same picture sending 80 kbit/s of it would fit a step up: it climbs.
+        assert_eq!(l.update(t0 + s(6), 185_000, Some(80_000)).scale, 2);
+        assert_eq!(l.update(t0 + s(7), 185_000, Some(80_000)).scale, 1);
+    }
+
+    #[test]
+    fn a_rung_s_cost_falls_with_its_pixels_and_frames() {
+        let costs: Vec<f64> = RUNGS.iter().map(|(r, _)| r.cost()).collect();
+        assert_eq!(costs[0], 1.0);
+        assert!(costs.windows(2).all(|w| w[1] < w[0]), "{costs:?}");
+        // Four times the pixels: 2.8 times the bits.
+        assert!((costs[0] / costs[2] - 2.83).abs() < 0.01, "{costs:?}");
     }
 
     #[test]

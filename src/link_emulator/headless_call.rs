@@ -17,6 +17,7 @@ use std::io::{BufRead, BufReader};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,8 @@ pub struct CallRun {
     pub callee: QualitySummary,
     /// What the link did, A (caller) → B and back.
     pub counters: LinkCounters,
+    /// The link's counters once a second from the first call's first picture (entry 0 at it).
+    pub link_seconds: Vec<LinkCounters>,
     /// Everything the caller printed.
     pub caller_lines: Vec<String>,
     /// Everything the callee printed.
@@ -176,6 +179,16 @@ pub struct SharedRun {
     pub tcp: Option<Goodput>,
 }
 
+impl CallRun {
+    /// What the link carried A→B over seconds `from..to` from the first call's first picture, as a
+    /// share of its rate `bps` (0–1): every packet's IP bytes the bottleneck took, whoever sent it
+    /// (video, audio, repairs, RTCP, ICE, and their headers), so this is the link's use where the
+    /// timeline's video share is the picture's. `None` when the samples do not reach `to`.
+    pub fn link_use(&self, from: usize, to: usize, bps: f64) -> Option<f64> {
+        link_use(&self.link_seconds, from, to, bps)
+    }
+}
+
 impl SharedRun {
     /// Each call's callee's timeline (what its caller sent over A→B), from its first picture.
     pub fn callee_timelines(&self) -> Vec<Timeline> {
@@ -257,6 +270,12 @@ impl SharedRun {
             .collect();
         Some(Shares { link_kbps, calls, tcp })
     }
+}
+
+fn link_use(seconds: &[LinkCounters], from: usize, to: usize, bps: f64) -> Option<f64> {
+    let bytes = |s: usize| seconds.get(s).map(|c| c.a_to_b.path.delivered_bytes);
+    let carried = bytes(to)?.checked_sub(bytes(from)?)?;
+    (to > from && bps > 0.0).then(|| carried as f64 * 8.0 / (bps * (to - from) as f64))
 }
 
 /// The common span of timelines that start `offsets[i]` seconds into the first one and are
@@ -384,13 +403,20 @@ pub fn run_shared(
         }
     }
     // Each caller hangs up after its duration (counted from "in call", a little before the first
-    // picture) and exits; the callees exit when told.
-    let alices_done: Vec<bool> = alices
-        .iter_mut()
-        .map(|(peer, seconds)| peer.wait_for_exit(Duration::from_secs_f64(*seconds + 20.0)))
-        .collect();
-    let bobs_done: Vec<bool> =
-        bobs.iter_mut().map(|peer| peer.wait_for_exit(Duration::from_secs(10))).collect();
+    // picture) and exits; the callees exit when told. Meanwhile the link's counters are read once
+    // a second, on the first picture's beat.
+    let done = AtomicBool::new(false);
+    let (alices_done, bobs_done, link_seconds) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| sample_every_second(&link, first_picture, &done));
+        let alices_done: Vec<bool> = alices
+            .iter_mut()
+            .map(|(peer, seconds)| peer.wait_for_exit(Duration::from_secs_f64(*seconds + 20.0)))
+            .collect();
+        let bobs_done: Vec<bool> =
+            bobs.iter_mut().map(|peer| peer.wait_for_exit(Duration::from_secs(10))).collect();
+        done.store(true, Ordering::Relaxed);
+        (alices_done, bobs_done, sampler.join().unwrap_or_default())
+    });
     let tcp = match tcp {
         Some(flow) => Some(flow.finish().map_err(|e| format!("the TCP flow: {e}"))?),
         None => None,
@@ -404,6 +430,7 @@ pub fn run_shared(
                 caller: alice.0.summary().map_err(|e| format!("{a}: {e}"))?,
                 callee: bob.summary().map_err(|e| format!("{b}: {e}"))?,
                 counters,
+                link_seconds: link_seconds.clone(),
                 caller_lines: alice.0.seen.clone(),
                 callee_lines: bob.seen.clone(),
                 first_picture_at: at.duration_since(first_picture),
@@ -414,6 +441,20 @@ pub fn run_shared(
         })?);
     }
     Ok(SharedRun { calls: runs, tcp })
+}
+
+/// `link`'s counters at `start` and each whole second after it, until `done`.
+fn sample_every_second(link: &Link, start: Instant, done: &AtomicBool) -> Vec<LinkCounters> {
+    let mut seconds = Vec::new();
+    while !done.load(Ordering::Relaxed) {
+        let next = start + Duration::from_secs(seconds.len() as u64);
+        match next.checked_duration_since(Instant::now()) {
+            // Short naps, so the end is not held up by a second.
+            Some(wait) => std::thread::sleep(wait.min(Duration::from_millis(50))),
+            None => seconds.push(link.counters()),
+        }
+    }
+    seconds
 }
 
 #[cfg(test)]
@@ -433,5 +474,20 @@ mod tests {
         assert_eq!(overlap(&[0], &[20], 3), Some(std::iter::once(3..19).collect()));
         assert_eq!(overlap(&[0, 18], &[20, 20], 3), None, "too short");
         assert_eq!(overlap(&[], &[], 3), None);
+    }
+
+    #[test]
+    fn the_link_use_is_what_it_carried_over_its_rate() {
+        let at = |bytes: u64| {
+            let mut c = LinkCounters::default();
+            c.a_to_b.path.delivered_bytes = bytes;
+            c
+        };
+        // 0, 30 kB, 60 kB, 97.5 kB: 37.5 kB a second is all of 300 kbit/s.
+        let seconds = [at(0), at(30_000), at(60_000), at(97_500)];
+        assert_eq!(link_use(&seconds, 0, 2, 300_000.0), Some(0.8));
+        assert_eq!(link_use(&seconds, 2, 3, 300_000.0), Some(1.0));
+        assert_eq!(link_use(&seconds, 2, 4, 300_000.0), None, "not sampled that far");
+        assert_eq!(link_use(&seconds, 2, 2, 300_000.0), None, "an empty span");
     }
 }

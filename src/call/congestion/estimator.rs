@@ -7,8 +7,9 @@
 //! threshold overuse detector, the received-rate window) and replaces its rate control, where the
 //! crate's `Gcc` fell short through the link emulator (300 kbit/s, camera scene):
 //! - it climbs 8 % a second from 300 kbit/s and never probes (the crate's own benches: 25 s to
-//!   converge): here the start doubles each second until the first overuse, and away from the last
-//!   known ceiling it climbs 25 % a second;
+//!   converge): here the start doubles each second until the first overuse, after a decrease it
+//!   returns to near the last known ceiling fast, climbs a packet per round trip past it, and once
+//!   the link delivers a fifth over it (it grew) doubles again as at the start;
 //! - nothing capped it at what the link delivered: here an increase stops at 1.5 × the acknowledged
 //!   rate (libwebrtc's rule), so an application-limited source cannot let it run away;
 //! - its loss half backs off at 10 % loss, so random link loss (the loss issue's 10 % link) was
@@ -39,14 +40,36 @@ const DECREASE_INTERVAL: Duration = Duration::from_millis(300);
 /// report goes before a reordered packet arrives: the loss issue's 10 % random loss with reordering
 /// read as 20-25 %, and a 20 % threshold took its picture down to 320x240.
 const HEAVY_LOSS: f64 = 0.30;
-/// A ceiling learnt at the last decrease is forgotten after this long without overuse: the link may
-/// have come back (the step test), and climbing additively towards an old ceiling took 15 s.
-const CEILING_MEMORY: Duration = Duration::from_secs(2);
+/// The rate acknowledged at the last decrease is the link's known ceiling until the far side
+/// acknowledges this much more than it: then the link has grown (the step's return) and the climb
+/// is multiplicative again. Forgotten after 2 s without overuse instead, a 300 kbit/s link's climb
+/// turned multiplicative below it every cycle, passed the link by a fifth before the queue told,
+/// and the cut that drained it halved the rate: a sawtooth from 100 to 320 kbit/s.
+const CEILING_PASSED: f64 = 1.2;
+/// Near the known ceiling the target climbs only to this multiple of what the far side
+/// acknowledges (plus 10 kbit/s): an encoder sending 85 % of its target let the target climb a
+/// third past a 300 kbit/s link untested, until a keyframe or motion sent it all at once.
+const NEAR_CEILING_HEADROOM: f64 = 1.1;
+/// Under this share of the known ceiling, with the queue drained, the target returns to it fast
+/// (doubling a second, never past it): the link carried that rate a moment ago.
+const CEILING_RETURN: f64 = 0.85;
 /// The acknowledged rate is measured over this much of the receiver's clock. On the receiver's
 /// clock rather than at the feedback's arrival here: the crate's `RateCalculator` counts whole
 /// feedback batches at their arrival, and a 500 ms window then held five or six 100 ms batches
 /// (the rate read up to 25 % high, and the cap with it).
 const ACKED_WINDOW_MS: f64 = 500.0;
+/// A standing queue this much over its lowest since the last decrease grows again.
+const QUEUE_GROWTH_MS: f64 = 10.0;
+/// A decrease sends under the acknowledged rate by enough to empty the standing queue in this
+/// long (at least libwebrtc's 15 % under it, at most half): 0.85 × acknowledged alone drains 200 ms
+/// of queue in 1.3 s, the round trip staying high all that time.
+const DRAIN_TIME_MS: f64 = 500.0;
+
+/// The share of the acknowledged rate a decrease sends at, with `queue_ms` of standing queue.
+fn drain_factor(queue_ms: f64) -> f64 {
+    (1.0 - queue_ms / DRAIN_TIME_MS).clamp(0.5, 0.85)
+}
+
 /// How long the one-way-delay minimum is kept (per-second minima): the path's base delay.
 const BASE_DELAY_WINDOW: usize = 20;
 
@@ -68,7 +91,8 @@ pub struct Reading {
 /// Where the rate control is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// From the call's start until the first overuse: double each second.
+    /// From the call's start, or from when the link delivered well past its last known ceiling,
+    /// until the next overuse: double each second.
     Start,
     /// After it.
     Steady,
@@ -86,8 +110,11 @@ pub struct DelayLossEstimator {
     max: f64,
     last_update: Option<Instant>,
     last_decrease: Option<Instant>,
-    /// The acknowledged rate at the last decrease, and when.
-    ceiling: Option<(f64, Instant)>,
+    /// The lowest standing queue since the last decrease, ms: while the queue stays near it, the
+    /// queue drains (or holds) after that decrease.
+    queue_since_decrease: f64,
+    /// The acknowledged rate at the last decrease (see [`CEILING_PASSED`]).
+    ceiling: Option<f64>,
     loss: f64,
     overuses: u64,
     /// Per-second minima of (arrival − departure), ms, newest last: the base is their minimum.
@@ -113,6 +140,7 @@ impl DelayLossEstimator {
             max,
             last_update: None,
             last_decrease: None,
+            queue_since_decrease: 0.0,
             ceiling: None,
             loss: 0.0,
             overuses: 0,
@@ -213,7 +241,15 @@ impl BandwidthEstimator for DelayLossEstimator {
                 usage = self.detector.update(trend.at, trend.estimate_ms);
             }
         }
-        if self.queue_delay_ms().is_some_and(|q| q > QUEUE_DELAY_LIMIT.as_secs_f64() * 1000.0) {
+        // A standing queue is overuse unless it is draining: no higher than the lowest it has been
+        // since the last decrease (by a margin for noise). After a decrease the queue takes a
+        // while to empty (the slope detector, its threshold raised by the rise, still says
+        // normal), and reading it as overuse again every DECREASE_INTERVAL cut a 300 kbit/s link's
+        // estimate from 380 to 100 kbit/s in one episode.
+        let queue_ms = self.queue_delay_ms().unwrap_or(0.0);
+        self.queue_since_decrease = self.queue_since_decrease.min(queue_ms);
+        let draining = queue_ms <= self.queue_since_decrease + QUEUE_GROWTH_MS;
+        if queue_ms > QUEUE_DELAY_LIMIT.as_secs_f64() * 1000.0 && !draining {
             usage = Usage::Over;
         }
         let lost = reports.iter().filter(|r| !r.arrived).count() as f64;
@@ -229,36 +265,70 @@ impl BandwidthEstimator for DelayLossEstimator {
         let acked = self.acked_bps();
         let elapsed = self.last_update.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         self.last_update = Some(now);
-        let may_decrease =
-            self.last_decrease.is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_INTERVAL);
+        // A decrease shows in the feedback only for packets sent after it: one round trip plus the
+        // queue later (on a 300 kbit/s link with 200 ms queued, ~400 ms). Feedback on packets sent
+        // before it still shows the queue growing; cut again on that, a 300 kbit/s link's estimate
+        // fell from 340 to 85 kbit/s in three cuts 300 ms apart.
+        let newest_sent = reports.iter().map(|r| r.departure).max();
+        let may_decrease = self.last_decrease.is_none_or(|t| {
+            now.saturating_duration_since(t) >= DECREASE_INTERVAL && newest_sent.is_some_and(|d| d > t)
+        });
 
         let mut next = self.target;
         if usage == Usage::Over || self.loss > HEAVY_LOSS {
             if may_decrease {
                 let from = acked.map_or(self.target, |a| a.min(self.target));
-                next = if usage == Usage::Over { from * 0.85 } else { self.target * (1.0 - 0.5 * self.loss) };
+                next = if usage == Usage::Over {
+                    from * drain_factor(queue_ms)
+                } else {
+                    self.target * (1.0 - 0.5 * self.loss)
+                };
+                tracing::debug!(
+                    ?usage,
+                    queue_ms,
+                    acked = acked.unwrap_or(0.0),
+                    loss = self.loss,
+                    from = self.target,
+                    to = next,
+                    "congestion: decrease"
+                );
                 self.last_decrease = Some(now);
-                self.ceiling = acked.map(|a| (a, now));
+                // Until the queue has fallen, it is the one this decrease answered.
+                self.queue_since_decrease = f64::INFINITY;
+                self.ceiling = acked;
                 self.phase = Phase::Steady;
                 self.overuses += u64::from(usage == Usage::Over);
             }
         } else if usage == Usage::Normal {
             let secs = elapsed.as_secs_f64().min(0.5);
-            if self.ceiling.is_some_and(|(_, at)| now.saturating_duration_since(at) > CEILING_MEMORY) {
+            if self.ceiling.zip(acked).is_some_and(|(ceiling, acked)| acked > ceiling * CEILING_PASSED) {
+                // The link has grown past all we knew of it: search as at the start, until the
+                // next overuse. (25 % a second took 9 s from a deep drop's 100 kbit/s back to the
+                // camera's 920 when the link returned.)
                 self.ceiling = None;
+                self.phase = Phase::Start;
             }
             next = match (self.phase, self.ceiling) {
+                // The queue the last decrease answered is still there: hold until it has drained.
+                _ if draining && queue_ms > QUEUE_DELAY_LIMIT.as_secs_f64() * 1000.0 => self.target,
                 (Phase::Start, _) => self.target * 2f64.powf(secs),
-                // Near the rate that last overflowed: a packet per round trip (~150 ms).
-                (Phase::Steady, Some((ceiling, _))) if self.target > ceiling * 0.7 => {
-                    self.target + 1200.0 * 8.0 / 0.15 * secs
+                (Phase::Steady, Some(ceiling)) if self.target < ceiling * CEILING_RETURN => {
+                    (self.target * 2f64.powf(secs)).min(ceiling * CEILING_RETURN)
                 }
-                (Phase::Steady, _) => self.target * 1.25f64.powf(secs),
+                // Near the rate that last overflowed: a packet per round trip (~150 ms), and only
+                // while the sender uses its target (see NEAR_CEILING_HEADROOM).
+                (Phase::Steady, Some(_)) => {
+                    let climbed = self.target + 1200.0 * 8.0 / 0.15 * secs;
+                    acked.map_or(climbed, |a| climbed.min(a * NEAR_CEILING_HEADROOM + 10_000.0))
+                }
+                (Phase::Steady, None) => self.target * 1.25f64.powf(secs),
             };
             // Never more than the link has shown it delivers (libwebrtc: 1.5 × acked + 10 kbit/s).
             if let Some(acked) = acked {
                 next = next.min((acked * 1.5 + 10_000.0).max(self.target));
             }
+            // An increase never lowers the target (the caps above are on the increase).
+            next = next.max(self.target);
         } // Under: the path's queue drains; hold until it has.
         self.target = next.clamp(MIN_BPS, self.max);
         self.delay_bps = self.target;
@@ -397,6 +467,37 @@ mod tests {
         // Measured: 0.59, 0.71, 0.90, 1.14, 1.43, 1.80, 2.27, 2.5 Mbit/s a second after the return.
         run(&mut e, &mut path, 8.0, 2_500_000.0, None);
         assert!(e.target_bitrate() > 0.8 * before, "{} of {before}", e.target_bitrate());
+    }
+
+    #[test]
+    fn a_decrease_drains_the_standing_queue_in_half_a_second() {
+        assert_eq!(drain_factor(0.0), 0.85, "no queue: libwebrtc's 15 % under");
+        assert!((drain_factor(150.0) - 0.7).abs() < 1e-9);
+        assert_eq!(drain_factor(400.0), 0.5, "never below half");
+    }
+
+    #[test]
+    fn a_draining_queue_is_not_cut_again() {
+        let mut e = DelayLossEstimator::new(5_000_000.0);
+        let mut path = Path::new();
+        run(&mut e, &mut path, 20.0, 300_000.0, None);
+        let before = e.reading(None).overuses;
+        // For 100 ms the sender sends 900 kbit/s over what it is told (a keyframe: 11 kB), then
+        // what it is told: 300 ms of queue builds over the 300 kbit/s link.
+        let mut lowest = f64::MAX;
+        for i in 0..15 {
+            let extra = if i == 0 { 900_000.0 } else { 0.0 };
+            let (now, reports) = path.batch(e.target_bitrate() + extra, 300_000.0, None);
+            e.on_reports(now, &reports);
+            lowest = lowest.min(e.target_bitrate());
+        }
+        // Cut once or twice while it grew, deep enough to drain it, and not again while it drains:
+        // cut at each report past the queue limit, it fell to the 60 kbit/s floor.
+        assert!(lowest > 120_000.0, "the target fell to {lowest}");
+        assert!(e.reading(None).overuses - before <= 2, "{} cuts", e.reading(None).overuses - before);
+        // 1.5 s after the burst: drained, and back near the link.
+        assert!(e.queue_delay_ms().is_some_and(|q| q < 20.0), "{:?}", e.queue_delay_ms());
+        assert!(e.target_bitrate() > 250_000.0, "{}", e.target_bitrate());
     }
 
     #[test]
