@@ -160,6 +160,12 @@ impl Ladder {
         self.rung()
     }
 
+    /// Whether `target_bps` is under half of what this rung needs: the link fell away under the
+    /// picture (a deep drop), not an encoder a little over its target.
+    pub fn far_above(&self, target_bps: u32) -> bool {
+        f64::from(target_bps) / f64::from(self.max_bps) < RUNGS[self.rung].1 / 2.0
+    }
+
     /// Whether the next frame is sent at this rung's frame rate.
     pub fn keep_frame(&mut self) -> bool {
         let (keep, of) = self.rung().keep_of;
@@ -343,6 +349,16 @@ mod tests {
         // The same picture sending 80 kbit/s of it would fit a step up: it climbs.
         assert_eq!(l.update(t0 + s(6), 185_000, Some(80_000)).scale, 2);
         assert_eq!(l.update(t0 + s(7), 185_000, Some(80_000)).scale, 1);
+    }
+
+    #[test]
+    fn a_target_under_half_the_rung_s_need_is_a_link_that_fell_away() {
+        let mut l = Ladder::new(920_000);
+        // The full picture needs half its natural rate.
+        assert!(!l.far_above(300_000));
+        assert!(l.far_above(200_000));
+        l.update(Instant::now(), 30_000, Some(30_000));
+        assert!(!l.far_above(30_000), "the bottom rung needs nothing");
     }
 
     #[test]

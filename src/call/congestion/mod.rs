@@ -13,6 +13,7 @@ pub mod pacer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// What the congestion controller knows, shared lock-free between the interceptors (on the peer
 /// connection's task), the video sender thread and the stats line.
@@ -39,6 +40,11 @@ pub struct Congestion {
     frames_discarded: AtomicU64,
     /// The sender shares a screen: its keyframes are hundreds of kB and go out unpaced (see the pacer).
     screen: std::sync::atomic::AtomicBool,
+    /// A keyframe was made from a picture captured at this instant: video and repairs that waited
+    /// in the pacer from before it are of no use to the far side's decoder (it starts afresh at the
+    /// keyframe). Taken by the pacer; a lock, not an atomic, as an `Instant` needs one, and it is
+    /// written once per keyframe.
+    superseded_before: std::sync::Mutex<Option<Instant>>,
 }
 
 /// One reading of [`Congestion`].
@@ -66,6 +72,18 @@ impl Congestion {
     /// Tells the pacer whether the video is a shared screen (set by the video sender).
     pub fn set_screen(&self, on: bool) {
         self.screen.store(on, Ordering::Relaxed);
+    }
+
+    /// Tells the pacer a keyframe was made from a picture captured at `captured`: what video and
+    /// repairs waited from before then may go (see `pacer`).
+    pub fn supersede_before(&self, captured: Instant) {
+        let mut at = self.superseded_before.lock().unwrap_or_else(|p| p.into_inner());
+        *at = Some(at.map_or(captured, |t| t.max(captured)));
+    }
+
+    /// The last [`Congestion::supersede_before`] instant not yet taken.
+    fn take_superseded(&self) -> Option<Instant> {
+        self.superseded_before.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Whether the video is a shared screen.

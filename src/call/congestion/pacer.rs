@@ -86,6 +86,8 @@ pub struct PriorityPacer {
     pub shed: u64,
     /// Video frames discarded whole (stale or over [`MAX_VIDEO_BACKLOG`]).
     pub frames_discarded: u64,
+    /// Video and repair packets dropped because a keyframe came after them.
+    pub superseded: u64,
 }
 
 fn bits_of(packet: &TaggedPacket) -> f64 {
@@ -132,6 +134,7 @@ impl PriorityPacer {
             stale: 0,
             shed: 0,
             frames_discarded: 0,
+            superseded: 0,
         }
     }
 
@@ -242,7 +245,28 @@ impl PriorityPacer {
         self.frames_discarded += 1;
     }
 
+    /// Drops the video and repairs that came before a keyframe the sender made (whole frames, the
+    /// one under way too): the far side's decoder starts afresh at the keyframe, and at a deep drop
+    /// (2.5 Mbit/s to 120 kbit/s) what waited of the old 640x480 frames held the new 160x120
+    /// keyframe back for two seconds, the sender dropping every frame behind them.
+    fn discard_superseded(&mut self) {
+        let Some(before) = self.congestion.take_superseded() else { return };
+        for class in [Class::Repair, Class::Video] {
+            let queue = std::mem::take(&mut self.queues[class as usize]);
+            let (old, kept): (VecDeque<_>, VecDeque<_>) = queue.into_iter().partition(|p| p.now < before);
+            for p in &old {
+                self.account_out(class, p);
+            }
+            if class == Class::Video && !old.is_empty() {
+                self.under_way = None;
+            }
+            self.superseded += old.len() as u64;
+            self.queues[class as usize] = kept;
+        }
+    }
+
     fn release(&mut self, now: Instant) {
+        self.discard_superseded();
         self.discard_stale(now);
         self.short.refill(now);
         self.long.refill(now);
@@ -484,6 +508,35 @@ mod tests {
             p.queues[Class::Video as usize].iter().filter_map(|q| frame_of(q).map(|(_, ts)| ts)).collect();
         assert!(frames.contains(&(20 * 3000)), "the newest frame stays: {frames:?}");
         assert!(frames.len() <= 3, "{frames:?}");
+    }
+
+    #[test]
+    fn a_keyframe_supersedes_the_video_and_repairs_waiting_before_it() {
+        let congestion = Arc::new(Congestion::default());
+        let mut p = PriorityPacer::new(60_000.0, Arc::clone(&congestion));
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Two frames of the old size wait at a deep drop's 60 kbit/s, the first under way.
+        for seq in 0..10 {
+            p.handle_write(video(seq, u32::from(seq / 5) * 3000, t0)).expect("pacer");
+        }
+        let first_out = drain(&mut p, t0 + ms(10)).len();
+        assert!(first_out > 0 && first_out < 5, "the first frame is under way: {first_out} out");
+        // The sender makes a keyframe of a picture captured at 20 ms; its packets come at 30 ms.
+        congestion.supersede_before(t0 + ms(20));
+        for seq in 10..13 {
+            p.handle_write(video(seq, 9000, t0 + ms(30))).expect("pacer");
+        }
+        let waiting: Vec<u32> =
+            p.queues[Class::Video as usize].iter().filter_map(|q| frame_of(q).map(|(_, ts)| ts)).collect();
+        assert!(waiting.iter().all(|&ts| ts == 9000), "only the keyframe waits: {waiting:?}");
+        assert_eq!(p.superseded, 10 - first_out as u64);
+        assert_eq!(p.frames_discarded, 0, "no new keyframe is asked for: this one answers");
+        // A supersession is taken once: the frame after the keyframe stays.
+        let superseded = p.superseded;
+        p.handle_write(video(13, 12_000, t0 + ms(40))).expect("pacer");
+        assert_eq!(p.superseded, superseded);
+        assert!(p.queues[Class::Video as usize].iter().any(|q| frame_of(q) == Some((1, 12_000))));
     }
 
     #[test]

@@ -192,7 +192,16 @@ pub fn start_video_sender(
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, _) => a,
             };
-            let used_bps = if held_back { sent_bps.map(|s| s.max(target_bps)) } else { steady };
+            // The link fell away under the picture (a deep drop): the pacer is backed up and the
+            // target is under half of what the rung needs. That is a source held back now, not
+            // after a second's figures: waiting for them, a 640x480 keyframe was made for a
+            // 33 kbit/s target, and the picture froze for 3 s while it crawled out.
+            let fell_away = congestion.queue_ms() > 2.0 * MAX_PACER_QUEUE_MS && ladder.far_above(target_bps);
+            let used_bps = if held_back || fell_away {
+                Some(sent_bps.map_or(target_bps, |s| s.max(target_bps)))
+            } else {
+                steady
+            };
             // The camera follows the ladder (bitrate, then frame rate, then size); a shared screen
             // keeps its detail: frame rate first, down to 5 fps, then size.
             let wanted_scale = match content {
@@ -231,7 +240,9 @@ pub fn start_video_sender(
             if content == VideoContent::Camera && !ladder.keep_frame() {
                 continue; // this rung's frame rate
             }
-            if congestion.queue_ms() > MAX_PACER_QUEUE_MS {
+            // A keyframe (asked for, or a new picture size) is never dropped here: it supersedes
+            // what waits in the pacer (see below), so it goes out at once instead of behind it.
+            if congestion.queue_ms() > MAX_PACER_QUEUE_MS && !keyframe_due && !rescaled {
                 // Behind this much it would arrive late anyway; skipping it lets the queue drain.
                 Counters::add(&counters.frames_dropped_queue, 1);
                 continue;
@@ -261,6 +272,9 @@ pub fn start_video_sender(
                     // follows capture times.
                     let duration = rtp_clock.duration(captured, frame_duration);
                     if encoded.keyframe {
+                        // The far side's decoder starts afresh here: what waits in the pacer from
+                        // before this picture is of no use to it.
+                        congestion.supersede_before(captured);
                         last_keyframe = Some(captured);
                         let in_pacer = Duration::from_secs_f64(congestion.queue_ms().max(0.0) / 1000.0);
                         let rtt = controls.recovery.rtt();
