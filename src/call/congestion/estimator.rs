@@ -29,7 +29,7 @@ pub const START_BPS: f64 = 300_000.0;
 pub const MIN_BPS: f64 = 60_000.0;
 /// Queueing delay above the path's lowest one-way delay that counts as overuse: keeps the RTT
 /// within base + ~100 ms (issue 13's target) even when the slope detector misses a slow rise.
-pub const QUEUE_DELAY_LIMIT: Duration = Duration::from_millis(80);
+pub const QUEUE_DELAY_LIMIT: Duration = Duration::from_millis(40);
 /// The standing queue is the least delay over this much of sending: on a busy machine single
 /// packets come late (a peer's thread not scheduled), and reading those as a queue halved the target
 /// on an idle 2.5 Mbit/s link.
@@ -49,9 +49,9 @@ const CEILING_PASSED: f64 = 1.2;
 /// Near the known ceiling the target climbs only to this multiple of what the far side
 /// acknowledges (plus 10 kbit/s): an encoder sending 85 % of its target let the target climb a
 /// third past a 300 kbit/s link untested, until a keyframe or motion sent it all at once.
-const NEAR_CEILING_HEADROOM: f64 = 1.1;
+const NEAR_CEILING_HEADROOM: f64 = 1.05;
 /// Under this share of the known ceiling, with the queue drained, the target returns to it fast
-/// (doubling a second, never past it): the link carried that rate a moment ago.
+/// (fourfold a second, never past it): the link carried that rate a moment ago.
 const CEILING_RETURN: f64 = 0.85;
 /// The acknowledged rate is measured over this much of the receiver's clock. On the receiver's
 /// clock rather than at the feedback's arrival here: the crate's `RateCalculator` counts whole
@@ -113,6 +113,8 @@ pub struct DelayLossEstimator {
     /// The lowest standing queue since the last decrease, ms: while the queue stays near it, the
     /// queue drains (or holds) after that decrease.
     queue_since_decrease: f64,
+    /// The standing queue the last decrease was sized for, ms.
+    queue_at_decrease: f64,
     /// The acknowledged rate at the last decrease (see [`CEILING_PASSED`]).
     ceiling: Option<f64>,
     loss: f64,
@@ -141,6 +143,7 @@ impl DelayLossEstimator {
             last_update: None,
             last_decrease: None,
             queue_since_decrease: 0.0,
+            queue_at_decrease: 0.0,
             ceiling: None,
             loss: 0.0,
             overuses: 0,
@@ -241,14 +244,16 @@ impl BandwidthEstimator for DelayLossEstimator {
                 usage = self.detector.update(trend.at, trend.estimate_ms);
             }
         }
-        // A standing queue is overuse unless it is draining: no higher than the lowest it has been
-        // since the last decrease (by a margin for noise). After a decrease the queue takes a
-        // while to empty (the slope detector, its threshold raised by the rise, still says
+        // A standing queue is overuse unless it is draining: no higher than it was at the last
+        // decrease, nor than the lowest since (by a margin for noise). After a decrease the queue
+        // takes a while to empty (the slope detector, its threshold raised by the rise, still says
         // normal), and reading it as overuse again every DECREASE_INTERVAL cut a 300 kbit/s link's
-        // estimate from 380 to 100 kbit/s in one episode.
+        // estimate from 380 to 100 kbit/s in one episode. A queue that grew past the one the
+        // decrease was sized for (a keyframe behind it) is cut for again, once the feedback shows
+        // packets sent after the decrease.
         let queue_ms = self.queue_delay_ms().unwrap_or(0.0);
         self.queue_since_decrease = self.queue_since_decrease.min(queue_ms);
-        let draining = queue_ms <= self.queue_since_decrease + QUEUE_GROWTH_MS;
+        let draining = queue_ms <= self.queue_since_decrease.min(self.queue_at_decrease) + QUEUE_GROWTH_MS;
         if queue_ms > QUEUE_DELAY_LIMIT.as_secs_f64() * 1000.0 && !draining {
             usage = Usage::Over;
         }
@@ -295,6 +300,7 @@ impl BandwidthEstimator for DelayLossEstimator {
                 self.last_decrease = Some(now);
                 // Until the queue has fallen, it is the one this decrease answered.
                 self.queue_since_decrease = f64::INFINITY;
+                self.queue_at_decrease = queue_ms;
                 self.ceiling = acked;
                 self.phase = Phase::Steady;
                 self.overuses += u64::from(usage == Usage::Over);
@@ -313,13 +319,13 @@ impl BandwidthEstimator for DelayLossEstimator {
                 _ if draining && queue_ms > QUEUE_DELAY_LIMIT.as_secs_f64() * 1000.0 => self.target,
                 (Phase::Start, _) => self.target * 2f64.powf(secs),
                 (Phase::Steady, Some(ceiling)) if self.target < ceiling * CEILING_RETURN => {
-                    (self.target * 2f64.powf(secs)).min(ceiling * CEILING_RETURN)
+                    (self.target * 4f64.powf(secs)).min(ceiling * CEILING_RETURN)
                 }
                 // Near the rate that last overflowed: a packet per round trip (~150 ms), and only
                 // while the sender uses its target (see NEAR_CEILING_HEADROOM).
                 (Phase::Steady, Some(_)) => {
                     let climbed = self.target + 1200.0 * 8.0 / 0.15 * secs;
-                    acked.map_or(climbed, |a| climbed.min(a * NEAR_CEILING_HEADROOM + 10_000.0))
+                    acked.map_or(climbed, |a| climbed.min(a * NEAR_CEILING_HEADROOM + 5_000.0))
                 }
                 (Phase::Steady, None) => self.target * 1.25f64.powf(secs),
             };
