@@ -439,19 +439,21 @@ fn cc_a_narrow_link_with_the_camera_scene() {
     let Some((run, callee, _caller)) = cc_call("narrow", Duration::from_secs(10), 20.0, bounds) else {
         return;
     };
-    // Video alone (audio takes ~50 kbit/s more of it): 39-62 % of the link; 63-66 % since the
-    // drain cut and the kept ceiling (session 10, two runs).
+    // Video alone (audio takes ~50 kbit/s more of it): 39-62 % of the link; 60-67 % since the
+    // drain cut and the kept ceiling (session 10).
     let used = share("narrow", &callee, 5, 20, 300.0);
     assert!(used > 0.25, "the narrow link carried {:.0} % video", used * 100.0);
-    // All it carried A→B (audio, repairs, headers too), to the second before the hang-up: 90-94 %
-    // (two runs; net-bench: 81-87 % with the ladder's fix alone, the estimate's sawtooth still
-    // cutting it to 60-100 kbit/s every 6 s). The bound leaves a loaded machine room.
+    // All it carried A→B (audio, repairs, headers too), to the second before the hang-up: 88-95 %
+    // (net-bench and this test, session 10; net-bench: 81-87 % with the ladder's fix alone, the
+    // estimate's sawtooth still cutting it to 60-100 kbit/s every 6 s). The bound leaves a loaded
+    // machine room.
     let link = run.link_use(5, 18, 300_000.0).expect("the link's counters through second 18");
     eprintln!("narrow: the link carried {:.0} % of its rate A→B", link * 100.0);
     assert!(link > 0.7, "the narrow link carried {:.0} % of its rate", link * 100.0);
-    // The standing queue: a 300 ms drop-tail queue full all the time reads as RTT ≥ 350 ms.
+    // The standing queue: a 300 ms drop-tail queue full all the time reads as RTT ≥ 350 ms, both
+    // ways ≥ 650 ms. Measured: 256-580 ms in session 7 (load 10-12), 210-270 ms in session 10.
     let p95 = run.callee.rtt_p95_ms.unwrap_or(f64::MAX);
-    assert!(p95 < 800.0, "RTT p95 {p95} ms");
+    assert!(p95 < 600.0, "RTT p95 {p95} ms");
 }
 
 /// Bounds for the changing links: content and a call that keeps going; their own checks follow.
@@ -507,8 +509,9 @@ fn cc_a_deep_drop_to_120_kbit_s_and_back() {
     // audio's share taken off the video target (six runs): longest freeze 3.1-5.1 s, g2g p95
     // 185-716 ms. With a keyframe superseding what waits in the pacer, the ladder stepping down at
     // once when the target falls away, and the drain cut (session 10, four runs): longest freeze
-    // 2.4-3.4 s, back to 80 % 5-7 s after the link returned. Bounds: a freeze of 9 s (the old 6.6-14.7 s fail it mostly; a CI machine is
-    // slower), glass-to-glass p95 1.5 s (~2x the worst run: a playout held at its cap fails it).
+    // 2.4-3.5 s, back to 80 % 5-7 s after the link returned. Bounds: a freeze of 9 s (the old
+    // 6.6-14.7 s fail it mostly; a CI machine is slower), glass-to-glass p95 1.5 s (~2x the worst
+    // run: a playout held at its cap fails it).
     let bounds = Bounds { longest_freeze_ms: 9_000.0, g2g_p95_ms: 1_500.0, ..CHANGING };
     // Back to 80 % 7-12 s after the link returns (session 7, five runs; the climb is 25 % a second
     // from ~100 kbit/s, no probing yet): the call runs 33 s so that 14 s fit after 16 s, and the
@@ -600,8 +603,9 @@ fn cc_shared(name: &str, seconds: f64, settle: usize, bounds: Bounds) -> Option<
 
 /// Two calls on one link: the larger video share at most this many times the smaller. Measured
 /// (four runs): 34/25, 47/24, 39/26, 37/12 % (the first call placed holds more; issue 13's target
-/// is 40-60 % each, not met yet), so up to 3.2x; 27/35 and 28/35 % in session 10 (1.3x); bounded at 6x, each at least 5 %: they catch a
-/// call starved outright, the figures are printed.
+/// is 40-60 % each, not met yet), so up to 3.2x; 22/34, 40/33 and 24/37 % in session 10 (up to
+/// 1.6x). Bounded at 6x, each at least 5 %: they catch a call starved outright, the figures are
+/// printed.
 const TWOCALLS_RATIO: f64 = 6.0;
 /// Beside a TCP bulk flow the call's video keeps at least this share of the link. Measured: 4 %
 /// (84 kbit/s of 2 Mbit/s; TCP 88 %, the call's RTT p95 264 ms): the estimator reads the queue TCP
