@@ -88,6 +88,16 @@ pub struct PriorityPacer {
     pub frames_discarded: u64,
     /// Video and repair packets dropped because a keyframe came after them.
     pub superseded: u64,
+    /// A keyframe was made from a picture captured at this instant; its RTP timestamp is not known
+    /// until its first packet comes (the first video packet enqueued after the instant).
+    keyframe_after: Option<Instant>,
+    /// The RTP timestamp of the last keyframe: repairs of older frames are refused.
+    keyframe_ts: Option<u32>,
+}
+
+/// Whether RTP timestamp `a` comes before `b` (wrapping: within half the 32-bit range).
+fn precedes(a: u32, b: u32) -> bool {
+    (b.wrapping_sub(a) as i32) > 0
 }
 
 fn bits_of(packet: &TaggedPacket) -> f64 {
@@ -135,6 +145,8 @@ impl PriorityPacer {
             shed: 0,
             frames_discarded: 0,
             superseded: 0,
+            keyframe_after: None,
+            keyframe_ts: None,
         }
     }
 
@@ -251,6 +263,7 @@ impl PriorityPacer {
     /// keyframe back for two seconds, the sender dropping every frame behind them.
     fn discard_superseded(&mut self) {
         let Some(before) = self.congestion.take_superseded() else { return };
+        self.keyframe_after = Some(before);
         for class in [Class::Repair, Class::Video] {
             let queue = std::mem::take(&mut self.queues[class as usize]);
             let (old, kept): (VecDeque<_>, VecDeque<_>) = queue.into_iter().partition(|p| p.now < before);
@@ -326,6 +339,23 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
             return Ok(());
         }
         let class = self.class(&msg);
+        // Take the supersession first, so a repair that comes with it is judged by it.
+        self.discard_superseded();
+        match (class, frame_of(&msg)) {
+            (Class::Video, Some((_, ts))) if self.keyframe_after.is_some_and(|t| msg.now >= t) => {
+                self.keyframe_after = None;
+                self.keyframe_ts = Some(ts);
+            }
+            // A repair of a frame before the last keyframe is of no use to the far side's decoder
+            // (it starts afresh at the keyframe). At a deep drop the far side asked for ~500 lost
+            // packets over two seconds, and their repairs, going out ahead of the video, held the
+            // new keyframe back as long: nothing new arrived for 3 s.
+            (Class::Repair, Some((_, ts))) if self.keyframe_ts.is_some_and(|k| precedes(ts, k)) => {
+                self.superseded += 1;
+                return Ok(());
+            }
+            _ => {}
+        }
         if class == Class::Video && self.queues[Class::Video as usize].len() >= QUEUE_LIMIT {
             self.refused += 1;
             return Ok(());
@@ -532,11 +562,31 @@ mod tests {
         assert!(waiting.iter().all(|&ts| ts == 9000), "only the keyframe waits: {waiting:?}");
         assert_eq!(p.superseded, 10 - first_out as u64);
         assert_eq!(p.frames_discarded, 0, "no new keyframe is asked for: this one answers");
+        // Repairs of frames before the keyframe are refused; of the keyframe and after, not.
+        let repair = |seq, ts| {
+            let mut r = video(seq, ts, t0 + ms(35));
+            r.message = r.message.with(Attribute::Retransmission);
+            r
+        };
+        let superseded = p.superseded;
+        p.handle_write(repair(3, 3000)).expect("pacer");
+        assert_eq!(p.superseded, superseded + 1, "a repair of the old frame is refused");
+        p.handle_write(repair(11, 9000)).expect("pacer");
+        assert_eq!(p.superseded, superseded + 1, "a repair of the keyframe is not");
+        assert_eq!(p.queues[Class::Repair as usize].len(), 1);
         // A supersession is taken once: the frame after the keyframe stays.
         let superseded = p.superseded;
         p.handle_write(video(13, 12_000, t0 + ms(40))).expect("pacer");
         assert_eq!(p.superseded, superseded);
         assert!(p.queues[Class::Video as usize].iter().any(|q| frame_of(q) == Some((1, 12_000))));
+    }
+
+    #[test]
+    fn rtp_timestamps_compare_across_the_wrap() {
+        assert!(precedes(1, 2));
+        assert!(!precedes(2, 1));
+        assert!(!precedes(5, 5));
+        assert!(precedes(u32::MAX - 10, 20), "just before the wrap comes before just after it");
     }
 
     #[test]

@@ -91,12 +91,16 @@ async fn receive_video(track: Arc<dyn TrackRemote>, sinks: Sinks, media: CallMed
                     let (data, keyframe, rtp_timestamp) = match out {
                         Assembled::Frame { data, keyframe, rtp_timestamp } => (data, keyframe, rtp_timestamp),
                         Assembled::Lost => {
+                            tracing::debug!("video frame lost");
                             Counters::add(&counters.frames_lost, 1);
                             want_keyframe.store(true, Ordering::Relaxed);
                             after_loss = true;
                             continue;
                         }
                     };
+                    if keyframe {
+                        tracing::debug!(bytes = data.len(), rtp_timestamp, "video keyframe whole");
+                    }
                     let job =
                         DecodeJob { data, keyframe, after_loss, rtp_timestamp, whole_at: Instant::now() };
                     if frames_tx.try_send(job).is_ok() {

@@ -235,6 +235,15 @@ pub fn start_video_sender(
                 );
                 scale = wanted_scale;
                 rescaled = true;
+                // A fresh encoder for the new size, made at that size's own natural rate (lowered
+                // to the target after its first frame, see below). Left to reinitialise itself on
+                // the smaller frames, openh264 kept the full picture's rate for the new keyframe: a
+                // 160x120 keyframe of 5 kB at a deep drop's 33 kbit/s, 1.2 s of sending.
+                let size = ((frame.width / scale) & !1, (frame.height / scale) & !1);
+                match new_encoder(codec, EncoderSettings::for_content(content, size.0, size.1, fps)) {
+                    Ok(fresh) => *enc = fresh,
+                    Err(e) => tracing::warn!(%e, "no fresh encoder for the new size; the old one rescales"),
+                }
             }
             controls.target_bitrate_bps.store(u64::from(target_bps), Ordering::Relaxed);
             if content == VideoContent::Camera && !ladder.keep_frame() {
@@ -272,6 +281,7 @@ pub fn start_video_sender(
                     // follows capture times.
                     let duration = rtp_clock.duration(captured, frame_duration);
                     if encoded.keyframe {
+                        tracing::debug!(bytes = encoded.data.len(), scale, target_bps, "video keyframe sent");
                         // The far side's decoder starts afresh here: what waits in the pacer from
                         // before this picture is of no use to it.
                         congestion.supersede_before(captured);
