@@ -16,6 +16,10 @@ const STAMP_BITS: usize = 32 + 48 + 16;
 pub(crate) const WHITE: u8 = 235;
 const BLACK: u8 = 16;
 
+/// How old a stamp may be when it is read (see [`Stamp::plausible_at`]): far past any picture's
+/// glass-to-glass time.
+pub const PLAUSIBLE_AGE_US: u64 = 60_000_000;
+
 /// What a frame carries in its pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp {
@@ -58,6 +62,15 @@ impl Stamp {
     /// Microseconds from capture to `now_us` (same clock, modulo 2^48 like the stamp).
     pub fn age_us(&self, now_us: u64) -> u64 {
         (now_us & 0xFFFF_FFFF_FFFF).wrapping_sub(self.capture_us) & 0xFFFF_FFFF_FFFF
+    }
+
+    /// Whether a stamp read at `now_us` could be real: captured at most [`PLAUSIBLE_AGE_US`]
+    /// before (on this machine's clock). The checksum alone is 16 bits (one garbage read in 65,536
+    /// passes it) and a picture is read at up to three scales: on a narrow link one passed, and its
+    /// frame number (229,408 in a 20 s call) made every later picture read as out of order. A
+    /// capture time within the window as well leaves about one in 10^12.
+    pub fn plausible_at(&self, now_us: u64) -> bool {
+        self.age_us(now_us) <= PLAUSIBLE_AGE_US
     }
 }
 
@@ -149,4 +162,18 @@ pub fn psnr_luma(decoded: &RgbaFrame, sent: &I420Frame) -> f64 {
         return 99.0;
     }
     10.0 * (255.0f64 * 255.0 / mse).log10()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_is_plausible_only_from_the_last_minute() {
+        let stamp = Stamp { frame_no: 7, capture_us: 5_000_000 };
+        assert!(stamp.plausible_at(5_000_000));
+        assert!(stamp.plausible_at(5_150_000), "150 ms glass to glass");
+        assert!(!stamp.plausible_at(4_999_000), "captured in the future: a misread");
+        assert!(!stamp.plausible_at(5_000_000 + PLAUSIBLE_AGE_US + 1), "older than a minute");
+    }
 }

@@ -171,7 +171,7 @@ fn decode_loop(
                 counters.last_resolution.store(res, Ordering::Relaxed);
                 let now = now_us();
                 counters.frame_shown(now);
-                let stamp = read_stamp(&frame);
+                let stamp = read_stamp(&frame).filter(|s| s.plausible_at(now));
                 if let Some(stamp) = stamp {
                     counters.last_latency_us.store(stamp.age_us(now), Ordering::Relaxed);
                     counters.last_stamp.store(u64::from(stamp.frame_no) + 1, Ordering::Relaxed);
