@@ -48,9 +48,16 @@ const HEAVY_LOSS: f64 = 0.30;
 /// turned multiplicative below it every cycle, passed the link by a fifth before the queue told,
 /// and the cut that drained it halved the rate: a sawtooth from 100 to 320 kbit/s.
 const CEILING_PASSED: f64 = 1.2;
+/// ...or until this long has passed without overuse: the ceiling no longer binds. A sender held
+/// under it by what it has to send (a simple picture shrunk at a bottleneck) has nothing to pass it
+/// with, and capped near what it sent (see [`NEAR_CEILING_HEADROOM`]) it never earned back the rate
+/// its full picture needs: the 720p pattern stayed at 116 kbit/s 15 s after a 199 kbit/s bottleneck
+/// was lifted. On the narrow link overuse comes every few seconds, so the ceiling stands there.
+const CEILING_MEMORY: Duration = Duration::from_secs(6);
 /// Near the known ceiling the target climbs only to this multiple of what the far side
-/// acknowledges (plus 10 kbit/s): an encoder sending 85 % of its target let the target climb a
-/// third past a 300 kbit/s link untested, until a keyframe or motion sent it all at once.
+/// acknowledges (plus 5 kbit/s): an encoder sending 85 % of its target let the target climb a
+/// third past a 300 kbit/s link untested, until a keyframe or motion sent it all at once; at 1.1 ×
+/// (plus 10) the target still passed the link every cycle (it counts RTP bytes, the link IP ones).
 const NEAR_CEILING_HEADROOM: f64 = 1.05;
 /// Under this share of the known ceiling, with the queue drained, the target returns to it fast
 /// (fourfold a second, never past it): the link carried that rate a moment ago.
@@ -117,8 +124,8 @@ pub struct DelayLossEstimator {
     queue_since_decrease: f64,
     /// The standing queue the last decrease was sized for, ms.
     queue_at_decrease: f64,
-    /// The acknowledged rate at the last decrease (see [`CEILING_PASSED`]).
-    ceiling: Option<f64>,
+    /// The acknowledged rate at the last decrease, and when (see [`CEILING_PASSED`]).
+    ceiling: Option<(f64, Instant)>,
     loss: f64,
     overuses: u64,
     /// Per-second minima of (arrival − departure), ms, newest last: the base is their minimum.
@@ -303,13 +310,16 @@ impl BandwidthEstimator for DelayLossEstimator {
                 // Until the queue has fallen, it is the one this decrease answered.
                 self.queue_since_decrease = f64::INFINITY;
                 self.queue_at_decrease = queue_ms;
-                self.ceiling = acked;
+                self.ceiling = acked.map(|a| (a, now));
                 self.phase = Phase::Steady;
                 self.overuses += u64::from(usage == Usage::Over);
             }
         } else if usage == Usage::Normal {
             let secs = elapsed.as_secs_f64().min(0.5);
-            if self.ceiling.zip(acked).is_some_and(|(ceiling, acked)| acked > ceiling * CEILING_PASSED) {
+            if self.ceiling.is_some_and(|(_, at)| now.saturating_duration_since(at) > CEILING_MEMORY) {
+                self.ceiling = None;
+            }
+            if self.ceiling.zip(acked).is_some_and(|((ceiling, _), acked)| acked > ceiling * CEILING_PASSED) {
                 // The link has grown past all we knew of it: search as at the start, until the
                 // next overuse. (25 % a second took 9 s from a deep drop's 100 kbit/s back to the
                 // camera's 920 when the link returned.)
@@ -320,7 +330,7 @@ impl BandwidthEstimator for DelayLossEstimator {
                 // The queue the last decrease answered is still there: hold until it has drained.
                 _ if draining && queue_ms > QUEUE_DELAY_LIMIT.as_secs_f64() * 1000.0 => self.target,
                 (Phase::Start, _) => self.target * 2f64.powf(secs),
-                (Phase::Steady, Some(ceiling)) if self.target < ceiling * CEILING_RETURN => {
+                (Phase::Steady, Some((ceiling, _))) if self.target < ceiling * CEILING_RETURN => {
                     (self.target * 4f64.powf(secs)).min(ceiling * CEILING_RETURN)
                 }
                 // Near the rate that last overflowed: a packet per round trip (~150 ms), and only
@@ -506,6 +516,32 @@ mod tests {
         // 1.5 s after the burst: drained, and back near the link.
         assert!(e.queue_delay_ms().is_some_and(|q| q < 20.0), "{:?}", e.queue_delay_ms());
         assert!(e.target_bitrate() > 250_000.0, "{}", e.target_bitrate());
+    }
+
+    #[test]
+    fn a_ceiling_no_longer_binds_after_seconds_without_overuse() {
+        let mut e = DelayLossEstimator::new(5_000_000.0);
+        let mut path = Path::new();
+        let sends = 100_000.0;
+        let (now, reports) = path.batch(sends, 20_000_000.0, None);
+        e.on_reports(now, &reports);
+        // A bottleneck just lifted left a ceiling of 120 kbit/s, and the sender sends all it has,
+        // a fixed 100 kbit/s (a small, simple picture), its target at the near-ceiling cap.
+        e.ceiling = Some((120_000.0, now));
+        e.phase = Phase::Steady;
+        e.target = sends * NEAR_CEILING_HEADROOM + 5_000.0;
+        let mut early = 0.0;
+        for i in 0..100 {
+            let (now, reports) = path.batch(sends, 20_000_000.0, None);
+            e.on_reports(now, &reports);
+            if i == 30 {
+                early = e.target_bitrate();
+            }
+        }
+        // Held there while the ceiling stands; once it is forgotten the target may lead what is
+        // sent by half (1.5 × acknowledged), so the sender's ladder can step its picture up.
+        assert!(early < 1.2 * sends, "{early}");
+        assert!(e.target_bitrate() >= 1.5 * sends, "{}", e.target_bitrate());
     }
 
     #[test]
