@@ -605,8 +605,8 @@ fn cc_shared(name: &str, seconds: f64, settle: usize, bounds: Bounds) -> Option<
 /// Two calls on one link: the larger video share at most this many times the smaller. Measured
 /// (four runs): 34/25, 47/24, 39/26, 37/12 % (the first call placed holds more; issue 13's target
 /// is 40-60 % each, not met yet), so up to 3.2x; 22/34, 40/33, 24/37, 25/38, 23/44 and 48/14 % in
-/// session 10 (up to 3.4x). Bounded at 6x, each at least 5 %: they catch a call starved outright, the figures are
-/// printed.
+/// session 10 (up to 3.4x). Bounded at 6x, each at least 5 %: they catch a call starved outright,
+/// the figures are printed.
 const TWOCALLS_RATIO: f64 = 6.0;
 /// Beside a TCP bulk flow the call's video keeps at least this share of the link. Measured: 4 %
 /// (84 kbit/s of 2 Mbit/s; TCP 88 %, the call's RTT p95 264 ms): the estimator reads the queue TCP
