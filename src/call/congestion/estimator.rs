@@ -119,11 +119,9 @@ pub struct DelayLossEstimator {
     max: f64,
     last_update: Option<Instant>,
     last_decrease: Option<Instant>,
-    /// The lowest standing queue since the last decrease, ms: while the queue stays near it, the
-    /// queue drains (or holds) after that decrease.
+    /// The lowest standing queue since the last decrease (the one it was sized for, at first), ms:
+    /// while the queue stays near it, the queue drains (or holds) after that decrease.
     queue_since_decrease: f64,
-    /// The standing queue the last decrease was sized for, ms.
-    queue_at_decrease: f64,
     /// The acknowledged rate at the last decrease, and when (see [`CEILING_PASSED`]).
     ceiling: Option<(f64, Instant)>,
     loss: f64,
@@ -152,7 +150,6 @@ impl DelayLossEstimator {
             last_update: None,
             last_decrease: None,
             queue_since_decrease: 0.0,
-            queue_at_decrease: 0.0,
             ceiling: None,
             loss: 0.0,
             overuses: 0,
@@ -262,7 +259,7 @@ impl BandwidthEstimator for DelayLossEstimator {
         // packets sent after the decrease.
         let queue_ms = self.queue_delay_ms().unwrap_or(0.0);
         self.queue_since_decrease = self.queue_since_decrease.min(queue_ms);
-        let draining = queue_ms <= self.queue_since_decrease.min(self.queue_at_decrease) + QUEUE_GROWTH_MS;
+        let draining = queue_ms <= self.queue_since_decrease + QUEUE_GROWTH_MS;
         if queue_ms > QUEUE_DELAY_LIMIT.as_secs_f64() * 1000.0 && !draining {
             usage = Usage::Over;
         }
@@ -307,9 +304,8 @@ impl BandwidthEstimator for DelayLossEstimator {
                     "congestion: decrease"
                 );
                 self.last_decrease = Some(now);
-                // Until the queue has fallen, it is the one this decrease answered.
-                self.queue_since_decrease = f64::INFINITY;
-                self.queue_at_decrease = queue_ms;
+                // The queue this decrease was sized for: one that grows past it is cut for again.
+                self.queue_since_decrease = queue_ms;
                 self.ceiling = acked.map(|a| (a, now));
                 self.phase = Phase::Steady;
                 self.overuses += u64::from(usage == Usage::Over);

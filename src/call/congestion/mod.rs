@@ -42,9 +42,11 @@ pub struct Congestion {
     screen: std::sync::atomic::AtomicBool,
     /// A keyframe was made from a picture captured at this instant: video and repairs that waited
     /// in the pacer from before it are of no use to the far side's decoder (it starts afresh at the
-    /// keyframe). Taken by the pacer; a lock, not an atomic, as an `Instant` needs one, and it is
-    /// written once per keyframe.
+    /// keyframe). Taken by the pacer; a lock, as an `Instant` needs one, written once per keyframe
+    /// and taken only when `supersede_pending` says so (the pacer asks on every packet).
     superseded_before: std::sync::Mutex<Option<Instant>>,
+    /// `superseded_before` holds an instant not yet taken.
+    supersede_pending: std::sync::atomic::AtomicBool,
 }
 
 /// One reading of [`Congestion`].
@@ -79,10 +81,14 @@ impl Congestion {
     pub fn supersede_before(&self, captured: Instant) {
         let mut at = self.superseded_before.lock().unwrap_or_else(|p| p.into_inner());
         *at = Some(at.map_or(captured, |t| t.max(captured)));
+        self.supersede_pending.store(true, Ordering::Release);
     }
 
     /// The last [`Congestion::supersede_before`] instant not yet taken.
     fn take_superseded(&self) -> Option<Instant> {
+        if !self.supersede_pending.swap(false, Ordering::Acquire) {
+            return None;
+        }
         self.superseded_before.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 

@@ -279,7 +279,6 @@ impl PriorityPacer {
     }
 
     fn release(&mut self, now: Instant) {
-        self.discard_superseded();
         self.discard_stale(now);
         self.short.refill(now);
         self.long.refill(now);
@@ -382,6 +381,7 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for PriorityPacer {
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
+        self.discard_superseded();
         self.release(now);
         Ok(())
     }

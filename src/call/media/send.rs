@@ -235,15 +235,6 @@ pub fn start_video_sender(
                 );
                 scale = wanted_scale;
                 rescaled = true;
-                // A fresh encoder for the new size, made at that size's own natural rate (lowered
-                // to the target after its first frame, see below). Left to reinitialise itself on
-                // the smaller frames, openh264 kept the full picture's rate for the new keyframe: a
-                // 160x120 keyframe of 5 kB at a deep drop's 33 kbit/s, 1.2 s of sending.
-                let size = ((frame.width / scale) & !1, (frame.height / scale) & !1);
-                match new_encoder(codec, EncoderSettings::for_content(content, size.0, size.1, fps)) {
-                    Ok(fresh) => *enc = fresh,
-                    Err(e) => tracing::warn!(%e, "no fresh encoder for the new size; the old one rescales"),
-                }
             }
             controls.target_bitrate_bps.store(u64::from(target_bps), Ordering::Relaxed);
             if content == VideoContent::Camera && !ladder.keep_frame() {
@@ -257,8 +248,21 @@ pub fn start_video_sender(
                 continue;
             }
             let shrunk = (scale > 1).then(|| frame.downscaled(scale));
-            let result = enc.encode(shrunk.as_ref().unwrap_or(&frame));
-            // After the encode: a frame of a new size reinitialises the encoder at its base rate.
+            let input = shrunk.as_ref().unwrap_or(&frame);
+            if rescaled {
+                // A fresh encoder for the new size, made at that size's own natural rate (lowered
+                // to the target after its first frame, below). Left to reinitialise itself on the
+                // smaller frames, openh264 kept the full picture's rate for the new keyframe: a
+                // 160x120 keyframe of 5 kB at a deep drop's 33 kbit/s, 1.2 s of sending.
+                let settings = EncoderSettings::for_content(content, input.width, input.height, fps);
+                match new_encoder(codec, settings) {
+                    Ok(fresh) => *enc = fresh,
+                    Err(e) => tracing::warn!(%e, "no fresh encoder for the new size; the old one rescales"),
+                }
+            }
+            let result = enc.encode(input);
+            // After the first frame (a fresh encoder's rate is its size's natural one) or a move of
+            // the target, the encoder is given what the ladder says.
             let wanted = match content {
                 VideoContent::Camera => ladder.encoder_bps(target_bps, source_share),
                 VideoContent::Screen => ladder.max_bps(),
