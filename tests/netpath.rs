@@ -608,11 +608,12 @@ fn cc_shared(name: &str, seconds: f64, settle: usize, bounds: Bounds) -> Option<
 /// session 10 (up to 3.4x). Bounded at 6x, each at least 5 %: they catch a call starved outright,
 /// the figures are printed.
 const TWOCALLS_RATIO: f64 = 6.0;
-/// Beside a TCP bulk flow the call's video keeps at least this share of the link. Measured: 4 %
-/// (84 kbit/s of 2 Mbit/s; TCP 88 %, the call's RTT p95 264 ms): the estimator reads the queue TCP
-/// keeps full as its own and backs off to its floor (issue 13's target is 30 %: see its note).
-/// The bound only catches a call that stops altogether; the figures are printed.
-const TCP_CALL_SHARE: f64 = 0.02;
+/// Beside a TCP bulk flow (BBR, this kernel's default) the call's video keeps at least this share
+/// of the link. Measured: 4 % before the estimator told another flow's queue from its own (it cut
+/// for the queue TCP kept, and TCP took each cut's room); since then 22-28 % (net-bench, five runs)
+/// and 24 % here, all the call's packets 32-33 % (issue 13's target: 30 %), RTT p95 235-335 ms.
+/// Bounded at half of that: it catches a call cutting for TCP's queue again.
+const TCP_CALL_SHARE: f64 = 0.12;
 
 #[test]
 fn cc_two_calls_share_a_1_mbit_s_link() {
@@ -639,7 +640,12 @@ fn cc_a_call_beside_a_tcp_bulk_flow() {
     };
     let call = &shares.calls[0];
     let tcp = shares.tcp_share().unwrap_or(0.0);
-    eprintln!("tcp: the call's video {:.0} %, TCP {:.0} % of the link", call.share * 100.0, tcp * 100.0);
+    eprintln!(
+        "tcp: the call's video {:.0} % (all its packets {}), TCP {:.0} % of the link",
+        call.share * 100.0,
+        shares.calls_link_use.map_or_else(|| "-".to_owned(), |u| format!("{:.0} %", u * 100.0)),
+        tcp * 100.0
+    );
     assert!(call.share >= TCP_CALL_SHARE, "the call kept {:.0} % of the link beside TCP", call.share * 100.0);
     assert!(tcp > 0.1, "the TCP flow carried {:.0} % of the link", tcp * 100.0);
 }

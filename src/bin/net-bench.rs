@@ -261,11 +261,12 @@ fn congestion_suite(args: &Args, programs: &Programs) -> Result<(), String> {
     println!("\nVideo share: received video payload over the link's rate. Link used: every IP byte the link carried A→B (video, audio, repairs, RTCP, ICE, headers) over its rate.");
     if !shared_rows.is_empty() {
         println!("\nShared links, from {SHARED_SETTLE} s after everything started (the last call's first picture, or the TCP flow's connection):\n");
-        println!("| link (each way) | video share of the link (each call) | TCP goodput share | RTT p50 / p95 (ms, each call) | freezes / longest (ms, each callee) | fps (each callee) | link drops A→B |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| link (each way) | video share of the link (each call) | calls' link use | TCP goodput share | RTT p50 / p95 (ms, each call) | freezes / longest (ms, each callee) | fps (each callee) | link drops A→B |");
+        println!("|---|---|---|---|---|---|---|---|");
         for row in shared_rows {
             println!("{row}");
         }
+        println!("\nCalls' link use: every IP byte but TCP's the link carried A→B (each call's video, audio, repairs, RTCP, headers) over its rate, over the first call's span.");
     }
     Ok(())
 }
@@ -285,9 +286,10 @@ fn sharing_row(case: &LinkCase, run: &SharedRun) -> String {
     let each = |f: &dyn Fn(usize) -> String| (0..run.calls.len()).map(f).collect::<Vec<_>>().join(" / ");
     let c = &shares.calls;
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} |",
         case.label,
         each(&|i| format!("{:.0} %", c[i].share * 100.0)),
+        shares.calls_link_use.map_or_else(|| "-".to_owned(), |u| format!("{:.0} %", u * 100.0)),
         shares.tcp_share().map_or_else(|| "-".to_owned(), |s| format!("{:.0} %", s * 100.0)),
         each(&|i| format!("{} / {}", opt(c[i].rtt_p50_ms, 0), opt(c[i].rtt_p95_ms, 0))),
         each(&|i| format!("{} / {:.0}", run.calls[i].callee.freezes, run.calls[i].callee.longest_freeze_ms)),

@@ -230,6 +230,10 @@ pub struct Shares {
     pub calls: Vec<CallShare>,
     /// The TCP flow's seconds measured (its own, from its connection) and its goodput, kbit/s.
     pub tcp: Option<(Range<usize>, f64)>,
+    /// Every IP byte but TCP's the link carried A→B over the first call's span, over its rate
+    /// (0–1): the calls' video, audio, repairs, RTCP and headers. Beside a TCP flow, the call's
+    /// own use of the link, where `calls[0].share` is its picture's.
+    pub calls_link_use: Option<f64>,
 }
 
 impl Shares {
@@ -259,6 +263,13 @@ impl SharedRun {
                 (std::iter::once(settle..timelines.first()?.seconds.len().checked_sub(1)?).collect(), None)
             }
         };
+        // The link's samples count from the first call's first picture, as its callee's timeline does.
+        let calls_link_use = spans.first().and_then(|span| {
+            let link_bps = link_kbps * 1000.0;
+            link_use_of(&self.calls.first()?.link_seconds, span.start, span.end, link_bps, |c| {
+                c.delivered_bytes.saturating_sub(c.delivered_tcp_bytes)
+            })
+        });
         let calls = spans
             .into_iter()
             .zip(&timelines)
@@ -268,12 +279,23 @@ impl SharedRun {
                 CallShare { share: kbps / link_kbps.max(1.0), kbps, rtt_p50_ms, rtt_p95_ms, span }
             })
             .collect();
-        Some(Shares { link_kbps, calls, tcp })
+        Some(Shares { link_kbps, calls, tcp, calls_link_use })
     }
 }
 
 fn link_use(seconds: &[LinkCounters], from: usize, to: usize, bps: f64) -> Option<f64> {
-    let bytes = |s: usize| seconds.get(s).map(|c| c.a_to_b.path.delivered_bytes);
+    link_use_of(seconds, from, to, bps, |c| c.delivered_bytes)
+}
+
+/// [`link_use`] of the A→B bytes `counted` picks from the path's counters.
+fn link_use_of(
+    seconds: &[LinkCounters],
+    from: usize,
+    to: usize,
+    bps: f64,
+    counted: impl Fn(&super::model::Counters) -> u64,
+) -> Option<f64> {
+    let bytes = |s: usize| seconds.get(s).map(|c| counted(&c.a_to_b.path));
     let carried = bytes(to)?.checked_sub(bytes(from)?)?;
     (to > from && bps > 0.0).then(|| carried as f64 * 8.0 / (bps * (to - from) as f64))
 }
@@ -489,5 +511,21 @@ mod tests {
         assert_eq!(link_use(&seconds, 2, 3, 300_000.0), Some(1.0));
         assert_eq!(link_use(&seconds, 2, 4, 300_000.0), None, "not sampled that far");
         assert_eq!(link_use(&seconds, 2, 2, 300_000.0), None, "an empty span");
+    }
+
+    #[test]
+    fn the_calls_link_use_leaves_tcp_out() {
+        let at = |bytes: u64, tcp: u64| {
+            let mut c = LinkCounters::default();
+            c.a_to_b.path.delivered_bytes = bytes;
+            c.a_to_b.path.delivered_tcp_bytes = tcp;
+            c
+        };
+        // 250 kB a second, of which TCP 175: the calls' 75 kB is 30 % of 2 Mbit/s.
+        let seconds = [at(0, 0), at(250_000, 175_000), at(500_000, 350_000)];
+        let calls =
+            |c: &super::super::model::Counters| c.delivered_bytes.saturating_sub(c.delivered_tcp_bytes);
+        assert_eq!(link_use_of(&seconds, 0, 2, 2_000_000.0, calls), Some(0.3));
+        assert_eq!(link_use(&seconds, 0, 2, 2_000_000.0), Some(1.0));
     }
 }

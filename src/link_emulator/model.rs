@@ -223,6 +223,8 @@ pub struct Counters {
     pub delivered: u64,
     /// Their bytes.
     pub delivered_bytes: u64,
+    /// The bytes of those that carried TCP (the rest, on a call's link, are the calls' UDP).
+    pub delivered_tcp_bytes: u64,
     /// Packets lost to random loss.
     pub random_loss: u64,
     /// Packets lost to bursty loss.
@@ -339,6 +341,9 @@ impl Path {
             Verdict::Deliver(_) => {
                 self.counters.delivered += 1;
                 self.counters.delivered_bytes += len as u64;
+                if tcp {
+                    self.counters.delivered_tcp_bytes += len as u64;
+                }
             }
             Verdict::Drop(reason) => self.counters.count_drop(reason, len),
         }
@@ -459,6 +464,7 @@ mod tests {
         assert!(matches!(plain.on_ip_packet(t0, 100, true), Verdict::Drop(_)), "TCP is lost unless spared");
         let c = p.counters();
         assert_eq!((c.offered, c.delivered, c.dropped()), (100, 50, 50));
+        assert_eq!((c.delivered_bytes, c.delivered_tcp_bytes), (5_000, 5_000), "only TCP was delivered");
     }
 
     /// The delays (ms) of 10,000 packets 1 ms apart on a path with this jitter, reordering allowed.
