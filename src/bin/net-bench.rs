@@ -12,8 +12,9 @@
 //! the camera-like source unless `--peer-args` says otherwise): per link, the video share of the
 //! link in each phase, the round trip against the path's base, freezes, the time back to 80 % of the
 //! rate after the link returns, and the picture size and frame rate over time. Its shared links
-//! (twocalls: two calls on 1 Mbit/s; tcp: a call beside a TCP bulk flow on 2 Mbit/s) get a table of
-//! their own: each call's share of the link, the TCP flow's, and each call's round trip and freezes.
+//! (twocalls: two calls on 1 Mbit/s; tcp: a call beside a TCP bulk flow on 2 Mbit/s, the system's
+//! TCP; tcpcubic: the same beside CUBIC) get a table of their own: each call's share of the link,
+//! the TCP flow's, and each call's round trip and freezes.
 
 use clap::Parser;
 use peercall::call::quality::QualitySummary;
@@ -30,7 +31,7 @@ struct Args {
     #[arg(long, default_value_t = 45.0)]
     seconds: f64,
     /// The links to measure, by name (default: all): clean, reorder5, bursty, jitter30, loss10,
-    /// outage, rate300k; with `--suite cc`: narrow, step, drop, rampup, twocalls, tcp.
+    /// outage, rate300k; with `--suite cc`: narrow, step, drop, rampup, twocalls, tcp, tcpcubic.
     #[arg(long, value_delimiter = ',')]
     links: Vec<String>,
     /// Synthetic video both peers send.

@@ -59,6 +59,9 @@ pub struct BulkPlan {
     pub length: Duration,
     /// The receiver's port (0: any free one).
     pub port: u16,
+    /// The sender's TCP congestion control (`TCP_CONGESTION`: "cubic", "bbr"...); `None`: the
+    /// system's default (`net.ipv4.tcp_congestion_control`).
+    pub congestion: Option<&'static str>,
 }
 
 /// Where one side runs: a namespace (`None`: this process's own) and the address it uses.
@@ -236,6 +239,28 @@ fn wait(d: Duration, stop: &AtomicBool) -> bool {
     false
 }
 
+/// Sets the stream's TCP congestion control to `name` (an algorithm the kernel has: see
+/// `net.ipv4.tcp_available_congestion_control`).
+fn set_congestion(stream: &TcpStream, name: &str) -> Result<(), BulkError> {
+    // SAFETY: a valid socket, and a buffer of the length given, alive through the call.
+    let r = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(BulkError::Socket {
+            what: "setsockopt TCP_CONGESTION",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
 fn timed_out(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted)
 }
@@ -249,6 +274,9 @@ fn send(side: &Side, to: SocketAddr, plan: BulkPlan, stop: &AtomicBool) -> Resul
     }
     let mut stream = TcpStream::connect_timeout(&to, CONNECT_LIMIT).map_err(socket("connect"))?;
     stream.set_write_timeout(Some(TICK)).map_err(socket("set_write_timeout"))?;
+    if let Some(name) = plan.congestion {
+        set_congestion(&stream, name)?;
+    }
     let chunk = vec![0x5a_u8; 64 * 1024];
     let end = Instant::now() + plan.length;
     let mut sent = 0u64;
@@ -338,7 +366,12 @@ mod tests {
     fn a_missing_namespace_is_an_error_not_a_panic() {
         let side =
             Side { netns: Some("/run/netns/peercall-no-such-namespace".into()), addr: Ipv4Addr::LOCALHOST };
-        let plan = BulkPlan { start_after: Duration::ZERO, length: Duration::from_millis(10), port: 0 };
+        let plan = BulkPlan {
+            start_after: Duration::ZERO,
+            length: Duration::from_millis(10),
+            port: 0,
+            congestion: None,
+        };
         match TcpBulk::start(Side::here(Ipv4Addr::LOCALHOST), side, plan) {
             Err(BulkError::Namespace { path, .. }) => assert!(path.ends_with("peercall-no-such-namespace")),
             Err(e) => panic!("another error: {e}"),
@@ -350,7 +383,8 @@ mod tests {
     fn on_loopback(start_after_ms: u64, length_ms: u64) -> TcpBulk {
         let here = || Side::here(Ipv4Addr::LOCALHOST);
         let (start_after, length) = (Duration::from_millis(start_after_ms), Duration::from_millis(length_ms));
-        TcpBulk::start(here(), here(), BulkPlan { start_after, length, port: 0 }).expect("starts")
+        TcpBulk::start(here(), here(), BulkPlan { start_after, length, port: 0, congestion: None })
+            .expect("starts")
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub enum Sharing {
         after: Duration,
         /// How long the sender writes.
         length: Duration,
+        /// Its congestion control (`None`: the system's; BBR on this project's machines).
+        congestion: Option<&'static str>,
     },
 }
 
@@ -180,10 +182,19 @@ pub fn issue_13(t: Duration) -> Vec<LinkCase> {
             )
         },
         LinkCase {
-            sharing: Sharing::TcpBulk { after: t / 2, length: t * 3 / 2 },
+            sharing: Sharing::TcpBulk { after: t / 2, length: t * 3 / 2, congestion: None },
             ..case(
                 "tcp",
                 "a call and TCP A→B, 25 ms, 2 Mbit/s, 300 ms queue",
+                PathConfig::new(bottleneck(2_000_000, ms(25))),
+            )
+        },
+        // The same beside a loss-based TCP, which fills the buffer until it drops (net-bench only).
+        LinkCase {
+            sharing: Sharing::TcpBulk { after: t / 2, length: t * 3 / 2, congestion: Some("cubic") },
+            ..case(
+                "tcpcubic",
+                "a call and TCP CUBIC A→B, 25 ms, 2 Mbit/s, 300 ms queue",
                 PathConfig::new(bottleneck(2_000_000, ms(25))),
             )
         },
@@ -244,14 +255,15 @@ mod tests {
             sharing,
             [
                 Sharing::Calls { calls: 2, stagger: ms(5000) },
-                Sharing::TcpBulk { after: ms(5000), length: ms(15_000) }
+                Sharing::TcpBulk { after: ms(5000), length: ms(15_000), congestion: None },
+                Sharing::TcpBulk { after: ms(5000), length: ms(15_000), congestion: Some("cubic") }
             ]
         );
-        let rates: Vec<Option<u64>> = ["twocalls", "tcp"]
+        let rates: Vec<Option<u64>> = ["twocalls", "tcp", "tcpcubic"]
             .iter()
             .map(|n| rate_at(&pick(cc.clone(), &[n.to_string()]).expect("known")[0], ms(0)))
             .collect();
-        assert_eq!(rates, [Some(1_000_000), Some(2_000_000)]);
+        assert_eq!(rates, [Some(1_000_000), Some(2_000_000), Some(2_000_000)]);
     }
 
     #[test]

@@ -251,7 +251,7 @@ impl SharedRun {
         let link_kbps = super::cases::rate_at(case, Duration::ZERO)? as f64 / 1000.0;
         let timelines = self.callee_timelines();
         let (spans, tcp) = match (case.sharing, &self.tcp) {
-            (Sharing::TcpBulk { after, length }, Some(flow)) => {
+            (Sharing::TcpBulk { after, length, .. }, Some(flow)) => {
                 let (after, length) = (after.as_secs() as usize, length.as_secs() as usize);
                 let span = settle..length.min(flow.bytes_per_second.len());
                 let kbps = flow.kbps(span.start, span.end);
@@ -410,9 +410,9 @@ pub fn run_shared(
     }
     let first_picture = first_pictures[0];
     let tcp = match case.sharing {
-        Sharing::TcpBulk { after, length } => {
-            let plan =
-                BulkPlan { start_after: after.saturating_sub(first_picture.elapsed()), length, port: 0 };
+        Sharing::TcpBulk { after, length, congestion } => {
+            let start_after = after.saturating_sub(first_picture.elapsed());
+            let plan = BulkPlan { start_after, length, port: 0, congestion };
             Some(TcpBulk::between(link.a(), link.b(), plan).map_err(|e| format!("the TCP flow: {e}"))?)
         }
         Sharing::Alone | Sharing::Calls { .. } => None,
