@@ -63,6 +63,62 @@ impl Rung {
 /// (libwebrtc drops at its pacer's queue bound too). Two frame intervals at 15 fps.
 pub const MAX_PACER_QUEUE_MS: f64 = 130.0;
 
+/// A path's standing queue over which, with [`OVERFLOWING_LOSS`] of the packets lost, the link is
+/// dropping what comes to it (see [`link_overflowing`]), ms.
+pub const OVERFLOWING_QUEUE_MS: f64 = 150.0;
+/// See [`OVERFLOWING_QUEUE_MS`]: more than random loss on its own is taken for (see the estimator's
+/// heavy-loss rule), but with the queue that long it is the queue's.
+pub const OVERFLOWING_LOSS: f64 = 0.1;
+
+/// Whether the link drops what comes to it: the path's queue is long (`path_queue_ms` over its
+/// base) and a share `loss` of what is sent is lost, i.e. the link's drop-tail queue is full.
+pub fn link_overflowing(path_queue_ms: f64, loss: f64) -> bool {
+    path_queue_ms > OVERFLOWING_QUEUE_MS && loss > OVERFLOWING_LOSS
+}
+
+/// How long the camera holds its frames back for one overflow: the full queue's length is not
+/// known here (the standing reading lags a queue that grows, by its 300 ms window: it read 175 ms
+/// when the link had long been dropping), and this drains a 300 ms drop-tail queue with audio
+/// behind it at up to two thirds of the link. Held for the queue's reading, the next keyframe went
+/// into a queue still full and took 0.9-1.3 s to arrive.
+pub const OVERFLOW_HOLD: Duration = Duration::from_millis(500);
+/// After a hold, frames go out at least this long before the next: the queue and loss the sender
+/// reads come from the far side's feedback on what it sent, and with nothing sent they do not
+/// move (held until they did, the camera sent nothing for 2 s).
+pub const OVERFLOW_HOLD_GAP: Duration = Duration::from_secs(1);
+
+/// Holds the camera's frames back while the link overflows. At a deep drop (2.5 Mbit/s → 120
+/// kbit/s) the queue stayed full for 2 s after the cut to the floor: audio and the floor's video,
+/// 80-100 kbit/s into 120, drained it slowly, and two rounds of 160x120 keyframes sent into it were
+/// lost before the third came through (a freeze of 2.4-3 s). Held back for [`OVERFLOW_HOLD`],
+/// frames let it empty, and the next one, a keyframe if the far side asked for one, arrives. What
+/// would have been sent meanwhile was lost or late by the queue's length anyway. Pure: time is
+/// passed in.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OverflowHold {
+    /// Until when frames are held, and after when they may be held again.
+    until: Option<Instant>,
+}
+
+impl OverflowHold {
+    /// Whether the frame captured at `now` is held back, given the path's queue and loss now.
+    pub fn hold(&mut self, now: Instant, path_queue_ms: f64, loss: f64) -> bool {
+        if let Some(until) = self.until {
+            if now < until {
+                return true;
+            }
+            if now < until + OVERFLOW_HOLD_GAP {
+                return false;
+            }
+        }
+        if !link_overflowing(path_queue_ms, loss) {
+            return false;
+        }
+        self.until = Some(now + OVERFLOW_HOLD);
+        true
+    }
+}
+
 /// Opus's bitrate on an open link (wideband voice with FEC, as browsers send it)...
 pub const AUDIO_FULL_BPS: u32 = 32_000;
 /// ...and on a narrow one: SILK wideband speech is still clear here.
@@ -380,6 +436,28 @@ mod tests {
         assert_eq!(l.encoder_bps(400_000, 1.0), 600_000);
         assert_eq!(l.encoder_bps(400_000, 0.5), 1_200_000, "a source at half its rate");
         assert_eq!(l.encoder_bps(400_000, 0.01), 1_800_000, "at most three times");
+    }
+
+    #[test]
+    fn a_full_queue_that_drops_holds_the_camera_back_for_a_while() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut hold = OverflowHold::default();
+        // The deep drop's queue after the cut: 175-275 ms, 15-39 % lost. The readings do not move
+        // while nothing is sent, and the hold ends anyway.
+        assert!(hold.hold(ms(0), 175.0, 0.3));
+        assert!(hold.hold(ms(450), 175.0, 0.3));
+        assert!(!hold.hold(ms(500), 175.0, 0.3), "held for OVERFLOW_HOLD");
+        assert!(!hold.hold(ms(1450), 260.0, 0.3), "frames go out before the next hold");
+        assert!(hold.hold(ms(1500), 260.0, 0.3), "still overflowing a second on");
+        assert!(!hold.hold(ms(2000), 260.0, 0.3));
+        assert!(!OverflowHold::default().hold(ms(0), 240.0, 0.0), "a long queue that loses nothing");
+        // The policy itself.
+        assert!(link_overflowing(260.0, 0.3));
+        // A keyframe's queue on a narrow link: long, but nothing lost; the frames behind it arrive.
+        assert!(!link_overflowing(240.0, 0.0));
+        // Random loss on a short queue (the loss issue's 10 % link, read as up to 25 %).
+        assert!(!link_overflowing(5.0, 0.25));
     }
 
     #[test]

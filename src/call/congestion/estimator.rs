@@ -119,6 +119,8 @@ pub struct Reading {
     pub loss: f64,
     /// Overuse events so far.
     pub overuses: u64,
+    /// The path's standing queue over its base, ms, when known.
+    pub queue_ms: Option<f64>,
 }
 
 /// Where the rate control is.
@@ -208,6 +210,7 @@ impl DelayLossEstimator {
             acked_bps,
             loss: self.loss,
             overuses: self.overuses,
+            queue_ms: self.queue_delay_ms(),
         }
     }
 

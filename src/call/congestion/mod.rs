@@ -27,6 +27,8 @@ pub struct Congestion {
     acked_bps: AtomicU64,
     /// The loss the feedback reports, parts per million (smoothed).
     loss_ppm: AtomicU64,
+    /// The path's standing queue the estimator reads, µs (0: none or not known).
+    path_queue_us: AtomicU64,
     /// Bytes waiting in the pacer.
     queued_bytes: AtomicU64,
     /// How long the pacer's queue takes to drain at its long-term rate, µs.
@@ -110,6 +112,16 @@ impl Congestion {
         self.frames_discarded.load(Ordering::Relaxed)
     }
 
+    /// The path's standing queue the estimator reads, ms (0 if none or not known).
+    pub fn path_queue_ms(&self) -> f64 {
+        self.path_queue_us.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    /// The smoothed loss the feedback reports (0-1).
+    pub fn loss(&self) -> f64 {
+        self.loss_ppm.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
     /// How long the pacer's queue takes to drain, ms.
     pub fn queue_ms(&self) -> f64 {
         self.queue_us.load(Ordering::Relaxed) as f64 / 1000.0
@@ -122,7 +134,7 @@ impl Congestion {
             target_bps: l(&self.target_bps),
             delay_bps: l(&self.delay_bps),
             acked_bps: l(&self.acked_bps),
-            loss: l(&self.loss_ppm) as f64 / 1e6,
+            loss: self.loss(),
             queued_bytes: l(&self.queued_bytes),
             queue_ms: self.queue_ms(),
             overuses: l(&self.overuses),
@@ -136,6 +148,7 @@ impl Congestion {
         s(&self.delay_bps, e.delay_bps);
         s(&self.acked_bps, e.acked_bps.unwrap_or(0.0));
         s(&self.loss_ppm, e.loss * 1e6);
+        s(&self.path_queue_us, e.queue_ms.unwrap_or(0.0) * 1000.0);
         self.overuses.store(e.overuses, Ordering::Relaxed);
     }
 

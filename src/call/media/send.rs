@@ -9,7 +9,7 @@
 use super::{CallMedia, TrackTarget};
 use crate::call::congestion::estimator::START_BPS;
 use crate::call::peer::asks_for_keyframe;
-use crate::call::rate::{Ladder, QualityLimitation, Split, MAX_PACER_QUEUE_MS};
+use crate::call::rate::{Ladder, OverflowHold, QualityLimitation, Split, MAX_PACER_QUEUE_MS};
 use crate::call::recovery::{keyframe_answered_for, MIN_KEYFRAME_SPACING};
 use crate::call::stats::Counters;
 use crate::media::codec::{new_encoder, EncoderSettings, VideoCodec, VideoEncoder};
@@ -45,6 +45,7 @@ pub fn start_video_sender(
         let mut content = source.content();
         controls.congestion.set_screen(content == VideoContent::Screen);
         let mut last_keyframe: Option<Instant> = None;
+        let mut overflow_hold = OverflowHold::default();
         // Until when a camera keyframe request is taken as answered by the last keyframe.
         let mut answered_until: Option<Instant> = None;
         // The pacer's count of discarded frames, as last answered with a keyframe.
@@ -110,6 +111,13 @@ pub fn start_video_sender(
                     height = frame.height,
                     "video source changed"
                 );
+            }
+            // The link drops what comes to it: a frame sent now is lost, and holding it back drains
+            // the queue for the next, a keyframe if one is asked for (the requests wait).
+            let (path_queue_ms, loss) = (controls.congestion.path_queue_ms(), controls.congestion.loss());
+            if content == VideoContent::Camera && overflow_hold.hold(captured, path_queue_ms, loss) {
+                Counters::add(&counters.frames_dropped_queue, 1);
+                continue;
             }
             // A keyframe asked for goes out now, unless the last one answers it (asked before that one
             // could have arrived: dropped, the far side asks again if it still lacks one); for a
@@ -290,11 +298,9 @@ pub fn start_video_sender(
                         // before this picture is of no use to it.
                         congestion.supersede_before(captured);
                         last_keyframe = Some(captured);
-                        let in_pacer = Duration::from_secs_f64(congestion.queue_ms().max(0.0) / 1000.0);
                         let rtt = controls.recovery.rtt();
-                        answered_until = Some(
-                            captured + keyframe_answered_for(rtt, in_pacer, encoded.data.len(), target_bps),
-                        );
+                        answered_until =
+                            Some(captured + keyframe_answered_for(rtt, encoded.data.len(), target_bps));
                     }
                     if !target.write(&rt, encoded.data, duration, captured) {
                         tracing::debug!("video track refused a sample (not bound yet or closing)");
