@@ -92,6 +92,9 @@ fn drain_factor(queue_ms: f64) -> f64 {
 const FOREIGN_AFTER: Duration = Duration::from_secs(2);
 /// See [`FOREIGN_AFTER`].
 const FOREIGN_CUT: f64 = 0.7;
+/// ...and the target is still this many times [`MIN_BPS`]: at a deep drop (to 120 kbit/s) the
+/// call's floor with its audio nearly fills the link, and the queue it keeps there is its own.
+const FOREIGN_FLOOR: f64 = 1.5;
 /// Over another flow's queue, this much more queue is ours, and overuse: BBR's probing rises (a
 /// quarter over its rate for a round trip) stay under it, and so does the call's climb while BBR's
 /// rate filter (ten round trips) learns it has less. At 60 ms each climb was cut within a second.
@@ -154,6 +157,8 @@ pub struct DelayLossEstimator {
     foreign_ms: Option<f64>,
     /// Since when the standing queue has been under [`QUEUE_DELAY_LIMIT`] (see [`FOREIGN_GONE`]).
     under_since: Option<Instant>,
+    /// Since when it has been under the limit that is overuse now (see `track_foreign`).
+    under_limit_since: Option<Instant>,
     /// The acknowledged rate at the last decrease, and when (see [`CEILING_PASSED`]).
     ceiling: Option<(f64, Instant)>,
     loss: f64,
@@ -185,6 +190,7 @@ impl DelayLossEstimator {
             over_since: None,
             foreign_ms: None,
             under_since: None,
+            under_limit_since: None,
             ceiling: None,
             loss: 0.0,
             overuses: 0,
@@ -231,9 +237,10 @@ impl DelayLossEstimator {
     fn track_foreign(&mut self, now: Instant, elapsed: Duration, queue_ms: f64) {
         if queue_ms > self.queue_limit_ms() {
             let (since, target) = *self.over_since.get_or_insert((now, self.target));
+            self.under_limit_since = None;
             if now.saturating_duration_since(since) >= FOREIGN_AFTER
                 && self.target <= target * FOREIGN_CUT
-                && self.target >= 2.0 * MIN_BPS
+                && self.target >= FOREIGN_FLOOR * MIN_BPS
             {
                 tracing::debug!(
                     queue_ms,
@@ -245,7 +252,13 @@ impl DelayLossEstimator {
                 self.over_since = None;
             }
         } else {
-            self.over_since = None;
+            // A dip under the limit shorter than the standing window does not end the episode:
+            // BBR's queue dips as it probes, and begun again at each dip, the episode did not last
+            // 2 s before the cuts had taken the call to its floor (9 % of the link in one run).
+            let under = *self.under_limit_since.get_or_insert(now);
+            if now.saturating_duration_since(under) >= STANDING_WINDOW {
+                self.over_since = None;
+            }
         }
         if queue_ms < QUEUE_DELAY_LIMIT.as_secs_f64() * 1000.0 {
             let since = *self.under_since.get_or_insert(now);
