@@ -66,8 +66,8 @@ pub const MAX_PACER_QUEUE_MS: f64 = 130.0;
 /// A path's standing queue over which, with [`OVERFLOWING_LOSS`] of the packets lost, the link is
 /// dropping what comes to it (see [`link_overflowing`]), ms.
 pub const OVERFLOWING_QUEUE_MS: f64 = 150.0;
-/// See [`OVERFLOWING_QUEUE_MS`]: more than random loss on its own is taken for (see the estimator's
-/// heavy-loss rule), but with the queue that long it is the queue's.
+/// See [`OVERFLOWING_QUEUE_MS`]: less than the loss the estimator leaves to random loss on its own
+/// (30 %), but with the queue that long it is the queue's.
 pub const OVERFLOWING_LOSS: f64 = 0.1;
 
 /// Whether the link drops what comes to it: the path's queue is long (`path_queue_ms` over its
