@@ -38,16 +38,6 @@ pub const QUEUE_DELAY_LIMIT: Duration = Duration::from_millis(40);
 /// packets come late (a peer's thread not scheduled), and reading those as a queue halved the target
 /// on an idle 2.5 Mbit/s link.
 const STANDING_WINDOW: Duration = Duration::from_millis(300);
-/// A queue that grows fast is read over this much of sending rather than [`STANDING_WINDOW`]...
-const FRESH_WINDOW: Duration = Duration::from_millis(100);
-/// ...once it reads over this much there, ms (twice [`QUEUE_DELAY_LIMIT`]: a late packet or two
-/// from a busy machine stays under it, as the whole window's least is still what counts below it).
-/// When a link falls under the sender the queue grows a second a second or more, and the window's
-/// least, its oldest packet's, read 40 ms only when the link's 300 ms drop-tail had long overflowed.
-/// Read so, the deep drop's longest freeze was 1.5-1.7 s in three runs of four (1.9-2.7 s in nine
-/// without) and the step's RTT p95 143-274 ms (169-678); beside BBR the call kept 32-37 % of the
-/// link. Not once another flow's queue is told: its rises are not the call's.
-const FRESH_QUEUE_MS: f64 = 80.0;
 /// How long between two decreases: one must be seen by the next feedback before the next.
 const DECREASE_INTERVAL: Duration = Duration::from_millis(300);
 /// Loss that is congestion whatever the delay says. TWCC feedback calls a packet lost when the
@@ -236,17 +226,7 @@ impl DelayLossEstimator {
     pub fn queue_delay_ms(&self) -> Option<f64> {
         let base = self.delay_minima.iter().map(|&(_, d)| d).reduce(f64::min)?;
         let standing = self.recent.iter().map(|&(_, d)| d).reduce(f64::min)?;
-        // The least of the last FRESH_WINDOW alone, when it is already far over the limit: the
-        // whole window's least lags a queue that grows fast by the window's length.
-        let newest = self.recent.iter().map(|&(t, _)| t).max()?;
-        let fresh = self
-            .recent
-            .iter()
-            .filter(|&&(t, _)| newest.saturating_duration_since(t) <= FRESH_WINDOW)
-            .map(|&(_, d)| d)
-            .reduce(f64::min)?;
-        let fast = self.foreign_ms.is_none() && fresh - base > FRESH_QUEUE_MS;
-        Some(if fast { fresh } else { standing } - base)
+        Some(standing - base)
     }
 
     /// The standing queue that is overuse, ms: [`QUEUE_DELAY_LIMIT`], or over another flow's queue
@@ -627,32 +607,6 @@ mod tests {
         // Measured: 0.59, 0.71, 0.90, 1.14, 1.43, 1.80, 2.27, 2.5 Mbit/s a second after the return.
         run(&mut e, &mut path, 8.0, 2_500_000.0, None);
         assert!(e.target_bitrate() > 0.8 * before, "{} of {before}", e.target_bitrate());
-    }
-
-    #[test]
-    fn a_queue_that_grows_fast_is_read_without_the_window_s_lag() {
-        // A packet every 5 ms for 300 ms, each waiting 1 ms longer than the last: the link fell
-        // under the sender and its queue grows a second a second (the step's 2.5 Mbit/s into 600).
-        let epoch = Instant::now();
-        let reports: Vec<PacketReport> = (0..60u64)
-            .map(|i| PacketReport {
-                ssrc: 1,
-                id: i,
-                rtp_sequence_number: i as u16,
-                is_twcc: true,
-                twcc_sequence_number: i as u16,
-                size: 1200,
-                arrived: true,
-                departure: epoch + Duration::from_millis(5 * i),
-                arrival: Some(Duration::from_millis(25 + 5 * i + 5 * i)),
-                ecn: Ecn::default(),
-            })
-            .collect();
-        let mut e = DelayLossEstimator::new(5_000_000.0);
-        e.on_reports(epoch + Duration::from_millis(350), &reports);
-        // The whole window's least is its oldest packet's (no queue); the last 100 ms's is 200 ms.
-        let q = e.queue_delay_ms().unwrap_or(0.0);
-        assert!((195.0..=205.0).contains(&q), "{q}");
     }
 
     #[test]
