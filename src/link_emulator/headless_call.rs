@@ -266,9 +266,7 @@ impl SharedRun {
         // The link's samples count from the first call's first picture, as its callee's timeline does.
         let calls_link_use = spans.first().and_then(|span| {
             let link_bps = link_kbps * 1000.0;
-            link_use_of(&self.calls.first()?.link_seconds, span.start, span.end, link_bps, |c| {
-                c.delivered_bytes.saturating_sub(c.delivered_tcp_bytes)
-            })
+            link_use_of(&self.calls.first()?.link_seconds, span.start, span.end, link_bps, non_tcp_bytes)
         });
         let calls = spans
             .into_iter()
@@ -285,6 +283,11 @@ impl SharedRun {
 
 fn link_use(seconds: &[LinkCounters], from: usize, to: usize, bps: f64) -> Option<f64> {
     link_use_of(seconds, from, to, bps, |c| c.delivered_bytes)
+}
+
+/// The bytes a path delivered that were not TCP's: on a call's link, the calls' own.
+fn non_tcp_bytes(c: &super::model::Counters) -> u64 {
+    c.delivered_bytes.saturating_sub(c.delivered_tcp_bytes)
 }
 
 /// [`link_use`] of the A→B bytes `counted` picks from the path's counters.
@@ -523,9 +526,7 @@ mod tests {
         };
         // 250 kB a second, of which TCP 175: the calls' 75 kB is 30 % of 2 Mbit/s.
         let seconds = [at(0, 0), at(250_000, 175_000), at(500_000, 350_000)];
-        let calls =
-            |c: &super::super::model::Counters| c.delivered_bytes.saturating_sub(c.delivered_tcp_bytes);
-        assert_eq!(link_use_of(&seconds, 0, 2, 2_000_000.0, calls), Some(0.3));
+        assert_eq!(link_use_of(&seconds, 0, 2, 2_000_000.0, non_tcp_bytes), Some(0.3));
         assert_eq!(link_use(&seconds, 0, 2, 2_000_000.0), Some(1.0));
     }
 }
