@@ -3,9 +3,10 @@
 //! its `BandwidthEstimator` seam. No clock: every instant is passed in, so the tests below drive it
 //! with hand-made feedback.
 //!
-//! It reuses the crate's delay pieces (arrival groups, the Kalman slope filter, the adaptive-
-//! threshold overuse detector, the received-rate window) and replaces its rate control, where the
-//! crate's `Gcc` fell short through the link emulator (300 kbit/s, camera scene):
+//! It reuses the crate's arrival groups, reads them with libwebrtc's trendline filter
+//! ([`super::trendline`]: the crate's draft-GCC slope detector never fired through the link
+//! emulator), and replaces its rate control, where the crate's `Gcc` fell short through the link
+//! emulator (300 kbit/s, camera scene):
 //! - it climbs 8 % a second from 300 kbit/s and never probes (the crate's own benches: 25 s to
 //!   converge): here the start doubles each second until the first overuse, after a decrease it
 //!   returns to near the last known ceiling fast, climbs a packet per round trip past it, and once
@@ -14,12 +15,13 @@
 //!   rate (libwebrtc's rule), so an application-limited source cannot let it run away;
 //! - its loss half backs off at 10 % loss, so random link loss (the loss issue's 10 % link) was
 //!   read as congestion: here loss only backs off past 30 %, the delay half watches the queue;
-//! - a standing queue that grows slowly enough to stay under the slope detector's threshold still
+//! - a standing queue that grows slowly enough to stay under the trendline's threshold still
 //!   counts: queueing delay over [`QUEUE_DELAY_LIMIT`] above the lowest seen is overuse too;
 //! - ...unless the queue is another flow's: one that cuts do not drain (see [`FOREIGN_AFTER`]) is
 //!   taken as the path's, and only what the call adds over it counts.
 
-use rtc::interceptor::{BandwidthEstimator, OveruseDetector, PacketReport, SlopeEstimator, Usage};
+use super::trendline::Trendline;
+use rtc::interceptor::{ArrivalGroupAccumulator, BandwidthEstimator, PacketReport, Usage};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,8 +31,8 @@ use std::time::{Duration, Instant};
 pub const START_BPS: f64 = 300_000.0;
 /// The lowest target: a small picture at a few frames a second still fits.
 pub const MIN_BPS: f64 = 60_000.0;
-/// Queueing delay above the path's lowest one-way delay that counts as overuse, even when the slope
-/// detector misses a slow rise. Each direction's sender keeps its own queue under it, and the round
+/// Queueing delay above the path's lowest one-way delay that counts as overuse, even when the
+/// trendline misses a slow rise. Each direction's sender keeps its own queue under it, and the round
 /// trip holds both: at 80 ms the narrow link's RTT p95 was 271-379 ms (base 50), at 40 ms 216-270
 /// at the same 90-95 % of the link.
 pub const QUEUE_DELAY_LIMIT: Duration = Duration::from_millis(40);
@@ -140,8 +142,8 @@ enum Phase {
 
 /// Delay and loss in, a target out. See the module docs.
 pub struct DelayLossEstimator {
-    slope: SlopeEstimator,
-    detector: OveruseDetector,
+    groups: ArrivalGroupAccumulator,
+    trendline: Trendline,
     /// Arrived packets of the last [`ACKED_WINDOW`] on the receiver's clock: (arrival ms, bytes).
     acked: VecDeque<(f64, usize)>,
     phase: Phase,
@@ -179,8 +181,8 @@ impl DelayLossEstimator {
     pub fn new(max_bps: f64) -> Self {
         let max = max_bps.max(MIN_BPS);
         Self {
-            slope: SlopeEstimator::new(),
-            detector: OveruseDetector::new(),
+            groups: ArrivalGroupAccumulator::default(),
+            trendline: Trendline::new(),
             acked: VecDeque::new(),
             phase: Phase::Start,
             delay_bps: START_BPS.min(max),
@@ -333,20 +335,19 @@ impl BandwidthEstimator for DelayLossEstimator {
         if reports.is_empty() {
             return;
         }
-        let mut usage = self.detector.usage();
+        let mut usage = self.trendline.usage();
         for report in reports {
             if report.arrived {
                 self.track_acked(report);
                 self.track_delay(report);
             }
-            if let Some(trend) = self.slope.accumulate(report) {
-                usage = self.detector.update(trend.at, trend.estimate_ms);
+            if let Some(delay) = self.groups.accumulate(report) {
+                usage = self.trendline.update(&delay);
             }
         }
         // A standing queue is overuse unless it is draining: no higher than it was at the last
         // decrease, nor than the lowest since (by a margin for noise). After a decrease the queue
-        // takes a while to empty (the slope detector, its threshold raised by the rise, still says
-        // normal), and reading it as overuse again every DECREASE_INTERVAL cut a 300 kbit/s link's
+        // takes a while to empty (the trendline, its slope flattened, says normal), and reading it as overuse again every DECREASE_INTERVAL cut a 300 kbit/s link's
         // estimate from 380 to 100 kbit/s in one episode. A queue that grew past the one the
         // decrease was sized for (a keyframe behind it) is cut for again, once the feedback shows
         // packets sent after the decrease.
@@ -362,7 +363,18 @@ impl BandwidthEstimator for DelayLossEstimator {
         let since_last = self.last_update.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         self.track_foreign(now, since_last, queue_ms);
         let limit_ms = self.queue_limit_ms();
-        let slope_usage = usage;
+        let trend_usage = usage;
+        if self.foreign_ms.is_some() && usage == Usage::Over {
+            // Over another flow's queue, its growth is the other flow's (BBR taking the room a cut
+            // left, CUBIC filling the buffer): only the standing queue past it counts.
+            usage = Usage::Normal;
+        }
+        if usage == Usage::Under && queue_ms < QUEUE_GROWTH_MS {
+            // The queue has drained: the trendline's fit, over its last 20 groups, still slopes down
+            // for a while (at 150 kbit/s a second), and held for that, the return to the link's
+            // rate waited with nothing left to drain.
+            usage = Usage::Normal;
+        }
         if queue_ms > limit_ms && !draining {
             usage = Usage::Over;
         }
@@ -391,30 +403,38 @@ impl BandwidthEstimator for DelayLossEstimator {
         let mut next = self.target;
         if usage == Usage::Over || self.loss > HEAVY_LOSS {
             if may_decrease {
-                let from = acked.map_or(self.target, |a| a.min(self.target));
                 next = if usage == Usage::Over {
-                    // Sized for our own queue: over another flow's, the part it keeps is not ours to drain.
-                    from * drain_factor(queue_ms - self.foreign_ms.unwrap_or(0.0))
+                    // Under what the far side acknowledges, sized for our own queue: over another
+                    // flow's, the part it keeps is not ours to drain. Never up, and no cut at all
+                    // when the target is already under that (libwebrtc's rule): the link is then
+                    // draining a burst (a keyframe) at its rate, and cut from the target instead,
+                    // a 300 kbit/s link's estimate went 240 -> 121 -> 103 kbit/s on one keyframe.
+                    let from = acked.unwrap_or(self.target);
+                    (from * drain_factor(queue_ms - self.foreign_ms.unwrap_or(0.0))).min(self.target)
                 } else {
                     self.target * (1.0 - 0.5 * self.loss)
                 };
-                tracing::debug!(
-                    ?usage,
-                    ?slope_usage,
-                    queue_ms,
-                    foreign_ms = self.foreign_ms,
-                    acked = acked.unwrap_or(0.0),
-                    loss = self.loss,
-                    from = self.target,
-                    to = next,
-                    "congestion: decrease"
-                );
-                self.last_decrease = Some(now);
-                // The queue this decrease was sized for: one that grows past it is cut for again.
-                self.queue_since_decrease = queue_ms;
-                self.ceiling = acked.map(|a| (a, now));
-                self.phase = Phase::Steady;
-                self.overuses += u64::from(usage == Usage::Over);
+                if next < self.target {
+                    tracing::debug!(
+                        ?usage,
+                        ?trend_usage,
+                        trend = self.trendline.modified_trend().0,
+                        threshold = self.trendline.modified_trend().1,
+                        queue_ms,
+                        foreign_ms = self.foreign_ms,
+                        acked = acked.unwrap_or(0.0),
+                        loss = self.loss,
+                        from = self.target,
+                        to = next,
+                        "congestion: decrease"
+                    );
+                    self.last_decrease = Some(now);
+                    // The queue this decrease was sized for: one that grows past it is cut for again.
+                    self.queue_since_decrease = queue_ms;
+                    self.ceiling = acked.map(|a| (a, now));
+                    self.phase = Phase::Steady;
+                    self.overuses += u64::from(usage == Usage::Over);
+                }
             }
         } else if usage == Usage::Normal {
             let secs = elapsed.as_secs_f64().min(0.5);
@@ -712,6 +732,7 @@ mod tests {
         // Told another flow's queue of 100 ms; then the queue passes it by 120 ms, and keeps
         // growing 40 ms every 100 ms (the other flow taking the room each cut leaves).
         e.foreign_ms = Some(100.0);
+        e.under_since = None;
         e.target = 800_000.0;
         let before = e.reading(None).overuses;
         path.other_queue_ms = Some(180.0);

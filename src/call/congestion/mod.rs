@@ -10,6 +10,7 @@
 
 pub mod estimator;
 pub mod pacer;
+pub mod trendline;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
