@@ -429,7 +429,9 @@ fn cc_a_narrow_link_with_the_camera_scene() {
     let bounds = Bounds {
         fps: 3.0,
         freezes: 80,
-        longest_freeze_ms: 5000.0,
+        // Session 12: no freeze in four net-bench runs since the first keyframe is weighed
+        // against the start's target (0.8-1.6 s before, the step to 320x240 after it).
+        longest_freeze_ms: 3000.0,
         g2g_p95_ms: 1500.0,
         size_held: 0.0,
         advance: 0.2,
@@ -451,9 +453,10 @@ fn cc_a_narrow_link_with_the_camera_scene() {
     eprintln!("narrow: the link carried {:.0} % of its rate A→B", link * 100.0);
     assert!(link > 0.7, "the narrow link carried {:.0} % of its rate", link * 100.0);
     // The standing queue: a 300 ms drop-tail queue full all the time reads as RTT ≥ 350 ms, both
-    // ways ≥ 650 ms. Measured: 256-580 ms in session 7 (load 10-12), 210-270 ms in session 10.
+    // ways ≥ 650 ms. Measured: 256-580 ms in session 7 (load 10-12), 210-270 ms in session 10,
+    // 112-146 ms with the trendline (session 12, net-bench).
     let p95 = run.callee.rtt_p95_ms.unwrap_or(f64::MAX);
-    assert!(p95 < 600.0, "RTT p95 {p95} ms");
+    assert!(p95 < 450.0, "RTT p95 {p95} ms");
 }
 
 /// Bounds for the changing links: content and a call that keeps going; their own checks follow.
@@ -533,8 +536,11 @@ fn cc_a_deep_drop_to_120_kbit_s_and_back() {
 #[test]
 fn cc_ramp_up_on_2_5_mbit_s() {
     // Measured: 80 % of the source's rate 2 s after the first picture (both runs), 640x480 throughout,
-    // RTT p95 70-88 ms (base 50), 13-16 fps.
-    let bounds = Bounds { size_held: 0.9, ..CHANGING };
+    // RTT p95 70-88 ms (base 50), 13-16 fps. Since the call's first keyframe is weighed against the
+    // 300 kbit/s start (`Ladder::fit_first_keyframe`: the camera's is too big for it), the first
+    // second is 320x240 until the doubling estimate clears 640x480's need: 640x480 0.85 of the time
+    // with the climb held 1 s, 0.898-0.906 with 0.5 s.
+    let bounds = Bounds { size_held: 0.8, ..CHANGING };
     let Some((_run, callee, caller)) = cc_call("rampup", Duration::from_secs(10), 12.0, bounds) else {
         return;
     };

@@ -33,6 +33,10 @@ const RUNGS: [(Rung, f64); 6] = [
 const UP_MARGIN: f64 = 1.3;
 /// ...for this long. (2 s took 8 s to climb back from the smallest picture after a deep drop.)
 const UP_HOLD: Duration = Duration::from_secs(1);
+/// ...or this long, from a rung the call's first keyframe guessed: a 2.5 Mbit/s link's call,
+/// stepped to 320x240 by its first keyframe at the 300 kbit/s start, spent 1.8 s there with 1 s
+/// (its estimate doubling each second passes each rung's need within half a second).
+const UP_HOLD_AFTER_GUESS: Duration = Duration::from_millis(500);
 /// A source sending under this share of the target is not limited by it (a still or simple
 /// picture): the picture is not shrunk for a target it does not use. The test pattern needs ~130
 /// kbit/s at 640x480; with the target capped near what it sends (1.5 × acknowledged, so such a
@@ -153,6 +157,10 @@ impl Split {
     }
 }
 
+/// The longest the call's first keyframe may take to send at the target (see
+/// [`Ladder::fit_first_keyframe`]): a few frame intervals, a quarter of a 300 ms drop-tail queue.
+pub const FIRST_KEYFRAME_MS: f64 = 250.0;
+
 /// Picks the rung for a target. Pure: time is passed in.
 #[derive(Clone, Debug)]
 pub struct Ladder {
@@ -162,12 +170,15 @@ pub struct Ladder {
     up_since: Option<Instant>,
     /// Frame credit for the rung's frame rate.
     credit: u32,
+    /// The rung is the first keyframe's guess (see [`Ladder::fit_first_keyframe`]), not the
+    /// source's figures: it climbs back after [`UP_HOLD_AFTER_GUESS`].
+    guessed: bool,
 }
 
 impl Ladder {
     /// A ladder for a full picture whose natural rate is `max_bps`, at the top rung.
     pub fn new(max_bps: u32) -> Self {
-        Self { max_bps: max_bps.max(1), rung: 0, up_since: None, credit: 0 }
+        Self { max_bps: max_bps.max(1), rung: 0, up_since: None, credit: 0, guessed: false }
     }
 
     /// The full picture's natural rate.
@@ -190,6 +201,7 @@ impl Ladder {
         while limited && self.rung + 1 < RUNGS.len() && share < RUNGS[self.rung].1 {
             self.rung += 1;
             self.up_since = None;
+            self.guessed = false;
         }
         // Up when the target clears the rung above by the margin, or when this rung cannot use
         // its target at all (the target is capped near what is sent, so a shrunk simple picture
@@ -206,14 +218,39 @@ impl Ladder {
             });
         if self.rung > 0 && (share >= RUNGS[self.rung - 1].1 * UP_MARGIN || idle) {
             let since = *self.up_since.get_or_insert(now);
-            if now.saturating_duration_since(since) >= UP_HOLD {
+            let hold = if self.guessed { UP_HOLD_AFTER_GUESS } else { UP_HOLD };
+            if now.saturating_duration_since(since) >= hold {
                 self.rung -= 1;
                 self.up_since = None;
+                self.guessed &= self.rung > 0;
             }
         } else {
             self.up_since = None;
         }
         self.rung()
+    }
+
+    /// Takes the size of the call's first keyframe, before the ladder knows what the source sends:
+    /// one that takes over [`FIRST_KEYFRAME_MS`] to send at `target_bps` is a picture the target
+    /// holds back, so the ladder goes down as far as the target needs, as it would have a second
+    /// later with the source's figures. Returns whether the picture's size changed (the keyframe is
+    /// then not sent: a keyframe at the new size is). Without it a camera's first 640x480 keyframe
+    /// (19.5 kB at the narrow link's 257 kbit/s start) filled the link's queue, and the 320x240
+    /// keyframe of the step down a second later was lost in it: the picture froze 0.8-1.5 s. The
+    /// test pattern's is 1.2 kB and keeps its size.
+    pub fn fit_first_keyframe(&mut self, keyframe_bytes: usize, target_bps: u32) -> bool {
+        let sending_ms = keyframe_bytes as f64 * 8.0 / f64::from(target_bps.max(1)) * 1000.0;
+        if sending_ms <= FIRST_KEYFRAME_MS {
+            return false;
+        }
+        let scale = self.rung().scale;
+        let share = f64::from(target_bps) / f64::from(self.max_bps);
+        while self.rung + 1 < RUNGS.len() && share < RUNGS[self.rung].1 {
+            self.rung += 1;
+            self.up_since = None;
+            self.guessed = true;
+        }
+        self.rung().scale != scale
     }
 
     /// Whether `target_bps` is under half of what this rung needs: the link fell away under the
@@ -337,6 +374,23 @@ mod tests {
             Rung { scale: 4, keep_of: (1, 2) },
             "down as far as needed at once"
         );
+    }
+
+    #[test]
+    fn a_first_keyframe_too_big_for_the_target_steps_the_picture_down_before_it_is_sent() {
+        // The camera scene at 640x480 (natural rate 920 kbit/s) at the narrow link's start: its
+        // 19.5 kB keyframe takes 600 ms at 257 kbit/s. 320x240 (a tenth of the rate, 0.12) fits.
+        let mut l = Ladder::new(920_000);
+        assert!(l.fit_first_keyframe(19_500, 256_800));
+        assert_eq!(l.rung(), Rung { scale: 2, keep_of: (1, 1) });
+        // The pattern's 1.2 kB keyframe fits in 40 ms: it keeps its full size.
+        let mut l = Ladder::new(920_000);
+        assert!(!l.fit_first_keyframe(1_200, 256_800));
+        assert_eq!(l.rung(), Rung { scale: 1, keep_of: (1, 1) });
+        // A big keyframe on a target the full picture fits needs no step.
+        let mut l = Ladder::new(920_000);
+        assert!(!l.fit_first_keyframe(19_500, 600_000));
+        assert_eq!(l.rung().scale, 1);
     }
 
     #[test]

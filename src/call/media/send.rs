@@ -45,6 +45,8 @@ pub fn start_video_sender(
         let mut content = source.content();
         controls.congestion.set_screen(content == VideoContent::Screen);
         let mut last_keyframe: Option<Instant> = None;
+        // The camera's first keyframe was weighed against the start's target.
+        let mut first_keyframe_seen = false;
         let mut overflow_hold = OverflowHold::default();
         // Until when a camera keyframe request is taken as answered by the last keyframe.
         let mut answered_until: Option<Instant> = None;
@@ -283,6 +285,21 @@ pub fn start_video_sender(
                 }
             }
             match result {
+                Ok(Some(encoded))
+                    if content == VideoContent::Camera
+                        && encoded.keyframe
+                        && !std::mem::replace(&mut first_keyframe_seen, true)
+                        && ladder.fit_first_keyframe(encoded.data.len(), target_bps) =>
+                {
+                    // Too big for the start's target (see `Ladder::fit_first_keyframe`): the next
+                    // frame goes at the smaller size, a keyframe of a fresh encoder.
+                    tracing::debug!(
+                        bytes = encoded.data.len(),
+                        target_bps,
+                        to = ladder.rung().scale,
+                        "video first keyframe too big for the target; not sent"
+                    );
+                }
                 Ok(Some(encoded)) => {
                     Counters::add(&counters.frames_sent, 1);
                     Counters::add(&counters.keyframes_sent, encoded.keyframe as u64);
