@@ -71,6 +71,9 @@ const CEILING_RETURN: f64 = 0.85;
 /// feedback batches at their arrival, and a 500 ms window then held five or six 100 ms batches
 /// (the rate read up to 25 % high, and the cap with it).
 const ACKED_WINDOW_MS: f64 = 500.0;
+/// What arrived over this much of the receiver's clock is the rate of a link that fell away (see
+/// `on_reports`), ms: a batch's worth, at the fallen rate.
+const FELL_WINDOW_MS: f64 = 150.0;
 /// A standing queue this much over its lowest since the last decrease grows again.
 const QUEUE_GROWTH_MS: f64 = 10.0;
 /// ...or this much, over another flow's queue: BBR takes the room a cut leaves within a round trip
@@ -292,14 +295,20 @@ impl DelayLossEstimator {
 
     /// What arrived over the window, bit/s; `None` until it spans 200 ms.
     fn acked_bps(&self) -> Option<f64> {
-        let (lo, hi) =
-            self.acked.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(t, _)| (lo.min(t), hi.max(t)));
+        self.acked_over(ACKED_WINDOW_MS, 200.0)
+    }
+
+    /// What arrived over the last `window_ms` of the receiver's clock, bit/s; `None` until what
+    /// arrived in it spans `least_ms`.
+    fn acked_over(&self, window_ms: f64, least_ms: f64) -> Option<f64> {
+        let newest = self.acked.iter().map(|&(t, _)| t).reduce(f64::max)?;
+        let mut recent = self.acked.iter().filter(|&&(t, _)| t >= newest - window_ms);
+        // The first packet opens the span; its bytes came before it.
+        let first = recent.next()?.0;
+        let (lo, hi, bytes) =
+            recent.fold((first, first, 0), |(lo, hi, bytes), &(t, b)| (lo.min(t), hi.max(t), bytes + b));
         let span = hi - lo;
-        (span >= 200.0).then(|| {
-            // The first packet opens the span; its bytes came before it.
-            let bytes: usize = self.acked.iter().skip(1).map(|&(_, b)| b).sum();
-            bytes as f64 * 8.0 / (span / 1000.0)
-        })
+        (span >= least_ms).then(|| bytes as f64 * 8.0 / (span / 1000.0))
     }
 
     fn track_delay(&mut self, report: &PacketReport) {
@@ -409,7 +418,17 @@ impl BandwidthEstimator for DelayLossEstimator {
                     // when the target is already under that (libwebrtc's rule): the link is then
                     // draining a burst (a keyframe) at its rate, and cut from the target instead,
                     // a 300 kbit/s link's estimate went 240 -> 121 -> 103 kbit/s on one keyframe.
-                    let from = acked.unwrap_or(self.target);
+                    // A batch that lost over HEAVY_LOSS while the queue grows is a link fallen
+                    // under the sender, its drop-tail full: the last 500 ms still hold what it
+                    // carried before, so what arrived over the last 150 ms is the rate. (Cut from
+                    // the 500 ms window at a deep drop to 120 kbit/s, the first cut left 506 kbit/s,
+                    // and the next came half a second later, behind the full queue.)
+                    let fell = lost / reports.len() as f64 > HEAVY_LOSS;
+                    let recent = if fell { self.acked_over(FELL_WINDOW_MS, 50.0) } else { None };
+                    let from = match (acked, recent) {
+                        (Some(a), Some(r)) => a.min(r),
+                        (a, r) => a.or(r).unwrap_or(self.target),
+                    };
                     (from * drain_factor(queue_ms - self.foreign_ms.unwrap_or(0.0))).min(self.target)
                 } else {
                     self.target * (1.0 - 0.5 * self.loss)
@@ -501,6 +520,8 @@ mod tests {
         /// yields it what it sends).
         other_queue_ms: Option<f64>,
         other_growth: (f64, f64),
+        /// A drop-tail queue: a packet that would wait longer than this is lost.
+        queue_limit: Option<Duration>,
     }
 
     impl Path {
@@ -512,6 +533,7 @@ mod tests {
                 sent: Duration::ZERO,
                 other_queue_ms: None,
                 other_growth: (5.0, 200.0),
+                queue_limit: None,
             }
         }
 
@@ -531,8 +553,11 @@ mod tests {
             while self.sent < end {
                 self.id += 1;
                 let start = self.busy_until.max(self.sent);
-                self.busy_until = start + service;
-                let lost = lose.is_some_and(|n| self.id % n == 0);
+                let overflow = self.queue_limit.is_some_and(|limit| start - self.sent > limit);
+                if !overflow {
+                    self.busy_until = start + service;
+                }
+                let lost = overflow || lose.is_some_and(|n| self.id % n == 0);
                 out.push(PacketReport {
                     ssrc: 1,
                     id: self.id,
@@ -627,6 +652,27 @@ mod tests {
         // Measured: 0.59, 0.71, 0.90, 1.14, 1.43, 1.80, 2.27, 2.5 Mbit/s a second after the return.
         run(&mut e, &mut path, 8.0, 2_500_000.0, None);
         assert!(e.target_bitrate() > 0.8 * before, "{} of {before}", e.target_bitrate());
+    }
+
+    #[test]
+    fn a_link_that_falls_away_is_followed_at_the_first_cut() {
+        let mut e = DelayLossEstimator::new(2_500_000.0);
+        let mut path = Path::new();
+        path.queue_limit = Some(Duration::from_millis(300));
+        run(&mut e, &mut path, 10.0, 2_500_000.0, None);
+        assert!(e.target_bitrate() > 1_500_000.0, "{}", e.target_bitrate());
+        // The link falls to 120 kbit/s (issue 13's deep drop): its 300 ms queue fills in tens of
+        // milliseconds and most of what follows is lost.
+        let mut cuts = Vec::new();
+        for _ in 0..10 {
+            let before = e.target_bitrate();
+            let (now, reports) = path.batch(before, 120_000.0, None);
+            e.on_reports(now, &reports);
+            if e.target_bitrate() < before {
+                cuts.push(e.target_bitrate() as u32);
+            }
+        }
+        assert!(cuts.first().is_some_and(|&c| c < 180_000), "cuts {cuts:?}");
     }
 
     #[test]

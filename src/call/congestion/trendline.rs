@@ -139,12 +139,10 @@ impl Trendline {
                 self.over_count = 0;
                 self.usage = Usage::Over;
             }
-        } else if modified < -self.threshold {
-            self.over_ms = None;
-            self.usage = Usage::Under;
         } else {
             self.over_ms = None;
-            self.usage = Usage::Normal;
+            self.over_count = 0;
+            self.usage = if modified < -self.threshold { Usage::Under } else { Usage::Normal };
         }
         self.previous_trend = trend;
         self.adapt_threshold(modified, now_ms);
@@ -269,6 +267,20 @@ mod tests {
         // 1 Mbit/s over 2 Mbit/s, ±10 ms of jitter on every packet, for 10 s.
         let sent = reports(&[(1040, 9.6)], 4.8, 10.0);
         assert_eq!(first_overuse(&sent).0, None);
+    }
+
+    #[test]
+    fn overuse_needs_two_groups_over_the_threshold_in_one_run() {
+        let mut t = Trendline::new();
+        t.deltas = MAX_DELTAS;
+        // One group over (0.1 × 60 × 4 = 24 against 12.5), then one back under, then one over again:
+        // two groups over, but not in one run, so not overuse (libwebrtc resets its count).
+        t.detect(0.1, 30.0, 0.0);
+        t.detect(0.0, 30.0, 30.0);
+        t.detect(0.1, 30.0, 60.0);
+        assert_eq!(t.usage(), Usage::Normal);
+        t.detect(0.1, 30.0, 90.0);
+        assert_eq!(t.usage(), Usage::Over);
     }
 
     #[test]
