@@ -177,14 +177,7 @@ pub fn start_video_sender(
             let estimate_bps = congestion.target_bps().unwrap_or(START_BPS as u32);
             let target_bps = Split::of(estimate_bps).video_bps.min(ladder.max_bps());
             let bytes = counters.video_bytes_sent.load(Ordering::Relaxed);
-            // Frames not sent because the link could not carry them: dropped behind the pacer, and
-            // skipped by the encoder's rate control to hold its target (it skips after a keyframe
-            // too big for the target). Read as a source with little to send, a call sharing a
-            // 1 Mbit/s link kept 640x480 at 184 kbit/s; its keyframes emptied whole seconds of
-            // frames, its acknowledged rate fell to 39 kbit/s and the cuts sized from it left it a
-            // fifth of the link.
-            let dropped = counters.frames_dropped_queue.load(Ordering::Relaxed)
-                + counters.frames_skipped_encoder.load(Ordering::Relaxed);
+            let dropped = counters.frames_dropped_queue.load(Ordering::Relaxed);
             match second {
                 Some((at, was, dropped_was)) if captured.duration_since(at) >= Duration::from_secs(1) => {
                     let secs = captured.duration_since(at).as_secs_f64();
