@@ -157,6 +157,13 @@ impl Split {
     }
 }
 
+/// Whether a source that sent `used_bps` lately (`None`: not known yet) leaves its `target_bps`
+/// unused: a simple picture, not the link, sets its rate. The congestion estimator reads a growing
+/// delay trend from such a sender as noise until the queue confirms it (see `estimator`).
+pub fn source_idle(used_bps: Option<u32>, target_bps: u32) -> bool {
+    used_bps.is_some_and(|used| f64::from(used) < APP_IDLE * f64::from(target_bps))
+}
+
 /// The longest the call's first keyframe may take to send at the target (see
 /// [`Ladder::fit_first_keyframe`]): a few frame intervals, a quarter of a 300 ms drop-tail queue.
 pub const FIRST_KEYFRAME_MS: f64 = 250.0;
@@ -374,6 +381,15 @@ mod tests {
             Rung { scale: 4, keep_of: (1, 2) },
             "down as far as needed at once"
         );
+    }
+
+    #[test]
+    fn a_source_sending_under_three_quarters_of_its_target_is_idle() {
+        // The test pattern: 165 kbit/s of a 310 kbit/s video target.
+        assert!(source_idle(Some(165_000), 310_000));
+        // A camera its target holds back sends 90-100 % of it; not known yet is not idle.
+        assert!(!source_idle(Some(290_000), 310_000));
+        assert!(!source_idle(None, 310_000));
     }
 
     #[test]

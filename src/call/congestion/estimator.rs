@@ -71,10 +71,8 @@ const CEILING_RETURN: f64 = 0.85;
 /// feedback batches at their arrival, and a 500 ms window then held five or six 100 ms batches
 /// (the rate read up to 25 % high, and the cap with it).
 const ACKED_WINDOW_MS: f64 = 500.0;
-/// A sender whose far side acknowledges under this share of its target is held back by its source,
-/// not by the path (see `on_reports`)...
-const APP_LIMITED_SHARE: f64 = 0.8;
-/// ...and its trendline's overuse counts only with this much standing queue, ms: over the
+/// A sender whose source leaves its target unused counts its trendline's overuse only with this
+/// much standing queue, ms (see `on_reports`): over the
 /// 50 ± 30 ms jitter link the standing reading was 5-21 ms with no queue at all.
 const TREND_CONFIRM_MS: f64 = 30.0;
 /// ...or with a trend this many times the threshold.
@@ -388,14 +386,16 @@ impl BandwidthEstimator for DelayLossEstimator {
         // A batch that lost over HEAVY_LOSS is a link fallen under the sender, its drop-tail full.
         let fell = lost / reports.len() as f64 > HEAVY_LOSS;
         let acked = self.acked_bps();
-        // A sender well under its target (a simple picture: the target is capped at 1.5 × what
-        // it sends) fills no queue of its own: a trend just over the threshold there is the path's
-        // noise or a burst, until the standing queue or loss says otherwise. Cut for it, the test
-        // pattern (165 kbit/s, 640x480) on the 300 kbit/s link and on the 50 ± 30 ms jitter link
-        // went below its need, and the ladder held 320x240 for 88 % of the call (its trends were
-        // 1.0-1.3 times the threshold; a camera at its natural rate meeting a link that fell
-        // away reads 2-5 times it).
-        let app_limited = acked.is_some_and(|a| a < APP_LIMITED_SHARE * self.target);
+        // A sender whose source leaves its target unused (a simple picture; the sender says so,
+        // see `rate::source_idle`) fills no queue of its own: a trend just over the threshold
+        // there is the path's noise or a burst, until the standing queue or loss says otherwise.
+        // Cut for it, the test pattern (165 kbit/s, 640x480) on the 300 kbit/s link and on the
+        // 50 ± 30 ms jitter link went below its need, and the ladder held 320x240 for 88 % of the
+        // call (its trends were 1.0-1.3 times the threshold; a camera meeting a link that fell
+        // away reads 2-5 times it). Judged here from the acknowledged rate against the target
+        // instead, a camera whose target doubled ahead of it read as idle, and at the step to
+        // 600 kbit/s the queue reached 200 ms before the cuts: 51-63 % of the low rate used.
+        let app_limited = self.publish.as_ref().is_some_and(|c| c.source_idle());
         let (trend, threshold) = self.trendline.modified_trend();
         let marginal = trend < TREND_CLEAR * threshold;
         if usage == Usage::Over && app_limited && marginal && queue_ms < TREND_CONFIRM_MS && !fell {

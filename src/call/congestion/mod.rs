@@ -41,6 +41,9 @@ pub struct Congestion {
     /// Video frames the pacer discarded whole (stale, or a backlog left by a fall of the target):
     /// the far side's decoder lost its references, so the sender makes a keyframe at once.
     frames_discarded: AtomicU64,
+    /// The camera's source leaves its target unused (`rate::source_idle`): set by the video sender,
+    /// read by the estimator.
+    source_idle: std::sync::atomic::AtomicBool,
     /// The sender shares a screen: its keyframes are hundreds of kB and go out unpaced (see the pacer).
     screen: std::sync::atomic::AtomicBool,
     /// A keyframe was made from a picture captured at this instant: video and repairs that waited
@@ -93,6 +96,16 @@ impl Congestion {
             return None;
         }
         self.superseded_before.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Tells the estimator whether the camera leaves its target unused (set by the video sender).
+    pub fn set_source_idle(&self, idle: bool) {
+        self.source_idle.store(idle, Ordering::Relaxed);
+    }
+
+    /// Whether the camera leaves its target unused.
+    pub fn source_idle(&self) -> bool {
+        self.source_idle.load(Ordering::Relaxed)
     }
 
     /// Whether the video is a shared screen.

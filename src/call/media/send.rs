@@ -9,7 +9,7 @@
 use super::{CallMedia, TrackTarget};
 use crate::call::congestion::estimator::START_BPS;
 use crate::call::peer::asks_for_keyframe;
-use crate::call::rate::{Ladder, OverflowHold, QualityLimitation, Split, MAX_PACER_QUEUE_MS};
+use crate::call::rate::{source_idle, Ladder, OverflowHold, QualityLimitation, Split, MAX_PACER_QUEUE_MS};
 use crate::call::recovery::{keyframe_answered_for, MIN_KEYFRAME_SPACING};
 use crate::call::stats::Counters;
 use crate::media::codec::{new_encoder, EncoderSettings, VideoCodec, VideoEncoder};
@@ -212,6 +212,7 @@ pub fn start_video_sender(
             } else {
                 steady
             };
+            congestion.set_source_idle(content == VideoContent::Camera && source_idle(used_bps, target_bps));
             // The camera follows the ladder (bitrate, then frame rate, then size); a shared screen
             // keeps its detail: frame rate first, down to 5 fps, then size.
             let wanted_scale = match content {
