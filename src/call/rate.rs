@@ -412,6 +412,24 @@ mod tests {
     }
 
     #[test]
+    fn a_guessed_rung_climbs_back_after_half_a_second() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut l = Ladder::new(920_000);
+        assert!(l.fit_first_keyframe(19_500, 256_800));
+        // The estimate doubles on a 2.5 Mbit/s link: 640x480 at 2/3 of the frames fits 400 kbit/s.
+        assert_eq!(l.update(t0, 400_000, None).scale, 2);
+        assert_eq!(l.update(t0 + ms(400), 400_000, None).scale, 2);
+        assert_eq!(l.update(t0 + ms(500), 400_000, None), Rung { scale: 1, keep_of: (2, 3) });
+        // From a rung the source's figures chose, the climb holds the full second.
+        let mut l = Ladder::new(920_000);
+        assert_eq!(l.update(t0, 250_000, Some(250_000)).scale, 2);
+        assert_eq!(l.update(t0 + ms(100), 400_000, Some(250_000)).scale, 2);
+        assert_eq!(l.update(t0 + ms(700), 400_000, Some(250_000)).scale, 2);
+        assert_eq!(l.update(t0 + ms(1100), 400_000, Some(250_000)).scale, 1);
+    }
+
+    #[test]
     fn it_climbs_back_a_rung_at_a_time_after_the_target_held() {
         let t0 = Instant::now();
         let s = Duration::from_secs;

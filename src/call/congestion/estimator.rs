@@ -72,8 +72,8 @@ const CEILING_RETURN: f64 = 0.85;
 /// (the rate read up to 25 % high, and the cap with it).
 const ACKED_WINDOW_MS: f64 = 500.0;
 /// A sender whose source leaves its target unused counts its trendline's overuse only with this
-/// much standing queue, ms (see `on_reports`): over the
-/// 50 ± 30 ms jitter link the standing reading was 5-21 ms with no queue at all.
+/// much standing queue, ms (see `on_reports`): over the 50 ± 30 ms jitter link the standing
+/// reading was 5-21 ms with no queue at all.
 const TREND_CONFIRM_MS: f64 = 30.0;
 /// ...or with a trend this many times the threshold.
 const TREND_CLEAR: f64 = 2.0;
@@ -365,8 +365,9 @@ impl BandwidthEstimator for DelayLossEstimator {
         }
         // A standing queue is overuse unless it is draining: no higher than it was at the last
         // decrease, nor than the lowest since (by a margin for noise). After a decrease the queue
-        // takes a while to empty (the trendline, its slope flattened, says normal), and reading it as overuse again every DECREASE_INTERVAL cut a 300 kbit/s link's
-        // estimate from 380 to 100 kbit/s in one episode. A queue that grew past the one the
+        // takes a while to empty (the trendline, its slope flattened, says normal), and reading it
+        // as overuse again every DECREASE_INTERVAL cut a 300 kbit/s link's estimate from 380 to
+        // 100 kbit/s in one episode. A queue that grew past the one the
         // decrease was sized for (a keyframe behind it) is cut for again, once the feedback shows
         // packets sent after the decrease.
         let queue_ms = self.queue_delay_ms().unwrap_or(0.0);
