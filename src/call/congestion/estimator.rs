@@ -701,6 +701,30 @@ mod tests {
     }
 
     #[test]
+    fn a_marginal_trend_from_an_idle_camera_waits_for_the_queue() {
+        // A sender 4 % over a 1 Mbit/s link for half a second: the trendline says overuse, just
+        // over its threshold, while the standing queue is still under 30 ms.
+        let cuts = |idle: bool| {
+            let congestion = Arc::new(super::super::Congestion::default());
+            let mut e = DelayLossEstimator::new(5_000_000.0).publishing(Arc::clone(&congestion));
+            let mut path = Path::new();
+            for _ in 0..50 {
+                let (now, reports) = path.batch(800_000.0, 1_000_000.0, None);
+                e.on_reports(now, &reports);
+            }
+            congestion.set_source_idle(idle);
+            let before = e.reading(None).overuses;
+            for _ in 0..5 {
+                let (now, reports) = path.batch(1_040_000.0, 1_000_000.0, None);
+                e.on_reports(now, &reports);
+            }
+            e.reading(None).overuses - before
+        };
+        assert!(cuts(false) > 0, "a camera its target holds back is cut at the trend");
+        assert_eq!(cuts(true), 0, "an idle camera's marginal trend waits for the queue");
+    }
+
+    #[test]
     fn a_decrease_drains_the_standing_queue_in_half_a_second() {
         assert_eq!(drain_factor(0.0), 0.85, "no queue: libwebrtc's 15 % under");
         assert!((drain_factor(150.0) - 0.7).abs() < 1e-9);
