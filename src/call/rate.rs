@@ -207,9 +207,7 @@ impl Ladder {
         let used = sent_bps.map(|s| f64::from(s) / f64::from(target_bps.max(1)));
         // Down at once, as far as needed, when the target is what holds the encoder back.
         let limited = used.is_some_and(|u| u >= APP_LIMITED);
-        while limited && self.rung + 1 < RUNGS.len() && share < RUNGS[self.rung].1 {
-            self.rung += 1;
-            self.up_since = None;
+        if limited && self.descend_for(share) {
             self.guessed = false;
         }
         // Up when the target clears the rung above by the margin, or when this rung cannot use
@@ -253,13 +251,21 @@ impl Ladder {
             return false;
         }
         let scale = self.rung().scale;
-        let share = f64::from(target_bps) / f64::from(self.max_bps);
-        while self.rung + 1 < RUNGS.len() && share < RUNGS[self.rung].1 {
-            self.rung += 1;
-            self.up_since = None;
+        if self.descend_for(f64::from(target_bps) / f64::from(self.max_bps)) {
             self.guessed = true;
         }
         self.rung().scale != scale
+    }
+
+    /// Goes down the rungs until one needs no more than `share` of the full picture's rate;
+    /// returns whether it moved.
+    fn descend_for(&mut self, share: f64) -> bool {
+        let from = self.rung;
+        while self.rung + 1 < RUNGS.len() && share < RUNGS[self.rung].1 {
+            self.rung += 1;
+            self.up_since = None;
+        }
+        self.rung != from
     }
 
     /// Whether `target_bps` is under half of what this rung needs: the link fell away under the

@@ -462,8 +462,8 @@ impl BandwidthEstimator for DelayLossEstimator {
                     tracing::debug!(
                         ?usage,
                         ?trend_usage,
-                        trend = self.trendline.modified_trend().0,
-                        threshold = self.trendline.modified_trend().1,
+                        trend,
+                        threshold,
                         queue_ms,
                         foreign_ms = self.foreign_ms,
                         acked = acked.unwrap_or(0.0),

@@ -285,22 +285,23 @@ pub fn start_video_sender(
                     Err(e) => tracing::warn!(%e, "could not change the video bitrate"),
                 }
             }
-            match result {
-                Ok(Some(encoded))
-                    if content == VideoContent::Camera
-                        && encoded.keyframe
-                        && !std::mem::replace(&mut first_keyframe_seen, true)
-                        && ladder.fit_first_keyframe(encoded.data.len(), target_bps) =>
-                {
-                    // Too big for the start's target (see `Ladder::fit_first_keyframe`): the next
-                    // frame goes at the smaller size, a keyframe of a fresh encoder.
-                    tracing::debug!(
-                        bytes = encoded.data.len(),
-                        target_bps,
-                        to = ladder.rung().scale,
-                        "video first keyframe too big for the target; not sent"
-                    );
+            if let Ok(Some(encoded)) = &result {
+                if content == VideoContent::Camera && encoded.keyframe && !first_keyframe_seen {
+                    first_keyframe_seen = true;
+                    if ladder.fit_first_keyframe(encoded.data.len(), target_bps) {
+                        // Too big for the start's target (see `Ladder::fit_first_keyframe`): the
+                        // next frame goes at the smaller size, a keyframe of a fresh encoder.
+                        tracing::debug!(
+                            bytes = encoded.data.len(),
+                            target_bps,
+                            to = ladder.rung().scale,
+                            "video first keyframe too big for the target; not sent"
+                        );
+                        continue;
+                    }
                 }
+            }
+            match result {
                 Ok(Some(encoded)) => {
                     Counters::add(&counters.frames_sent, 1);
                     Counters::add(&counters.keyframes_sent, encoded.keyframe as u64);
