@@ -80,6 +80,11 @@ const TREND_CLEAR: f64 = 2.0;
 /// What arrived over this much of the receiver's clock is the rate of a link that fell away (see
 /// `on_reports`), ms: a batch's worth, at the fallen rate.
 const FELL_WINDOW_MS: f64 = 150.0;
+/// A packet that waited this long over the path's base delay found the link busy (see
+/// `busy_bps`), ms: over the timers' and the machine's noise (single packets late by a few ms).
+const BUSY_QUEUE_MS: f64 = 10.0;
+/// A busy run this long tells the link's rate, ms (on a 300 kbit/s link, four packets).
+const BUSY_LEAST_MS: f64 = 100.0;
 /// A standing queue this much over its lowest since the last decrease grows again.
 const QUEUE_GROWTH_MS: f64 = 10.0;
 /// ...or this much, over another flow's queue: BBR takes the room a cut leaves within a round trip
@@ -125,6 +130,22 @@ const FOREIGN_GONE: Duration = Duration::from_secs(2);
 /// How long the one-way-delay minimum is kept (per-second minima): the path's base delay.
 const BASE_DELAY_WINDOW: usize = 20;
 
+/// The rate of `packets` ((arrival ms, bytes, _)), bit/s, if their arrivals span `least_ms`. The
+/// first to arrive opens the span; its bytes came before it.
+fn rate_of<'a>(packets: impl Iterator<Item = &'a (f64, usize, f64)>, least_ms: f64) -> Option<f64> {
+    let mut first: Option<(f64, usize)> = None;
+    let (mut lo, mut hi, mut bytes) = (f64::MAX, f64::MIN, 0usize);
+    for &(t, b, _) in packets {
+        if first.is_none_or(|(f, _)| t < f) {
+            first = Some((t, b));
+        }
+        (lo, hi, bytes) = (lo.min(t), hi.max(t), bytes + b);
+    }
+    let (_, first_bytes) = first?;
+    let span = hi - lo;
+    (span >= least_ms).then(|| (bytes - first_bytes) as f64 * 8.0 / (span / 1000.0))
+}
+
 /// What the estimator says, for the stats line.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Reading {
@@ -156,8 +177,9 @@ enum Phase {
 pub struct DelayLossEstimator {
     groups: ArrivalGroupAccumulator,
     trendline: Trendline,
-    /// Arrived packets of the last [`ACKED_WINDOW`] on the receiver's clock: (arrival ms, bytes).
-    acked: VecDeque<(f64, usize)>,
+    /// Arrived packets of the last [`ACKED_WINDOW_MS`] on the receiver's clock: (arrival ms, bytes,
+    /// arrival − departure ms), in the order the feedback reported them.
+    acked: VecDeque<(f64, usize, f64)>,
     phase: Phase,
     delay_bps: f64,
     target: f64,
@@ -238,7 +260,7 @@ impl DelayLossEstimator {
 
     /// Queueing delay above the path's base, ms, when known.
     pub fn queue_delay_ms(&self) -> Option<f64> {
-        let base = self.delay_minima.iter().map(|&(_, d)| d).reduce(f64::min)?;
+        let base = self.base_delay_ms()?;
         let standing = self.recent.iter().map(|&(_, d)| d).reduce(f64::min)?;
         Some(standing - base)
     }
@@ -292,12 +314,12 @@ impl DelayLossEstimator {
         }
     }
 
-    fn track_acked(&mut self, report: &PacketReport) {
+    fn track_acked(&mut self, report: &PacketReport, offset_ms: f64) {
         let Some(arrival) = report.arrival else { return };
         let at = arrival.as_secs_f64() * 1000.0;
-        self.acked.push_back((at, report.size));
-        let newest = self.acked.iter().map(|&(t, _)| t).fold(at, f64::max);
-        while self.acked.front().is_some_and(|&(t, _)| t < newest - ACKED_WINDOW_MS) {
+        self.acked.push_back((at, report.size, offset_ms));
+        let newest = self.acked.iter().map(|&(t, ..)| t).fold(at, f64::max);
+        while self.acked.front().is_some_and(|&(t, ..)| t < newest - ACKED_WINDOW_MS) {
             self.acked.pop_front();
         }
     }
@@ -310,21 +332,35 @@ impl DelayLossEstimator {
     /// What arrived over the last `window_ms` of the receiver's clock, bit/s; `None` until what
     /// arrived in it spans `least_ms`.
     fn acked_over(&self, window_ms: f64, least_ms: f64) -> Option<f64> {
-        let newest = self.acked.iter().map(|&(t, _)| t).reduce(f64::max)?;
-        let mut recent = self.acked.iter().filter(|&&(t, _)| t >= newest - window_ms);
-        // The first packet opens the span; its bytes came before it.
-        let first = recent.next()?.0;
-        let (lo, hi, bytes) =
-            recent.fold((first, first, 0), |(lo, hi, bytes), &(t, b)| (lo.min(t), hi.max(t), bytes + b));
-        let span = hi - lo;
-        (span >= least_ms).then(|| bytes as f64 * 8.0 / (span / 1000.0))
+        let newest = self.acked.iter().map(|&(t, ..)| t).reduce(f64::max)?;
+        rate_of(self.acked.iter().filter(|&&(t, ..)| t >= newest - window_ms), least_ms)
     }
 
-    fn track_delay(&mut self, report: &PacketReport) {
-        let Some(arrival) = report.arrival else { return };
+    /// What arrived while the path's queue stood, bit/s: the newest run of packets that each
+    /// waited [`BUSY_QUEUE_MS`] or more. A queue that never emptied between them kept the link
+    /// busy, so they arrived at the link's rate (our share of it beside other flows), whatever
+    /// the sender sent. `None` unless the run spans [`BUSY_LEAST_MS`].
+    fn busy_bps(&self) -> Option<f64> {
+        let base = self.base_delay_ms()?;
+        let run = self.acked.iter().rev().take_while(|&&(_, _, offset)| offset - base >= BUSY_QUEUE_MS);
+        rate_of(run, BUSY_LEAST_MS)
+    }
+
+    /// The path's base one-way delay (plus the clocks' offset), ms: the lowest of the last
+    /// [`BASE_DELAY_WINDOW`] seconds.
+    fn base_delay_ms(&self) -> Option<f64> {
+        self.delay_minima.iter().map(|&(_, d)| d).reduce(f64::min)
+    }
+
+    /// Arrival time minus departure time of `report`, ms (the two clocks' offset included).
+    fn offset_ms(&mut self, report: &PacketReport) -> Option<f64> {
+        let arrival = report.arrival?;
         let epoch = *self.epoch.get_or_insert(report.departure);
         let sent_ms = report.departure.saturating_duration_since(epoch).as_secs_f64() * 1000.0;
-        let offset = arrival.as_secs_f64() * 1000.0 - sent_ms;
+        Some(arrival.as_secs_f64() * 1000.0 - sent_ms)
+    }
+
+    fn track_delay(&mut self, report: &PacketReport, offset: f64) {
         self.recent.push_back((report.departure, offset));
         while self
             .recent
@@ -355,9 +391,9 @@ impl BandwidthEstimator for DelayLossEstimator {
         }
         let mut usage = self.trendline.usage();
         for report in reports {
-            if report.arrived {
-                self.track_acked(report);
-                self.track_delay(report);
+            if let (true, Some(offset)) = (report.arrived, self.offset_ms(report)) {
+                self.track_acked(report, offset);
+                self.track_delay(report, offset);
             }
             if let Some(delay) = self.groups.accumulate(report) {
                 usage = self.trendline.update(&delay);
@@ -437,6 +473,9 @@ impl BandwidthEstimator for DelayLossEstimator {
         });
 
         let mut next = self.target;
+        // The rate a decrease is sized from (and the link's known ceiling after it).
+        let mut from = acked;
+        let busy = self.busy_bps();
         if usage == Usage::Over || self.loss > HEAVY_LOSS {
             if may_decrease {
                 next = if usage == Usage::Over {
@@ -450,10 +489,11 @@ impl BandwidthEstimator for DelayLossEstimator {
                     // 500 ms window at a deep drop to 120 kbit/s, the first cut left 506 kbit/s,
                     // and the next came half a second later, behind the full queue.)
                     let recent = if fell { self.acked_over(FELL_WINDOW_MS, 50.0) } else { None };
-                    let from = match (acked, recent) {
-                        (Some(a), Some(r)) => a.min(r),
-                        (a, r) => a.or(r).unwrap_or(self.target),
-                    };
+                    // While the queue stood the link was busy, and what arrived then is its rate:
+                    // at the step from 2.5 Mbit/s to 600 kbit/s the 500 ms window still held the
+                    // rate from before it, the first cut left 680 kbit/s and the queue grew on.
+                    from = [acked, recent, busy].into_iter().flatten().reduce(f64::min);
+                    let from = from.unwrap_or(self.target);
                     (from * drain_factor(queue_ms - self.foreign_ms.unwrap_or(0.0))).min(self.target)
                 } else {
                     self.target * (1.0 - 0.5 * self.loss)
@@ -467,6 +507,7 @@ impl BandwidthEstimator for DelayLossEstimator {
                         queue_ms,
                         foreign_ms = self.foreign_ms,
                         acked = acked.unwrap_or(0.0),
+                        busy = busy.unwrap_or(0.0),
                         loss = self.loss,
                         from = self.target,
                         to = next,
@@ -475,7 +516,7 @@ impl BandwidthEstimator for DelayLossEstimator {
                     self.last_decrease = Some(now);
                     // The queue this decrease was sized for: one that grows past it is cut for again.
                     self.queue_since_decrease = queue_ms;
-                    self.ceiling = acked.map(|a| (a, now));
+                    self.ceiling = from.map(|a| (a, now));
                     self.phase = Phase::Steady;
                     self.overuses += u64::from(usage == Usage::Over);
                 }
@@ -601,6 +642,40 @@ mod tests {
         }
     }
 
+    /// [`Path`] with feedback as a real path gives it: a packet is reported once it arrived and
+    /// the report came back `back` later (a lost one once the packets after it are), every 100 ms.
+    struct FedBack {
+        path: Path,
+        back: Duration,
+        pending: VecDeque<PacketReport>,
+    }
+
+    impl FedBack {
+        fn new(path: Path, back: Duration) -> Self {
+            Self { path, back, pending: VecDeque::new() }
+        }
+
+        /// 100 ms of a source that sends what it is told up to `source_bps`; returns the target
+        /// after the feedback due by then, and the path's true queue, ms.
+        fn tick(&mut self, e: &mut DelayLossEstimator, source_bps: f64, link_bps: f64) -> (f64, f64) {
+            let (_, reports) = self.path.batch(e.target_bitrate().min(source_bps), link_bps, None);
+            self.pending.extend(reports);
+            let now = self.path.epoch + self.path.sent;
+            let sent = self.path.sent;
+            let due = |r: &PacketReport| match r.arrival {
+                Some(a) => a + self.back <= sent,
+                None => r.departure + self.back + Duration::from_millis(75) <= now,
+            };
+            let mut batch = Vec::new();
+            while self.pending.front().is_some_and(due) {
+                batch.extend(self.pending.pop_front());
+            }
+            e.on_reports(now, &batch);
+            let queue = self.path.busy_until.saturating_sub(self.path.sent);
+            (e.target_bitrate(), queue.as_secs_f64() * 1000.0)
+        }
+    }
+
     /// Runs `secs` of a sender that sends what the estimator says over `link_bps`.
     fn run(e: &mut DelayLossEstimator, path: &mut Path, secs: f64, link_bps: f64, lose: Option<u64>) {
         for _ in 0..(secs * 10.0) as usize {
@@ -698,6 +773,34 @@ mod tests {
             }
         }
         assert!(cuts.first().is_some_and(|&c| c < 180_000), "cuts {cuts:?}");
+    }
+
+    #[test]
+    fn a_link_that_falls_under_the_sender_is_cut_to_its_rate_at_once() {
+        // Issue 13's step: a camera sending 970 kbit/s on 2.5 Mbit/s, the link falls to 600 kbit/s,
+        // feedback coming back 50 ms after each packet arrived.
+        let mut path = Path::new();
+        path.queue_limit = Some(Duration::from_millis(300));
+        let mut link = FedBack::new(path, Duration::from_millis(50));
+        let mut e = DelayLossEstimator::new(5_000_000.0);
+        let source = 970_000.0;
+        for _ in 0..100 {
+            link.tick(&mut e, source, 2_500_000.0);
+        }
+        let (mut cuts, mut worst_queue) = (Vec::new(), 0.0f64);
+        for _ in 0..20 {
+            let before = e.target_bitrate();
+            let (target, queue_ms) = link.tick(&mut e, source, 600_000.0);
+            if target < before {
+                cuts.push(target as u32);
+            }
+            worst_queue = worst_queue.max(queue_ms);
+        }
+        // Cut from the 500 ms window (the rate before the step in it): 732, 529, 410 kbit/s, the
+        // queue up to 204 ms. From what arrived while the queue stood: 510, 472; 134 ms.
+        assert!(cuts.first().is_some_and(|&c| c <= 600_000), "cuts {cuts:?}");
+        assert!(cuts.iter().all(|&c| c > 400_000), "cut too deep: {cuts:?}");
+        assert!(worst_queue < 160.0, "the queue reached {worst_queue} ms; cuts {cuts:?}");
     }
 
     #[test]
