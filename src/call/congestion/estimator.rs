@@ -52,6 +52,8 @@ const HEAVY_LOSS: f64 = 0.30;
 /// turned multiplicative below it every cycle, passed the link by a fifth before the queue told,
 /// and the cut that drained it halved the rate: a sawtooth from 100 to 320 kbit/s.
 const CEILING_PASSED: f64 = 1.2;
+/// ...but not before this long after it was set: see `on_reports`.
+const CEILING_SETTLE: Duration = Duration::from_millis(1500);
 /// ...or until this long has passed without overuse: the ceiling no longer binds. A sender held
 /// under it by what it has to send (a simple picture shrunk at a bottleneck) has nothing to pass it
 /// with, and capped near what it sent (see [`NEAR_CEILING_HEADROOM`]) it never earned back the rate
@@ -526,7 +528,13 @@ impl BandwidthEstimator for DelayLossEstimator {
             if self.ceiling.is_some_and(|(_, at)| now.saturating_duration_since(at) > CEILING_MEMORY) {
                 self.ceiling = None;
             }
-            if self.ceiling.zip(acked).is_some_and(|((ceiling, _), acked)| acked > ceiling * CEILING_PASSED) {
+            // The acknowledged window still holds what arrived before the decrease (the rate before
+            // a step down, the queue draining at the link's rate): passed on that, the climb
+            // doubled straight past the 600 kbit/s step a second after its first cut.
+            let passed = |(ceiling, at): (f64, Instant), acked: f64| {
+                acked > ceiling * CEILING_PASSED && now.saturating_duration_since(at) >= CEILING_SETTLE
+            };
+            if self.ceiling.zip(acked).is_some_and(|(c, a)| passed(c, a)) {
                 // The link has grown past all we knew of it: search as at the start, until the
                 // next overuse. (25 % a second took 9 s from a deep drop's 100 kbit/s back to the
                 // camera's 920 when the link returned.)
