@@ -9,7 +9,8 @@
 //!   normal frame goes out in a fraction of its interval;
 //! - a long one at [`LONG_TERM_FACTOR`] × the target with [`LONG_TERM_BURST`] of it: what exceeds
 //!   the target for longer (a keyframe) is spread over a few hundred ms instead of flooding a narrow
-//!   link's queue (a 300 ms drop-tail queue overflowed under each IDR).
+//!   link's queue (a 300 ms drop-tail queue overflowed under each IDR); at 1.0 × for
+//!   [`DRAIN_HOLD`] after the target falls (see there).
 //!
 //! What waits, and how long it takes to drain, goes to [`super::Congestion`]: the video sender
 //! drops frames while it is long (see `call::rate`).
@@ -26,6 +27,17 @@ pub const PACING_FACTOR: f64 = 2.5;
 /// Long-term rate over the target: a little above it, so a queue left by an encoder's overshoot
 /// drains.
 pub const LONG_TERM_FACTOR: f64 = 1.2;
+/// How long after the target falls the long-term rate is the target itself. A fall answers a
+/// queue at the bottleneck, which drains only by what the sender leaves of the link's rate: the
+/// estimator cuts to 0.85 of it, and at 1.2 × that the pacer let out the encoder's overshoot at 1.02
+/// × the link. At the step from 2.5 Mbit/s to 600 kbit/s the queue stood at 250 ms a second after
+/// the first cut, 8 % was lost and the second cut halved the rate. Two seconds drain a 300 ms queue
+/// at 15 % of the link; what the encoder makes over the target meanwhile waits here, and past
+/// [`MAX_VIDEO_BACKLOG`] its frames are dropped, at the sender rather than at the bottleneck.
+pub const DRAIN_HOLD: Duration = Duration::from_secs(2);
+/// A fall to under this share of the target starts the hold: a queue's (the estimator cuts by 15 %
+/// or more), not random loss's (a percent or two, which would hold a lossy link at 1.0 × for good).
+const DRAIN_FALL: f64 = 0.95;
 /// What may leave above the long-term rate at once, in time at the target.
 pub const LONG_TERM_BURST: Duration = Duration::from_millis(100);
 /// The short bucket's burst, in time at its own rate.
@@ -66,6 +78,10 @@ enum Class {
 /// The pacer interceptor. See the module docs.
 pub struct PriorityPacer {
     target_bps: f64,
+    /// The long bucket's rate over the target: [`LONG_TERM_FACTOR`], or 1.0 until `drain_until`.
+    long_factor: f64,
+    /// The end of the [`DRAIN_HOLD`] after the target last fell.
+    drain_until: Option<Instant>,
     short: LeakyBucket,
     long: LeakyBucket,
     queues: [VecDeque<TaggedPacket>; 3],
@@ -115,9 +131,9 @@ fn frame_of(packet: &TaggedPacket) -> Option<(u32, u32)> {
     }
 }
 
-fn buckets(target_bps: f64) -> (LeakyBucket, LeakyBucket) {
+fn buckets(target_bps: f64, long_factor: f64) -> (LeakyBucket, LeakyBucket) {
     let short_rate = target_bps * PACING_FACTOR;
-    let long_rate = target_bps * LONG_TERM_FACTOR;
+    let long_rate = target_bps * long_factor;
     (
         LeakyBucket::new(short_rate).with_burst_bits(short_rate * SHORT_BURST.as_secs_f64()),
         LeakyBucket::new(long_rate).with_burst_bits(target_bps * LONG_TERM_BURST.as_secs_f64()),
@@ -127,9 +143,11 @@ fn buckets(target_bps: f64) -> (LeakyBucket, LeakyBucket) {
 impl PriorityPacer {
     /// A pacer starting at `target_bps`, publishing its queue into `congestion`.
     pub fn new(target_bps: f64, congestion: Arc<Congestion>) -> Self {
-        let (short, long) = buckets(target_bps);
+        let (short, long) = buckets(target_bps, LONG_TERM_FACTOR);
         Self {
             target_bps,
+            long_factor: LONG_TERM_FACTOR,
+            drain_until: None,
             short,
             long,
             queues: Default::default(),
@@ -154,14 +172,45 @@ impl PriorityPacer {
         if bps <= 0.0 || (bps - self.target_bps).abs() < 1.0 {
             return;
         }
+        if bps < self.target_bps * DRAIN_FALL {
+            self.drain_until = Some(now + DRAIN_HOLD);
+        }
         self.target_bps = bps;
+        self.long_factor = self.long_factor_at(now);
+        self.rebuild_buckets(now);
+    }
+
+    fn long_factor_at(&self, now: Instant) -> f64 {
+        if self.drain_until.is_some_and(|t| now < t) {
+            1.0
+        } else {
+            LONG_TERM_FACTOR
+        }
+    }
+
+    /// The long-term rate, bit/s.
+    fn long_rate(&self) -> f64 {
+        self.target_bps * self.long_factor
+    }
+
+    fn rebuild_buckets(&mut self, now: Instant) {
         // New buckets start full: one extra burst (20 ms) at a change, against keeping a budget
         // sized for the old rate.
-        let (mut short, mut long) = buckets(bps);
+        let (mut short, mut long) = buckets(self.target_bps, self.long_factor);
         short.refill(now);
         long.refill(now);
         self.short = short;
         self.long = long;
+    }
+
+    /// Ends the drain hold once it has passed.
+    fn end_drain_hold(&mut self, now: Instant) {
+        let factor = self.long_factor_at(now);
+        if factor != self.long_factor {
+            self.long_factor = factor;
+            self.drain_until = None;
+            self.rebuild_buckets(now);
+        }
     }
 
     fn class(&self, packet: &TaggedPacket) -> Class {
@@ -187,7 +236,7 @@ impl PriorityPacer {
 
     fn publish(&self) {
         let queued_bytes = self.queued_bytes();
-        let drain = queued_bytes as f64 * 8.0 / (self.target_bps * LONG_TERM_FACTOR).max(1.0);
+        let drain = queued_bytes as f64 * 8.0 / self.long_rate().max(1.0);
         self.congestion.publish_queue(queued_bytes, (drain * 1e6) as u64, self.shed, self.frames_discarded);
     }
 
@@ -219,7 +268,7 @@ impl PriorityPacer {
         }
         // The backlog: video waiting over what leaves in MAX_VIDEO_BACKLOG at the target goes,
         // oldest frames first.
-        let budget = (self.target_bps * LONG_TERM_FACTOR / 8.0 * MAX_VIDEO_BACKLOG.as_secs_f64()) as u64;
+        let budget = (self.long_rate() / 8.0 * MAX_VIDEO_BACKLOG.as_secs_f64()) as u64;
         while self.class_bytes[Class::Video as usize] > budget {
             let Some((frame, _)) = self.next_discardable(true) else { break };
             self.discard_frame(frame);
@@ -279,6 +328,7 @@ impl PriorityPacer {
     }
 
     fn release(&mut self, now: Instant) {
+        self.end_drain_hold(now);
         self.discard_stale(now);
         self.short.refill(now);
         self.long.refill(now);
@@ -493,6 +543,33 @@ mod tests {
         assert!(last > Duration::from_millis(500) && last < Duration::from_millis(700), "{last:?}");
     }
 
+    /// When the last of 25 full packets (30 kB) written at `at` leaves.
+    fn last_of_a_burst(p: &mut PriorityPacer, at: Instant) -> Duration {
+        for seq in 0..25 {
+            p.handle_write(rtp(1, seq, 1188, at)).expect("pacer");
+        }
+        let out = drain(p, at + Duration::from_secs(2));
+        assert_eq!(out.len(), 25);
+        out.iter().map(|&(t, _)| t).max().expect("sent") - at
+    }
+
+    #[test]
+    fn after_a_fall_of_the_target_the_long_term_rate_is_the_target_until_the_hold_ends() {
+        let congestion = Arc::new(Congestion::default());
+        let mut p = PriorityPacer::new(600_000.0, Arc::clone(&congestion));
+        let t0 = Instant::now();
+        p.set_target(t0, 300_000.0);
+        // (240 kbit − a 30 kbit burst) at 300 kbit/s: 700 ms (at 1.2 ×, 580 ms).
+        let held = last_of_a_burst(&mut p, t0);
+        assert!(held > Duration::from_millis(660), "{held:?}");
+        let after = last_of_a_burst(&mut p, t0 + DRAIN_HOLD + Duration::from_millis(10));
+        assert!(after < Duration::from_millis(620), "{after:?}");
+        // A small fall (random loss's) does not hold.
+        p.set_target(t0 + Duration::from_secs(5), 290_000.0);
+        let small = last_of_a_burst(&mut p, t0 + Duration::from_secs(5));
+        assert!(small < Duration::from_millis(640), "{small:?}");
+    }
+
     fn video(seq: u16, timestamp: u32, now: Instant) -> TaggedPacket {
         let mut p = rtp(1, seq, 1188, now);
         if let Packet::Rtp(r) = &mut p.message.packet {
@@ -529,13 +606,17 @@ mod tests {
         }
         assert_eq!(p.frames_discarded, 0);
         let waiting = p.queues[Class::Video as usize].len();
-        // The target falls to 100 kbit/s: 500 ms of it is 7.5 kB, about one frame.
+        while p.poll_write().is_some() {}
+        // The target falls to 100 kbit/s: 500 ms of it (at 1.0 ×, see DRAIN_HOLD) is 6.25 kB,
+        // about one frame.
         p.set_target(t0, 100_000.0);
         p.handle_write(video(100, 20 * 3000, t0)).expect("pacer");
         assert!(p.frames_discarded >= 15, "{} frames discarded of {waiting} packets", p.frames_discarded);
         assert_eq!(congestion.frames_discarded(), p.frames_discarded);
-        let frames: std::collections::BTreeSet<u32> =
+        let mut frames: std::collections::BTreeSet<u32> =
             p.queues[Class::Video as usize].iter().filter_map(|q| frame_of(q).map(|(_, ts)| ts)).collect();
+        // The newest frame stays: waiting, or gone out on the new buckets' burst.
+        frames.extend(std::iter::from_fn(|| p.poll_write()).filter_map(|q| frame_of(&q).map(|(_, ts)| ts)));
         assert!(frames.contains(&(20 * 3000)), "the newest frame stays: {frames:?}");
         assert!(frames.len() <= 3, "{frames:?}");
     }
