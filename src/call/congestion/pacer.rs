@@ -78,9 +78,8 @@ enum Class {
 /// The pacer interceptor. See the module docs.
 pub struct PriorityPacer {
     target_bps: f64,
-    /// The long bucket's rate over the target: [`LONG_TERM_FACTOR`], or 1.0 until `drain_until`.
-    long_factor: f64,
-    /// The end of the [`DRAIN_HOLD`] after the target last fell.
+    /// The end of the [`DRAIN_HOLD`] after the target last fell (the long-term rate is the target
+    /// until then).
     drain_until: Option<Instant>,
     short: LeakyBucket,
     long: LeakyBucket,
@@ -131,9 +130,8 @@ fn frame_of(packet: &TaggedPacket) -> Option<(u32, u32)> {
     }
 }
 
-fn buckets(target_bps: f64, long_factor: f64) -> (LeakyBucket, LeakyBucket) {
+fn buckets(target_bps: f64, long_rate: f64) -> (LeakyBucket, LeakyBucket) {
     let short_rate = target_bps * PACING_FACTOR;
-    let long_rate = target_bps * long_factor;
     (
         LeakyBucket::new(short_rate).with_burst_bits(short_rate * SHORT_BURST.as_secs_f64()),
         LeakyBucket::new(long_rate).with_burst_bits(target_bps * LONG_TERM_BURST.as_secs_f64()),
@@ -143,10 +141,9 @@ fn buckets(target_bps: f64, long_factor: f64) -> (LeakyBucket, LeakyBucket) {
 impl PriorityPacer {
     /// A pacer starting at `target_bps`, publishing its queue into `congestion`.
     pub fn new(target_bps: f64, congestion: Arc<Congestion>) -> Self {
-        let (short, long) = buckets(target_bps, LONG_TERM_FACTOR);
+        let (short, long) = buckets(target_bps, target_bps * LONG_TERM_FACTOR);
         Self {
             target_bps,
-            long_factor: LONG_TERM_FACTOR,
             drain_until: None,
             short,
             long,
@@ -172,45 +169,36 @@ impl PriorityPacer {
         if bps <= 0.0 || (bps - self.target_bps).abs() < 1.0 {
             return;
         }
+        self.drain_hold_ended(now);
         if bps < self.target_bps * DRAIN_FALL {
             self.drain_until = Some(now + DRAIN_HOLD);
         }
         self.target_bps = bps;
-        self.long_factor = self.long_factor_at(now);
         self.rebuild_buckets(now);
     }
 
-    fn long_factor_at(&self, now: Instant) -> f64 {
-        if self.drain_until.is_some_and(|t| now < t) {
-            1.0
-        } else {
-            LONG_TERM_FACTOR
+    /// Whether a drain hold has just ended at `now` (and clears it).
+    fn drain_hold_ended(&mut self, now: Instant) -> bool {
+        let ended = self.drain_until.is_some_and(|t| now >= t);
+        if ended {
+            self.drain_until = None;
         }
+        ended
     }
 
     /// The long-term rate, bit/s.
     fn long_rate(&self) -> f64 {
-        self.target_bps * self.long_factor
+        self.target_bps * if self.drain_until.is_some() { 1.0 } else { LONG_TERM_FACTOR }
     }
 
     fn rebuild_buckets(&mut self, now: Instant) {
         // New buckets start full: one extra burst (20 ms) at a change, against keeping a budget
         // sized for the old rate.
-        let (mut short, mut long) = buckets(self.target_bps, self.long_factor);
+        let (mut short, mut long) = buckets(self.target_bps, self.long_rate());
         short.refill(now);
         long.refill(now);
         self.short = short;
         self.long = long;
-    }
-
-    /// Ends the drain hold once it has passed.
-    fn end_drain_hold(&mut self, now: Instant) {
-        let factor = self.long_factor_at(now);
-        if factor != self.long_factor {
-            self.long_factor = factor;
-            self.drain_until = None;
-            self.rebuild_buckets(now);
-        }
     }
 
     fn class(&self, packet: &TaggedPacket) -> Class {
@@ -328,7 +316,9 @@ impl PriorityPacer {
     }
 
     fn release(&mut self, now: Instant) {
-        self.end_drain_hold(now);
+        if self.drain_hold_ended(now) {
+            self.rebuild_buckets(now);
+        }
         self.discard_stale(now);
         self.short.refill(now);
         self.long.refill(now);
