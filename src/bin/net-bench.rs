@@ -198,6 +198,7 @@ fn congestion_suite(args: &Args, programs: &Programs) -> Result<(), String> {
             Ok(run) => {
                 let t = Timeline::from_lines(&run.callee_lines);
                 eprintln!("{t}");
+                eprintln!("{}", link_seconds(&run.link_seconds));
                 let kbps_at = |s: usize| {
                     cases::rate_at(case, Duration::from_secs(s as u64)).unwrap_or(0) as f64 / 1000.0
                 };
@@ -296,5 +297,21 @@ fn sharing_row(case: &LinkCase, run: &SharedRun) -> String {
         each(&|i| format!("{} / {:.0}", run.calls[i].callee.freezes, run.calls[i].callee.longest_freeze_ms)),
         each(&|i| format!("{:.1}", run.calls[i].callee.fps)),
         drops(&run.calls[0].counters.a_to_b),
+    )
+}
+
+/// The link A→B each second from the caller's first picture: what it carried (kbit/s), the mean
+/// wait in its bottleneck's queue and the forwarder's mean lateness (ms): the queue the call's
+/// controller should read, to set beside what it did read.
+fn link_seconds(seconds: &[peercall::link_emulator::LinkCounters]) -> String {
+    let per: Vec<_> = seconds.windows(2).map(|w| w[1].a_to_b.since(&w[0].a_to_b, 1.0)).collect();
+    let list = |f: fn(&peercall::link_emulator::PathSecond) -> f64| {
+        per.iter().map(|p| format!("{:.0}", f(p))).collect::<Vec<_>>().join(" ")
+    };
+    format!(
+        "link A->B a second: kbit/s [{}]\n  queue ms [{}]\n  forwarder late ms [{}]",
+        list(|p| p.kbps),
+        list(|p| p.queue_ms),
+        list(|p| p.late_ms)
     )
 }

@@ -36,6 +36,9 @@ pub(super) struct DirectionState {
     pub write_errors: u64,
     /// Packets the model delivered that found the timer heap full.
     pub held_overflow: u64,
+    /// How late after its due time each written packet went out, summed, ns: the forwarder's own
+    /// delay (a busy machine not scheduling it), which the model's figures do not hold.
+    pub late_ns: u64,
 }
 
 /// What the forwarder and the `Link` handle share.
@@ -96,7 +99,9 @@ pub(super) fn run(shared: Arc<Shared>, devices: [Tun; 2], wake: Arc<OwnedFd>) {
             let Some(held) = heap.pop() else { break };
             // A→B packets go out of B's device, and the other way round.
             let result = devices[1 - held.direction].send(&held.packet);
+            let late = Instant::now().saturating_duration_since(held.at);
             let mut state = shared.lock();
+            state[held.direction].late_ns += u64::try_from(late.as_nanos()).unwrap_or(u64::MAX);
             match result {
                 Ok(_) => state[held.direction].written += 1,
                 Err(_) => state[held.direction].write_errors += 1,

@@ -153,13 +153,39 @@ pub struct DirectionCounters {
     pub write_errors: u64,
     /// Delivered packets dropped because the forwarder already held too many.
     pub held_overflow: u64,
+    /// How late the written packets went out, summed, ns (see the forwarder).
+    pub late_ns: u64,
 }
 
 impl DirectionCounters {
+    /// Between readings `earlier` and `self`: what the path delivered (kbit/s over `secs`), the
+    /// mean wait in its bottleneck's queue and the mean lateness of the forwarder's writes (ms).
+    pub fn since(&self, earlier: &DirectionCounters, secs: f64) -> PathSecond {
+        let delivered = self.path.delivered.saturating_sub(earlier.path.delivered).max(1) as f64;
+        let written = self.written.saturating_sub(earlier.written).max(1) as f64;
+        let bytes = self.path.delivered_bytes.saturating_sub(earlier.path.delivered_bytes) as f64;
+        PathSecond {
+            kbps: bytes * 8.0 / 1000.0 / secs.max(1e-3),
+            queue_ms: self.path.queued_ns.saturating_sub(earlier.path.queued_ns) as f64 / 1e6 / delivered,
+            late_ms: self.late_ns.saturating_sub(earlier.late_ns) as f64 / 1e6 / written,
+        }
+    }
+
     /// Packets delivered by the model and not yet written (still delayed or queued).
     pub fn in_flight(&self) -> u64 {
         self.path.delivered.saturating_sub(self.written + self.write_errors + self.held_overflow)
     }
+}
+
+/// One direction between two readings of its counters (see [`DirectionCounters::since`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PathSecond {
+    /// What it delivered, kbit/s of IP packets.
+    pub kbps: f64,
+    /// The mean wait in its bottleneck's queue, ms.
+    pub queue_ms: f64,
+    /// The mean lateness of the forwarder's writes, ms.
+    pub late_ms: f64,
 }
 
 /// Both directions' counters.
@@ -300,6 +326,7 @@ impl Link {
                 written: 0,
                 write_errors: 0,
                 held_overflow: 0,
+                late_ns: 0,
             })
         };
         let shared = Arc::new(Shared {
@@ -361,6 +388,7 @@ impl Link {
             written: s.written,
             write_errors: s.write_errors,
             held_overflow: s.held_overflow,
+            late_ns: s.late_ns,
         };
         LinkCounters { a_to_b: of(&state[0]), b_to_a: of(&state[1]) }
     }

@@ -235,6 +235,10 @@ pub struct Counters {
     pub outage: u64,
     /// The bytes of every dropped packet.
     pub dropped_bytes: u64,
+    /// How long the delivered packets waited in the bottleneck's queue before their first bit was
+    /// sent, summed, ns: over `delivered` between two readings, the queue the link really held (the
+    /// ground truth for what a congestion controller reads from its feedback).
+    pub queued_ns: u64,
 }
 
 impl Counters {
@@ -390,6 +394,7 @@ impl Path {
             let send_time = Duration::from_nanos(u64::try_from(send_nanos).unwrap_or(u64::MAX));
             sent = self.bottleneck_free_at.max(now) + send_time;
             self.bottleneck_free_at = sent;
+            self.counters.queued_ns += u64::try_from(backlog.as_nanos()).unwrap_or(u64::MAX);
         }
         let mut at = sent + self.delay_sample(&imp);
         if !imp.reorder {
