@@ -594,6 +594,7 @@ mod tests {
         }
         let c = p.counters();
         assert_eq!((c.queue_overflow, c.dropped_bytes), (15, 15 * 1_250));
+        assert_eq!(c.queued_ns, 100_000_000, "the five waited 0, 10, 20, 30 and 40 ms; the dropped none");
         // Once the queue has drained a slot there is room again: at 10 ms one packet has gone.
         assert!(matches!(p.on_packet(t0 + ms(10), 1_250), Verdict::Deliver(_)));
         assert_eq!(p.on_packet(t0 + ms(10), 1_250), Verdict::Drop(DropReason::QueueOverflow));
