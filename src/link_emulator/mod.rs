@@ -428,4 +428,22 @@ mod tests {
         assert_eq!(seeded(Direction::AToB, config.clone()).seed, 9);
         assert_ne!(seeded(Direction::BToA, config).seed, 9);
     }
+
+    #[test]
+    fn a_seconds_figures_are_the_means_between_two_readings() {
+        let mut earlier = DirectionCounters { written: 10, late_ns: 5_000_000, ..Default::default() };
+        earlier.path.delivered = 10;
+        earlier.path.delivered_bytes = 12_000;
+        earlier.path.queued_ns = 40_000_000;
+        let mut later = DirectionCounters { written: 14, late_ns: 7_000_000, ..earlier };
+        later.path.delivered = 14;
+        later.path.delivered_bytes = 12_000 + 4 * 1_250;
+        later.path.queued_ns = 40_000_000 + 4 * 30_000_000;
+        let s = later.since(&earlier, 1.0);
+        assert_eq!(s.kbps, 40.0, "5,000 bytes in a second");
+        assert_eq!(s.queue_ms, 30.0, "four packets that each waited 30 ms");
+        assert_eq!(s.late_ms, 0.5, "2 ms of lateness over four writes");
+        // A second with nothing delivered has no wait to report, not NaN.
+        assert_eq!(later.since(&later, 1.0), PathSecond::default());
+    }
 }
